@@ -1,0 +1,156 @@
+/**
+ * `info`: what the VFIO container reports, and the dirty bitmap geometry it
+ * implies.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { hex } from "../sys/address.ts";
+import { VfioContainer } from "../vfio/container.ts";
+import { dirtyBitmapBytes } from "../vfio/dirty_page_tracker.ts";
+import type { IommuInfo } from "../vfio/uapi/iommu_info.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
+import { UsageError } from "./describe_error.ts";
+
+/** The usage text of `info`. */
+export const INFO_USAGE = "usage: mod.ts info [--container PATH] [--group N] [--json]";
+
+/** The `--json` shape of `info`. */
+export interface InfoJson {
+  /** `VFIO_GET_API_VERSION`. */
+  apiVersion: number;
+  /** Extension name to `VFIO_CHECK_EXTENSION` answer. */
+  extensions: Record<string, boolean>;
+  /** The IOMMU info, or null without a group (the kernel answers it only once a group is attached). */
+  iommu: {
+    iovaPgsizes: number[];
+    iovaRanges: { start: string; end: string }[];
+    dmaAvail: number | null;
+    migration: { pgsizes: number[]; maxDirtyBitmapSize: number; maxBytesPerQuery: number } | null;
+  } | null;
+}
+
+function bits(mask: bigint): number[] {
+  const out: number[] = [];
+  for (let b = 0n; b < 64n; b++) if (mask & (1n << b)) out.push(Number(1n << b));
+  return out;
+}
+
+function size(n: number | bigint): string {
+  const v = Number(n);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0;
+  let x = v;
+  while (x >= 1024 && i < units.length - 1 && x % 1024 === 0) {
+    x /= 1024;
+    i++;
+  }
+  return `${x} ${units[i]}`;
+}
+
+function toJson(apiVersion: number, extensions: Record<string, boolean>, info?: IommuInfo): InfoJson {
+  if (info === undefined) return { apiVersion, extensions, iommu: null };
+  const mig = info.migration;
+  const pg = mig ? mig.pgsizeBitmap & -mig.pgsizeBitmap : 0n;
+  return {
+    apiVersion,
+    extensions,
+    iommu: {
+      iovaPgsizes: bits(info.iovaPgsizes),
+      iovaRanges: info.iovaRanges.map((r) => ({ start: hex(r.start), end: hex(r.end) })),
+      dmaAvail: info.dmaAvail ?? null,
+      migration: mig
+        ? {
+          pgsizes: bits(mig.pgsizeBitmap),
+          maxDirtyBitmapSize: Number(mig.maxDirtyBitmapSize),
+          maxBytesPerQuery: Number(mig.maxDirtyBitmapSize * 8n * pg),
+        }
+        : null,
+    },
+  };
+}
+
+function toText(j: InfoJson, group: string | undefined): string {
+  const lines = [`VFIO API version ${j.apiVersion}`, "Extensions:"];
+  for (const [name, on] of Object.entries(j.extensions)) lines.push(`  ${name.padEnd(20)} ${on ? "yes" : "no"}`);
+  if (j.iommu === null) {
+    lines.push("IOMMU: attach a group (--group N) to read it; the kernel answers only then");
+    return lines.join("\n");
+  }
+  const m = j.iommu;
+  lines.push(`IOMMU (group ${group}):`);
+  lines.push(`  page sizes           ${m.iovaPgsizes.map(size).join(", ")}`);
+  lines.push(`  IOVA ranges          ${m.iovaRanges.map((r) => `${r.start}-${r.end}`).join(", ")}`);
+  lines.push(`  DMA mappings left    ${m.dmaAvail ?? "not reported"}`);
+  if (m.migration === null) {
+    lines.push("  migration            no capability: device-side dirty tracking unavailable");
+  } else {
+    const pg = m.migration.pgsizes[0];
+    lines.push(`  dirty page sizes     ${m.migration.pgsizes.map(size).join(", ")}`);
+    lines.push(`  max bitmap / query   ${size(m.migration.maxDirtyBitmapSize)}`);
+    lines.push(`  bitmap per GiB       ${dirtyBitmapBytes(BigInt(2 ** 30 / pg))} bytes`);
+    lines.push(`  most memory / query  ${size(m.migration.maxBytesPerQuery)}`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Runs `info`.
+ *
+ * @param args The arguments after `info`.
+ * @param options Where output goes, and the syscall boundary (a fake in tests).
+ * @returns The exit status.
+ * @throws {UsageError} For bad arguments.
+ * @throws {SyscallError} When the container or group cannot be opened.
+ *
+ * @example
+ * ```ts ignore
+ * import { runInfo } from "./info.ts";
+ * Deno.exit(runInfo(["--group", "26", "--json"]));
+ * ```
+ */
+export function runInfo(
+  args: string[],
+  options: { syscalls?: Syscalls; write?: (line: string) => void } = {},
+): number {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        container: { type: "string" },
+        group: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message} (${INFO_USAGE})`);
+  }
+  const write = options.write ?? ((line: string) => console.log(line));
+  if (values.help) {
+    write(INFO_USAGE);
+    return 0;
+  }
+  let group: number | string | undefined;
+  if (values.group !== undefined) {
+    group = /^\d+$/.test(values.group) ? Number(values.group) : values.group;
+    if (typeof group === "string" && !group.startsWith("/")) {
+      throw new UsageError(`--group takes a group number or a /dev/vfio path, not "${values.group}"`);
+    }
+  }
+  using container = VfioContainer.open({ path: values.container, syscalls: options.syscalls });
+  const apiVersion = container.apiVersion();
+  const extensions = container.extensions();
+  let info: IommuInfo | undefined;
+  if (group !== undefined) {
+    using _g = container.attachGroup(group);
+    info = container.info();
+  }
+  const j = toJson(apiVersion, extensions, info);
+  write(values.json ? JSON.stringify(j, null, 2) : toText(j, values.group));
+  return 0;
+}

@@ -1,0 +1,47 @@
+/**
+ * The command line: one file per subcommand; this file dispatches and turns
+ * every failure into one line on stderr and a non-zero exit status.
+ *
+ * @module
+ */
+
+import { describeError, UsageError } from "./describe_error.ts";
+import { runInfo } from "./info.ts";
+
+/** The top-level usage text. */
+export const USAGE = `usage: deno run --allow-ffi --allow-read mod.ts <command> [options]
+commands:
+  info [--container PATH] [--group N] [--json]   what the VFIO container reports`;
+
+/**
+ * Runs the CLI.
+ *
+ * @param args The command line after the script name.
+ * @returns The exit status: 0 on success, 1 on failure, 2 on bad usage.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./main.ts";
+ * Deno.exit(await main(Deno.args));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "info":
+        return await Promise.resolve(runInfo(rest));
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`Unknown command "${command}" (commands: info; run with --help)`);
+    }
+  } catch (e) {
+    console.error(`deno-vmm: ${describeError(e)}`);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}

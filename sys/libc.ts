@@ -1,0 +1,167 @@
+/**
+ * The real syscall boundary: libc through `Deno.dlopen`.
+ *
+ * Requires `--allow-ffi`.
+ *
+ * @module
+ */
+
+import { errno, libc } from "./_libc.ts";
+import { MAP_FAILED } from "./constants.ts";
+import { IoctlError, SyscallError } from "./errors.ts";
+import type { IoctlRequest, Syscalls } from "./syscalls.ts";
+
+const encoder = new TextEncoder();
+
+function cString(s: string): Uint8Array {
+  const bytes = new Uint8Array(s.length * 3 + 1);
+  const { written } = encoder.encodeInto(s, bytes);
+  return bytes.subarray(0, written + 1);
+}
+
+/**
+ * {@linkcode Syscalls} implemented with libc. errno is read through a typed
+ * view of `__errno_location()` straight after each failing call, on the same
+ * thread.
+ *
+ * @example Open the VFIO container
+ * ```ts ignore
+ * import { LibcSyscalls } from "./libc.ts";
+ * const sys = new LibcSyscalls();
+ * const fd = sys.open("/dev/vfio/vfio", 2);
+ * sys.close(fd);
+ * ```
+ */
+export class LibcSyscalls implements Syscalls {
+  /**
+   * Opens a path.
+   *
+   * @param path The path.
+   * @param flags `open(2)` flags.
+   * @returns The fd.
+   * @throws {SyscallError} Naming the path and the errno.
+   */
+  open(path: string, flags: number): number {
+    const fd = libc().open(cString(path), flags, 0);
+    if (fd < 0) throw new SyscallError("open", errno(), { path });
+    return fd;
+  }
+
+  /**
+   * Closes an fd.
+   *
+   * @param fd The fd.
+   * @throws {SyscallError} With the errno.
+   */
+  close(fd: number): void {
+    if (libc().close(fd) < 0) throw new SyscallError("close", errno());
+  }
+
+  /**
+   * Issues a pointer-argument ioctl.
+   *
+   * @param fd The fd.
+   * @param request The request.
+   * @param arg The struct bytes; the kernel may write back into them.
+   * @returns The return value.
+   * @throws {IoctlError} Naming the request and the errno.
+   */
+  ioctl(fd: number, request: IoctlRequest, arg: Uint8Array): number {
+    const ret = libc().ioctlPtr(fd, request.code, arg);
+    if (ret < 0) throw new IoctlError(request.name, errno());
+    return ret;
+  }
+
+  /**
+   * Issues a value-argument ioctl.
+   *
+   * @param fd The fd.
+   * @param request The request.
+   * @param value The integer argument.
+   * @returns The return value.
+   * @throws {IoctlError} Naming the request and the errno.
+   */
+  ioctlValue(fd: number, request: IoctlRequest, value: bigint): number {
+    const ret = libc().ioctlVal(fd, request.code, value);
+    if (ret < 0) throw new IoctlError(request.name, errno());
+    return ret;
+  }
+
+  /**
+   * Maps memory.
+   *
+   * @param length Bytes.
+   * @param prot `PROT_*` flags.
+   * @param flags `MAP_*` flags.
+   * @param fd The fd, or -1.
+   * @param offset The offset into the fd.
+   * @returns The host address.
+   * @throws {SyscallError} With the errno.
+   */
+  mmap(
+    length: bigint,
+    prot: number,
+    flags: number,
+    fd: number,
+    offset: bigint,
+  ): bigint {
+    const addr = libc().mmap(0n, length, prot, flags, fd, offset);
+    if (addr === MAP_FAILED) throw new SyscallError("mmap", errno());
+    return addr;
+  }
+
+  /**
+   * Unmaps memory.
+   *
+   * @param addr The host address.
+   * @param length Bytes.
+   * @throws {SyscallError} With the errno.
+   */
+  munmap(addr: bigint, length: bigint): void {
+    if (libc().munmap(addr, length) < 0) {
+      throw new SyscallError("munmap", errno());
+    }
+  }
+
+  /**
+   * Reads at an offset.
+   *
+   * @param fd The fd.
+   * @param buf The destination.
+   * @param offset The offset.
+   * @returns Bytes read.
+   * @throws {SyscallError} With the errno.
+   */
+  pread(fd: number, buf: Uint8Array, offset: bigint): number {
+    const n = libc().pread(fd, buf, BigInt(buf.byteLength), offset);
+    if (n < 0n) throw new SyscallError("pread", errno());
+    return Number(n);
+  }
+
+  /**
+   * Writes at an offset.
+   *
+   * @param fd The fd.
+   * @param buf The bytes.
+   * @param offset The offset.
+   * @returns Bytes written.
+   * @throws {SyscallError} With the errno.
+   */
+  pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
+    const n = libc().pwrite(fd, buf, BigInt(buf.byteLength), offset);
+    if (n < 0n) throw new SyscallError("pwrite", errno());
+    return Number(n);
+  }
+}
+
+let shared: LibcSyscalls | undefined;
+
+/**
+ * Returns the process-wide {@linkcode LibcSyscalls}, the default for every
+ * object that takes a `syscalls` option.
+ *
+ * @returns The shared instance.
+ */
+export function defaultSyscalls(): LibcSyscalls {
+  return shared ??= new LibcSyscalls();
+}

@@ -1,0 +1,63 @@
+// The whole test suite: the fast suite on this host (against the fake kernel
+// and this host's own kernel), then the real-kernel suite inside the QEMU guest.
+// Streams both, then prints one plain line, "N passed, N failed", and exits
+// non-zero if anything failed or could not run.
+//
+//   deno run -A tests/all.ts [--host-only | --kernel-only]
+
+const root = new URL("..", import.meta.url).pathname;
+const args = new Set(Deno.args);
+
+interface Outcome {
+  passed: number;
+  failed: number;
+  code: number;
+}
+
+// deno test's closing line: "ok | 12 passed (3 steps) | 0 failed (1s)".
+const SUMMARY = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/;
+
+async function run(label: string, cmd: string[]): Promise<Outcome> {
+  console.error(`\n== ${label}: ${cmd.join(" ")}`);
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    cwd: root,
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let last: RegExpExecArray | null = null;
+  let tail = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    await Deno.stdout.write(chunk);
+    tail += decoder.decode(chunk, { stream: true });
+    const lines = tail.split("\n");
+    tail = lines.pop() ?? "";
+    for (const line of lines) last = SUMMARY.exec(line) ?? last;
+  }
+  last = SUMMARY.exec(tail) ?? last;
+  const { code } = await child.status;
+  if (last === null) {
+    console.error(`== ${label}: no test summary (exit ${code}); counted as one failure`);
+    return { passed: 0, failed: 1, code: code || 1 };
+  }
+  const outcome = { passed: Number(last[1]), failed: Number(last[2]), code };
+  if (code !== 0 && outcome.failed === 0) outcome.failed = 1;
+  return outcome;
+}
+
+const deno = Deno.execPath();
+const outcomes: Outcome[] = [];
+if (!args.has("--kernel-only")) {
+  outcomes.push(
+    await run("host tests", [deno, "test", "--allow-all", "--ignore=tests/kernel/,bench/"]),
+  );
+}
+if (!args.has("--host-only")) {
+  outcomes.push(await run("real-kernel tests (QEMU guest)", [deno, "run", "-A", "tests/kernel/run.ts"]));
+}
+const passed = outcomes.reduce((n, o) => n + o.passed, 0);
+const failed = outcomes.reduce((n, o) => n + o.failed, 0);
+console.log(`${passed} passed, ${failed} failed`);
+Deno.exit(failed > 0 || outcomes.some((o) => o.code !== 0) ? 1 : 0);
