@@ -42,9 +42,7 @@ export class SyscallError extends Error {
     errno: number,
     options: { path?: string; cause?: unknown } = {},
   ) {
-    const what = options.path === undefined
-      ? syscall
-      : `${syscall} ${options.path}`;
+    const what = options.path === undefined ? syscall : `${syscall} ${options.path}`;
     super(
       `${what} failed: ${errnoName(errno)} (${errno})`,
       options.cause === undefined ? undefined : { cause: options.cause },

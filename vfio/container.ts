@@ -13,9 +13,9 @@ import { O_CLOEXEC, O_RDWR } from "../sys/constants.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import {
+  VFIO_DMA_CC_IOMMU,
   VFIO_DMA_MAP_FLAG_READ,
   VFIO_DMA_MAP_FLAG_WRITE,
-  VFIO_DMA_CC_IOMMU,
   VFIO_NOIOMMU_IOMMU,
   VFIO_TYPE1_IOMMU,
   VFIO_TYPE1v2_IOMMU,
@@ -240,12 +240,14 @@ export class VfioContainer implements Disposable {
    * (type1 v2 preferred) if none is set yet.
    *
    * @param group A group number (`/dev/vfio/N`) or a path.
+   * @param options `iommu`: the model to set (default type1 v2 when supported),
+   *   or `false` to leave it to a later `setIommu`.
    * @returns The attached group; dispose it before the container.
    * @throws {SyscallError} `ENOENT` for an unknown group, `EACCES` without permission.
    * @throws {VfioStateError} If the group is not viable.
    * @throws {IoctlError} If the kernel refuses to attach it.
    */
-  attachGroup(group: number | string): VfioGroup {
+  attachGroup(group: number | string, options: { iommu?: number | false } = {}): VfioGroup {
     this.#check("attach a group");
     const g = VfioGroup.open(group, { syscalls: this.#sys });
     try {
@@ -256,7 +258,7 @@ export class VfioContainer implements Disposable {
         );
       }
       g.setContainer(this);
-      if (this.#iommuType === undefined) this.setIommu();
+      if (this.#iommuType === undefined && options.iommu !== false) this.setIommu(options.iommu);
     } catch (e) {
       g.close();
       throw e;
@@ -339,7 +341,9 @@ export class VfioContainer implements Disposable {
     if (ranges.length > 0 && !ranges.some((r) => iova >= r.start && last <= r.end)) {
       const list = ranges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(", ");
       throw new RangeError(
-        `Cannot ${what} at iova ${hex(iova)}: ${hex(iova)}-${hex(last)} is outside the IOVA ranges (${list})`,
+        `Cannot ${what} at iova ${hex(iova)}: ${hex(iova)}-${
+          hex(last)
+        } is outside the IOVA ranges (${list})`,
       );
     }
   }

@@ -18,7 +18,13 @@
  */
 
 import { hex } from "../sys/address.ts";
-import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../sys/constants.ts";
+import {
+  HOST_PAGE_SIZE,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PROT_READ,
+  PROT_WRITE,
+} from "../sys/constants.ts";
 import { EACCES, ENOTTY } from "../sys/errno.ts";
 import { IoctlError } from "../sys/errors.ts";
 import { hostView } from "../sys/host_memory.ts";
@@ -401,7 +407,11 @@ export class DirtyPageTracker {
         VFIO_IOMMU_DIRTY_PAGES,
         encodeDirtyPages({
           flags: VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
-          get: { iova: c.iova, size: c.size, bitmap: { pgsize: this.pgsize, size: bytes, data: addr } },
+          get: {
+            iova: c.iova,
+            size: c.size,
+            bitmap: { pgsize: this.pgsize, size: bytes, data: addr },
+          },
         }),
       );
     });

@@ -1,11 +1,9 @@
 /**
- * VFIO domain errors. Kernel failures stay {@linkcode IoctlError}s; these name
+ * VFIO domain errors. Kernel failures stay `IoctlError`s; these name
  * conditions a caller is meant to catch and act on.
  *
  * @module
  */
-
-import type { IoctlError } from "../sys/errors.ts";
 
 /**
  * The container cannot report device-side dirty pages: it has no migration
@@ -27,7 +25,7 @@ export class DirtyTrackingUnavailableError extends Error {
    * Creates the error.
    *
    * @param reason Why tracking is unavailable.
-   * @param options The lower error, such as the `ENOTTY` {@linkcode IoctlError}.
+   * @param options The lower error, such as the `ENOTTY` `IoctlError`.
    */
   constructor(reason: string, options: { cause?: unknown } = {}) {
     super(`Device-side dirty tracking unavailable: ${reason}`, options);

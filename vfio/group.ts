@@ -6,6 +6,8 @@
  */
 
 import { O_CLOEXEC, O_RDWR } from "../sys/constants.ts";
+import { EBUSY } from "../sys/errno.ts";
+import { IoctlError } from "../sys/errors.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import { VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE } from "./constants.ts";
@@ -193,10 +195,24 @@ export class VfioGroup implements Disposable {
    */
   close(): void {
     if (this.#fd < 0) return;
-    if (this.#container !== undefined) this.unsetContainer();
+    let failure: unknown;
+    if (this.#container !== undefined) {
+      try {
+        this.unsetContainer();
+      } catch (e) {
+        // EBUSY: a device is still open; the kernel's order says close it first.
+        if (e instanceof IoctlError && e.errno === EBUSY) throw e;
+        // Anything else: releasing the fd detaches the group in the kernel anyway.
+        failure = e;
+        const container = this.#container;
+        this.#container = undefined;
+        container?.groupAttached(this, false);
+      }
+    }
     const fd = this.#fd;
     this.#fd = -1;
     this.#sys.close(fd);
+    if (failure !== undefined) throw failure;
   }
 
   /** Closes the group (see {@linkcode VfioGroup.close}). */

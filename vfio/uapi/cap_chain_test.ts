@@ -117,7 +117,10 @@ Deno.test("walkCapChain() rejects a cap_offset inside the fixed struct", () => {
 
 Deno.test("decodeIommuInfo() rejects a truncated known cap", () => {
   const buf = reply([DMA_AVAIL, MIGRATION]);
-  assert.throws(() => decodeIommuInfo(buf.subarray(0, buf.byteLength - 8)), /MIGRATION cap needs 32/);
+  assert.throws(
+    () => decodeIommuInfo(buf.subarray(0, buf.byteLength - 8)),
+    /MIGRATION cap needs 32/,
+  );
   const ranges = reply([RANGES]);
   new DataView(ranges.buffer).setUint32(IOMMU_INFO_SIZE + 8, 1000, true); // nr_iovas too large
   assert.throws(() => decodeIommuInfo(ranges), /IOVA_RANGE cap needs/);
@@ -129,7 +132,7 @@ Deno.test("walkCapChain() ends on arbitrary bytes without hanging", () => {
   for (let round = 0; round < 2000; round++) {
     const buf = new Uint8Array(24 + (round % 97));
     for (let i = 0; i < buf.length; i++) {
-      seed = (seed * 1103515245 + 12345) >>> 0;
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       buf[i] = seed >>> 24;
     }
     try {

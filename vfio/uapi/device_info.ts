@@ -111,7 +111,10 @@ export function decodeDeviceInfo(buf: Uint8Array): DeviceInfo {
  * console.log(encodeRegionInfoRequest(7).byteLength); // 32
  * ```
  */
-export function encodeRegionInfoRequest(index: number, argsz: number = REGION_INFO_SIZE): Uint8Array {
+export function encodeRegionInfoRequest(
+  index: number,
+  argsz: number = REGION_INFO_SIZE,
+): Uint8Array {
   const buf = new Uint8Array(Math.max(argsz, REGION_INFO_SIZE));
   const v = new DataView(buf.buffer);
   v.setUint32(0, argsz, true);

@@ -197,7 +197,12 @@ export type IommuInfoCap =
   | { readonly kind: "migration"; readonly cap: MigrationCap }
   | { readonly kind: "dmaAvail"; readonly avail: number }
   | { readonly kind: "iovaRanges"; readonly ranges: readonly IovaRange[] }
-  | { readonly kind: "raw"; readonly id: number; readonly version: number; readonly body: Uint8Array };
+  | {
+    readonly kind: "raw";
+    readonly id: number;
+    readonly version: number;
+    readonly body: Uint8Array;
+  };
 
 function capSize(cap: IommuInfoCap): number {
   switch (cap.kind) {

@@ -188,7 +188,10 @@ Deno.test("encodeDirtyPages() places the get struct at 8 and the bitmap at 24", 
 
 Deno.test("encodeIommuInfoCaps() lays caps out as type1 does (@24, @56, @68, argsz 116)", () => {
   const caps = encodeIommuInfoCaps([
-    { kind: "migration", cap: { flags: 0, pgsizeBitmap: 0x1000n, maxDirtyBitmapSize: 0x10000000n } },
+    {
+      kind: "migration",
+      cap: { flags: 0, pgsizeBitmap: 0x1000n, maxDirtyBitmapSize: 0x10000000n },
+    },
     { kind: "dmaAvail", avail: 65535 },
     {
       kind: "iovaRanges",
@@ -208,7 +211,11 @@ Deno.test("encodeIommuInfoCaps() lays caps out as type1 does (@24, @56, @68, arg
     65535,
   ]);
   // IOVA_RANGE at 68 - 24 = 44: id 1, next 0, nr_iovas @8, ranges @16.
-  assert.deepEqual([v.getUint16(44, true), v.getUint32(48, true), v.getUint32(52, true)], [1, 0, 2]);
+  assert.deepEqual([v.getUint16(44, true), v.getUint32(48, true), v.getUint32(52, true)], [
+    1,
+    0,
+    2,
+  ]);
   assert.equal(v.getBigUint64(44 + 16 + 16 + 8, true), 0x7fffffffffn);
 });
 
@@ -221,7 +228,12 @@ Deno.test("device codecs place fields at the header's offsets", () => {
   const c = encodeDmaLoggingControl({ pageSize: 4096n, numRanges: 2, ranges: 0x99n });
   assert.deepEqual([at(c, 0, 8), at(c, 8, 4), at(c, 16, 8)], [4096n, 2n, 0x99n]);
   const rep = encodeDmaLoggingReport({ iova: 1n, length: 2n, pageSize: 3n, bitmap: 4n });
-  assert.deepEqual([at(rep, 0, 8), at(rep, 8, 8), at(rep, 16, 8), at(rep, 24, 8)], [1n, 2n, 3n, 4n]);
+  assert.deepEqual([at(rep, 0, 8), at(rep, 8, 8), at(rep, 16, 8), at(rep, 24, 8)], [
+    1n,
+    2n,
+    3n,
+    4n,
+  ]);
 });
 
 // The same facts, read from the installed linux/vfio.h (6.1) by the C compiler.

@@ -1,0 +1,188 @@
+/**
+ * The fake kernel's state and syscall semantics, without the test-support
+ * layer: groups, containers, the fd table and the mmaps made through it. Every
+ * method reports failure by throwing {@linkcode KernelError}.
+ *
+ * @module
+ */
+
+import { EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT } from "../../sys/errno.ts";
+import { SyscallError } from "../../sys/errors.ts";
+import { LibcSyscalls } from "../../sys/libc.ts";
+import { FakeContainer } from "./container.ts";
+import { FakeDevice } from "./device.ts";
+import { type FdEntry, FdTable, FIRST_FAKE_FD } from "./fds.ts";
+import { FakeGroup, type GroupHost } from "./group.ts";
+import {
+  DEFAULT_GROUPS,
+  type FakeKernelOptions,
+  resolveType1Config,
+  type Type1Config,
+} from "./options.ts";
+import { fail, type UserArg } from "./user_memory.ts";
+
+function libcCall<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof SyscallError) fail(err.errno);
+    throw err;
+  }
+}
+
+/** The fake kernel's state. */
+export class FakeWorld {
+  /** The IOMMU configuration every container shares. */
+  readonly config: Type1Config;
+  /** Groups by id. */
+  readonly groups: Map<number, FakeGroup> = new Map();
+  /** Every container ever opened (released ones hold no IOMMU). */
+  readonly containers: FakeContainer[] = [];
+  /** The fd table. */
+  readonly fds: FdTable = new FdTable();
+  /** Live mmaps: start address → length. */
+  readonly mappings: Map<bigint, bigint> = new Map();
+  #denied: Set<string>;
+  #libc = new LibcSyscalls();
+  #host: GroupHost = {
+    lookup: (fd) => {
+      const e = this.fds.get(fd);
+      return e === undefined ? undefined : e.kind === "container" ? e.container : "other";
+    },
+    installDevice: (device) => this.fds.install({ kind: "device", device }),
+  };
+
+  /**
+   * Builds the world from options.
+   *
+   * @param options The options.
+   */
+  constructor(options: FakeKernelOptions) {
+    this.config = resolveType1Config(options);
+    this.#denied = new Set(options.deniedPaths ?? []);
+    for (const g of options.groups ?? DEFAULT_GROUPS) {
+      const group = new FakeGroup(g.id, g.viable ?? true);
+      for (const d of g.devices ?? [{ name: "0000:00:03.0" }]) {
+        group.devices.push(new FakeDevice(d.name, group, d.features));
+      }
+      this.groups.set(g.id, group);
+    }
+  }
+
+  /**
+   * `open(2)` of `/dev/vfio/vfio` or `/dev/vfio/<group>`.
+   *
+   * @param path The path.
+   * @returns The fd.
+   * @throws {KernelError} EACCES, EBUSY or ENOENT.
+   */
+  open(path: string): number {
+    if (this.#denied.has(path)) fail(EACCES);
+    if (path === "/dev/vfio/vfio") {
+      const container = new FakeContainer(this.config);
+      this.containers.push(container);
+      return this.fds.install({ kind: "container", container });
+    }
+    const m = /^\/dev\/vfio\/(\d+)$/.exec(path);
+    const group = m === null ? undefined : this.groups.get(Number(m[1]));
+    if (group === undefined) fail(ENOENT);
+    if (group.opened) fail(EBUSY); // "Do we need multiple instances of the group open? Seems not."
+    group.fdOpen = true;
+    return this.fds.install({ kind: "group", group });
+  }
+
+  /**
+   * `close(2)` with the release side effects.
+   *
+   * @param fd The fd.
+   * @throws {KernelError} EBADF.
+   */
+  close(fd: number): void {
+    const entry = this.fds.get(fd);
+    if (entry === undefined) fail(EBADF);
+    this.fds.delete(fd);
+    if (entry.kind === "group") {
+      entry.group.fdOpen = false;
+      entry.group.maybeRelease();
+    } else if (entry.kind === "device") {
+      entry.device.close();
+      entry.device.group.deviceFds--;
+      entry.device.group.maybeRelease();
+    }
+  }
+
+  /**
+   * `ioctl(2)`, dispatched by fd type and number.
+   *
+   * @param entry The fd's entry (undefined: EBADF).
+   * @param code The request number.
+   * @param arg The argument as a user pointer.
+   * @param value The argument as an integer.
+   * @returns The return value.
+   * @throws {KernelError} The errno.
+   */
+  ioctl(entry: FdEntry | undefined, code: number, arg: UserArg, value: () => bigint): number {
+    if (entry === undefined) fail(EBADF);
+    switch (entry.kind) {
+      case "container":
+        return entry.container.ioctl(code, arg, value());
+      case "group":
+        return entry.group.ioctl(code, arg, this.#host);
+      case "device":
+        return entry.device.ioctl(code, arg);
+    }
+  }
+
+  /**
+   * `mmap(2)`: device fds map their region's memfd; -1 and real fds go to libc.
+   *
+   * @param length Bytes.
+   * @param prot `PROT_*`.
+   * @param flags `MAP_*`.
+   * @param fd The fd.
+   * @param offset The offset.
+   * @returns The address.
+   * @throws {KernelError} The errno.
+   */
+  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
+    const entry = this.fds.get(fd);
+    let addr: bigint;
+    if (entry?.kind === "device") addr = entry.device.mmap(length, prot, flags, offset);
+    else if (entry !== undefined) return fail(ENODEV); // container and group files have no mmap
+    else if (fd >= FIRST_FAKE_FD) return fail(EBADF);
+    else addr = libcCall(() => this.#libc.mmap(length, prot, flags, fd, offset));
+    this.mappings.set(addr, length);
+    return addr;
+  }
+
+  /**
+   * `munmap(2)` through libc; forgets the mappings that start in the range.
+   *
+   * @param addr The address.
+   * @param length Bytes.
+   * @throws {KernelError} The errno.
+   */
+  munmap(addr: bigint, length: bigint): void {
+    libcCall(() => this.#libc.munmap(addr, length));
+    for (const start of [...this.mappings.keys()]) {
+      if (start >= addr && start < addr + length) this.mappings.delete(start);
+    }
+  }
+
+  /**
+   * `pread(2)` / `pwrite(2)` on a device fd.
+   *
+   * @param write Whether to write.
+   * @param fd The fd.
+   * @param buf The buffer.
+   * @param offset The region offset.
+   * @returns Bytes transferred.
+   * @throws {KernelError} EBADF, or EINVAL (no read/write on container and group files, or outside a region).
+   */
+  rw(write: boolean, fd: number, buf: Uint8Array, offset: bigint): number {
+    const entry = this.fds.get(fd);
+    if (entry === undefined) fail(EBADF);
+    if (entry.kind !== "device") fail(EINVAL);
+    return write ? entry.device.pwrite(buf, offset) : entry.device.pread(buf, offset);
+  }
+}
