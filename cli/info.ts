@@ -49,7 +49,11 @@ function size(n: number | bigint): string {
   return `${x} ${units[i]}`;
 }
 
-function toJson(apiVersion: number, extensions: Record<string, boolean>, info?: IommuInfo): InfoJson {
+function toJson(
+  apiVersion: number,
+  extensions: Record<string, boolean>,
+  info?: IommuInfo,
+): InfoJson {
   if (info === undefined) return { apiVersion, extensions, iommu: null };
   const mig = info.migration;
   const pg = mig ? mig.pgsizeBitmap & -mig.pgsizeBitmap : 0n;
@@ -73,7 +77,9 @@ function toJson(apiVersion: number, extensions: Record<string, boolean>, info?: 
 
 function toText(j: InfoJson, group: string | undefined): string {
   const lines = [`VFIO API version ${j.apiVersion}`, "Extensions:"];
-  for (const [name, on] of Object.entries(j.extensions)) lines.push(`  ${name.padEnd(20)} ${on ? "yes" : "no"}`);
+  for (const [name, on] of Object.entries(j.extensions)) {
+    lines.push(`  ${name.padEnd(20)} ${on ? "yes" : "no"}`);
+  }
   if (j.iommu === null) {
     lines.push("IOMMU: attach a group (--group N) to read it; the kernel answers only then");
     return lines.join("\n");
@@ -139,7 +145,9 @@ export function runInfo(
   if (values.group !== undefined) {
     group = /^\d+$/.test(values.group) ? Number(values.group) : values.group;
     if (typeof group === "string" && !group.startsWith("/")) {
-      throw new UsageError(`--group takes a group number or a /dev/vfio path, not "${values.group}"`);
+      throw new UsageError(
+        `--group takes a group number or a /dev/vfio path, not "${values.group}"`,
+      );
     }
   }
   using container = VfioContainer.open({ path: values.container, syscalls: options.syscalls });

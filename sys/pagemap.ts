@@ -230,7 +230,7 @@ export class PagemapReader implements Disposable {
     const n = libc().pread(this.#fd, into, BigInt(want), (vaddr / 4096n) * 8n);
     if (n < 0n) throw new SyscallError("pread", errno(), { path: "/proc/self/pagemap" });
     if (Number(n) !== want) {
-      throw new SyscallError("pread", 5 /* EIO: short read */, { path: "/proc/self/pagemap" });
+      throw new SyscallError("pread", 5, /* EIO: short read */ { path: "/proc/self/pagemap" });
     }
   }
 

@@ -20,8 +20,8 @@ import { SyscallError } from "./errors.ts";
 import { defaultSyscalls } from "./libc.ts";
 import type { IoctlRequest, Syscalls } from "./syscalls.ts";
 
-/** x86_64 syscall number of `userfaultfd(2)`. */
-export const NR_userfaultfd = 323;
+/** x86_64 syscall number of `userfaultfd(2)` (`__NR_userfaultfd`). */
+export const NR_USERFAULTFD = 323;
 /** `UFFD_API`: the only API version. */
 export const UFFD_API = 0xaan;
 /** `userfaultfd(2)` flag: handle user-mode faults only (allowed unprivileged since 5.11). */
@@ -174,7 +174,7 @@ export class Userfaultfd implements Disposable {
   static open(options: { syscalls?: Syscalls } = {}): Userfaultfd {
     const sys = options.syscalls ?? defaultSyscalls();
     const flags = UFFD_USER_MODE_ONLY | O_CLOEXEC | UFFD_O_NONBLOCK;
-    const fd = Number(libc().syscall3(BigInt(NR_userfaultfd), BigInt(flags), 0n, 0n));
+    const fd = Number(libc().syscall3(BigInt(NR_USERFAULTFD), BigInt(flags), 0n, 0n));
     if (fd >= 0) return new Userfaultfd(fd, "syscall", sys);
     const first = new SyscallError("userfaultfd", errno());
     let dev: number;

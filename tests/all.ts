@@ -55,7 +55,9 @@ if (!args.has("--kernel-only")) {
   );
 }
 if (!args.has("--host-only")) {
-  outcomes.push(await run("real-kernel tests (QEMU guest)", [deno, "run", "-A", "tests/kernel/run.ts"]));
+  outcomes.push(
+    await run("real-kernel tests (QEMU guest)", [deno, "run", "-A", "tests/kernel/run.ts"]),
+  );
 }
 const passed = outcomes.reduce((n, o) => n + o.passed, 0);
 const failed = outcomes.reduce((n, o) => n + o.failed, 0);

@@ -53,7 +53,9 @@ export class RecordingSyscalls implements Syscalls {
    * @returns The matching calls.
    */
   ioctls(name?: string): RecordedCall[] {
-    return this.calls.filter((c) => c.syscall === "ioctl" && (name === undefined || c.name === name));
+    return this.calls.filter((c) =>
+      c.syscall === "ioctl" && (name === undefined || c.name === name)
+    );
   }
 
   #record<T extends number | bigint>(
@@ -66,7 +68,11 @@ export class RecordingSyscalls implements Syscalls {
       return ret;
     } catch (e) {
       if (e instanceof SyscallError) {
-        this.calls.push({ ...entry, ...(entry.arg ? { arg: entry.arg.slice() } : {}), errno: e.errno });
+        this.calls.push({
+          ...entry,
+          ...(entry.arg ? { arg: entry.arg.slice() } : {}),
+          errno: e.errno,
+        });
       }
       throw e;
     }

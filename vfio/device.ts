@@ -40,9 +40,14 @@ export class RegionMapping implements Disposable {
   readonly addr: bigint;
   /** Bytes mapped. */
   readonly size: bigint;
-  /** A zero-copy view of the mapping. */
+  /**
+   * A zero-copy view of the mapping. Byte accesses suit memory-like regions;
+   * device registers need the `readU32`/`writeU32` (or U64) accessors, which
+   * access exactly that width, as MMIO requires.
+   */
   readonly bytes: Uint8Array;
-  #view: DataView;
+  #u32: Uint32Array;
+  #u64: BigUint64Array;
   #unmap: (() => void) | undefined;
 
   /**
@@ -56,56 +61,69 @@ export class RegionMapping implements Disposable {
     this.addr = fields.addr;
     this.size = fields.size;
     this.bytes = hostView(fields.addr, Number(fields.size));
-    this.#view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    // Whole-width element accesses: a DataView splits loads into bytes, which
+    // devices such as edu refuse for their 32-bit registers.
+    this.#u32 = new Uint32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength >>> 2);
+    this.#u64 = new BigUint64Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength >>> 3);
     this.#unmap = unmap;
+  }
+
+  #index(offset: number, width: 4 | 8, what: string): number {
+    if (this.#unmap === undefined) throw new VfioStateError(`Cannot ${what}: region unmapped`);
+    if (offset % width !== 0 || offset < 0 || offset + width > this.bytes.byteLength) {
+      throw new RangeError(
+        `Cannot ${what} ${width * 8} bits at offset ${offset} of region ${this.index}: unaligned or outside`,
+      );
+    }
+    return offset / width;
   }
 
   /**
    * Reads a 32-bit little-endian register.
    *
-   * @param offset The byte offset in the region.
+   * @param offset The byte offset in the region (aligned to the width).
    * @returns The value.
    * @throws {VfioStateError} After unmap.
+   * @throws {RangeError} Unaligned or outside the region.
    */
   readU32(offset: number): number {
-    if (this.#unmap === undefined) throw new VfioStateError("Cannot read: region unmapped");
-    return this.#view.getUint32(offset, true);
+    return this.#u32[this.#index(offset, 4, "read")];
   }
 
   /**
    * Writes a 32-bit little-endian register.
    *
-   * @param offset The byte offset in the region.
+   * @param offset The byte offset in the region (aligned to the width).
    * @param value The value.
    * @throws {VfioStateError} After unmap.
+   * @throws {RangeError} Unaligned or outside the region.
    */
   writeU32(offset: number, value: number): void {
-    if (this.#unmap === undefined) throw new VfioStateError("Cannot write: region unmapped");
-    this.#view.setUint32(offset, value, true);
+    this.#u32[this.#index(offset, 4, "write")] = value;
   }
 
   /**
    * Reads a 64-bit little-endian register.
    *
-   * @param offset The byte offset in the region.
+   * @param offset The byte offset in the region (aligned to the width).
    * @returns The value.
    * @throws {VfioStateError} After unmap.
+   * @throws {RangeError} Unaligned or outside the region.
    */
   readU64(offset: number): bigint {
-    if (this.#unmap === undefined) throw new VfioStateError("Cannot read: region unmapped");
-    return this.#view.getBigUint64(offset, true);
+    return this.#u64[this.#index(offset, 8, "read")];
   }
 
   /**
    * Writes a 64-bit little-endian register.
    *
-   * @param offset The byte offset in the region.
+   * @param offset The byte offset in the region (aligned to the width).
    * @param value The value.
    * @throws {VfioStateError} After unmap.
+   * @throws {RangeError} Unaligned or outside the region.
    */
   writeU64(offset: number, value: bigint): void {
-    if (this.#unmap === undefined) throw new VfioStateError("Cannot write: region unmapped");
-    this.#view.setBigUint64(offset, value, true);
+    this.#u64[this.#index(offset, 8, "write")] = value;
   }
 
   /** Unmaps. Idempotent. */

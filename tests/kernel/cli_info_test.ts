@@ -41,6 +41,9 @@ Deno.test("mod.ts info --group N --json reports the real container", async () =>
 Deno.test("mod.ts info names an unknown group in one line", async () => {
   const r = await info(["--group", "9999"]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr.trim(), /^deno-vmm: No VFIO group 9999: open \/dev\/vfio\/9999 failed: ENOENT \(2\)/);
+  assert.match(
+    r.stderr.trim(),
+    /^deno-vmm: No VFIO group 9999: open \/dev\/vfio\/9999 failed: ENOENT \(2\)/,
+  );
   assert.equal(r.stderr.trim().split("\n").length, 1);
 });

@@ -118,7 +118,8 @@ Deno.test("VfioContainer.mapDma() over a mapping: the kernel's EEXIST", () => {
   assert.throws(
     () =>
       container.mapDma(iova(0x101000n), { vaddr: hostAddress(mem.vaddr + 0x2000n), size: 0x2000n }),
-    (e: unknown) => isErrno(EEXIST)(e) && /VFIO_IOMMU_MAP_DMA failed: EEXIST \(17\)/.test(String(e)),
+    (e: unknown) =>
+      isErrno(EEXIST)(e) && /VFIO_IOMMU_MAP_DMA failed: EEXIST \(17\)/.test(String(e)),
   );
   assert.equal(container.mappings.length, 1);
 });

@@ -75,16 +75,32 @@ Deno.test("edu DMA to an unmapped IOVA leaves memory untouched", () => {
   using container = VfioContainer.open();
   using g = container.attachGroup(group);
   using dev = g.openDevice(device);
-  dev.writeConfig(PCI_COMMAND, 2, dev.readConfig(PCI_COMMAND, 2) | PCI_COMMAND_MASTER);
+  dev.writeConfig(
+    PCI_COMMAND,
+    2,
+    dev.readConfig(PCI_COMMAND, 2) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER,
+  );
   using regs = dev.mmapRegion(0);
+  const cmd = () => regs.readU32(EDU.DMA_CMD);
   using ram = anonMemory(0x2000n);
-  ram.bytes.fill(0x5a);
-  // Map, then unmap: the host memory stays, the IOVA does not.
-  container.mapDma(iova(0x300000n), { vaddr: hostAddress(ram.vaddr), size: ram.size }).unmap();
-  regs.writeU64(EDU.DMA_SRC, EDU.DMA_BUFFER);
-  regs.writeU64(EDU.DMA_DST, 0x300000n);
-  regs.writeU64(EDU.DMA_COUNT, 1024n);
-  regs.writeU32(EDU.DMA_CMD, EDU.CMD_START | EDU.CMD_TO_RAM);
-  waitDma(() => regs.readU32(EDU.DMA_CMD));
-  assert.ok(ram.bytes.every((b) => b === 0x5a), "the IOMMU blocked the write");
+  ram.bytes.fill(0xc3, 0, 0x1000);
+  ram.bytes.fill(0x5a, 0x1000);
+  const dma = (src: bigint, dst: bigint, toRam: boolean) => {
+    regs.writeU64(EDU.DMA_SRC, src);
+    regs.writeU64(EDU.DMA_DST, dst);
+    regs.writeU64(EDU.DMA_COUNT, 1024n);
+    regs.writeU32(EDU.DMA_CMD, EDU.CMD_START | (toRam ? EDU.CMD_TO_RAM : 0));
+    waitDma(cmd);
+  };
+  const target = ram.bytes.subarray(0x1000, 0x1400);
+  // Fill the device buffer with 0xc3 from page 0, then prove a mapped target receives it.
+  const mapping = container.mapDma(iova(0x300000n), { vaddr: hostAddress(ram.vaddr), size: ram.size });
+  dma(0x300000n, EDU.DMA_BUFFER, false);
+  dma(EDU.DMA_BUFFER, 0x301000n, true);
+  assert.ok(target.every((b) => b === 0xc3), "a mapped target receives the DMA");
+  // Unmap: the host memory stays, the IOVA does not; the IOMMU must block the write.
+  target.fill(0x5a);
+  mapping.unmap();
+  dma(EDU.DMA_BUFFER, 0x301000n, true);
+  assert.ok(ram.bytes.subarray(0x1000).every((b) => b === 0x5a), "the IOMMU blocked the write");
 });

@@ -1,0 +1,71 @@
+// A StreamListener over a Deno.Listener (TCP or unix) that accepts exactly one
+// connection and closes itself after it.
+
+import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { type AcceptOptions, StreamChannel, type StreamListener } from "./transport.ts";
+
+export interface SocketListenerOptions {
+  /** Runs once, after the listener closes (unix: remove the socket file). */
+  onClose?: () => void;
+  /** Runs on the accepted connection before it is wrapped (TCP: no delay). */
+  onAccept?: (conn: Deno.Conn) => void;
+}
+
+export class SocketListener implements StreamListener {
+  #listener: Deno.Listener | null;
+  #accepted = false;
+  #options: SocketListenerOptions;
+  readonly endpoint: Endpoint;
+
+  constructor(listener: Deno.Listener, endpoint: Endpoint, options: SocketListenerOptions = {}) {
+    this.#listener = listener;
+    this.endpoint = endpoint;
+    this.#options = options;
+  }
+
+  async accept(options: AcceptOptions = {}): Promise<StreamChannel> {
+    const label = formatEndpoint(this.endpoint);
+    const listener = this.#listener;
+    if (listener === null || this.#accepted) {
+      throw new TypeError(`Cannot accept on ${label}: the listener already accepted or closed`);
+    }
+    this.#accepted = true;
+    const { signal } = options;
+    const abort = () => this.close();
+    try {
+      signal?.throwIfAborted();
+      signal?.addEventListener("abort", abort, { once: true });
+      const conn = await listener.accept();
+      try {
+        this.#options.onAccept?.(conn);
+      } catch (e) {
+        conn.close();
+        throw e;
+      }
+      return new StreamChannel(conn, label);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      throw e;
+    } finally {
+      signal?.removeEventListener("abort", abort);
+      this.close();
+    }
+  }
+
+  close(): void {
+    const listener = this.#listener;
+    if (listener === null) return;
+    this.#listener = null;
+    try {
+      listener.close();
+    } catch (e) {
+      if (!(e instanceof Deno.errors.BadResource)) throw e;
+    } finally {
+      this.#options.onClose?.();
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

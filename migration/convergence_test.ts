@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { ConvergencePolicy } from "./convergence.ts";
+
+const MiB = 2 ** 20;
+
+Deno.test("ConvergencePolicy.decide() stops when the remaining bytes fit the downtime limit", () => {
+  const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
+  // 1000 MiB in 1000 ms: 1 MiB/ms; 200 MiB left -> 200 ms.
+  const d = p.decide({
+    sentBytes: 1000 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 200 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 1000,
+  });
+  assert.equal(d.action, "stop-and-copy");
+  assert.equal(Math.round(d.expectedDowntimeMs), 200);
+});
+
+Deno.test("ConvergencePolicy.decide() iterates while the estimate is over the limit", () => {
+  const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
+  const d = p.decide({
+    sentBytes: 1000 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 400 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 1000,
+  });
+  assert.equal(d.action, "iterate");
+  assert.equal(Math.round(d.expectedDowntimeMs), 400);
+});
+
+Deno.test("ConvergencePolicy.decide() fails after maxIterations, naming auto-converge", () => {
+  const p = new ConvergencePolicy({ maxIterations: 3 });
+  const s = {
+    sentBytes: 100 * MiB,
+    durationMs: 100,
+    dirtyBytes: 500 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 0,
+  };
+  assert.equal(p.decide(s).action, "iterate");
+  assert.equal(p.decide(s).action, "iterate");
+  const d = p.decide(s);
+  assert.equal(d.action, "fail");
+  assert.match(
+    d.action === "fail" ? d.reason : "",
+    /after 3 iterations: 500\.0 MiB still dirty.*try auto-converge/,
+  );
+});
+
+Deno.test("ConvergencePolicy.decide() fails after maxTotalMs", () => {
+  const p = new ConvergencePolicy({ maxTotalMs: 5000 });
+  const d = p.decide({
+    sentBytes: 100 * MiB,
+    durationMs: 100,
+    dirtyBytes: 500 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 6000,
+  });
+  assert.equal(d.action, "fail");
+});
+
+Deno.test("ConvergencePolicy.decide() throttles 20 %, then +10 %, up to 99 %", () => {
+  const p = new ConvergencePolicy({ autoConverge: true, maxIterations: 100 });
+  const hot = {
+    sentBytes: 100 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 90 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 0,
+  };
+  const throttles: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const d = p.decide(hot);
+    assert.equal(d.action, "iterate");
+    if (d.action === "iterate") throttles.push(d.throttle);
+  }
+  assert.deepEqual(throttles.slice(0, 6), [0, 20, 20, 30, 30, 40]);
+  assert.equal(Math.max(...throttles), 99);
+});
+
+Deno.test("ConvergencePolicy.decide() counts fixed full-resend bytes in the downtime", () => {
+  const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
+  const d = p.decide({
+    sentBytes: 1000 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 100 * MiB,
+    fixedBytes: 150 * MiB,
+    elapsedMs: 1000,
+  });
+  assert.equal(d.action, "stop-and-copy");
+  assert.equal(Math.round(d.expectedDowntimeMs), 250);
+  const q = new ConvergencePolicy({ downtimeLimitMs: 300 });
+  const f = q.decide({
+    sentBytes: 1000 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 10 * MiB,
+    fixedBytes: 400 * MiB,
+    elapsedMs: 1000,
+  });
+  assert.equal(f.action, "fail");
+  assert.match(f.action === "fail" ? f.reason : "", /resent in full at stop-and-copy/);
+});
+
+Deno.test("ConvergencePolicy rejects non-positive limits", () => {
+  assert.throws(() => new ConvergencePolicy({ downtimeLimitMs: 0 }), RangeError);
+});

@@ -1,0 +1,374 @@
+/**
+ * The pre-copy engine: send all RAM, then send what the merged dirty sources
+ * report, iteration by iteration, until the convergence policy says the rest
+ * fits the downtime limit; then pause the workload, take a final harvest from
+ * every source, save device state, send the rest, and wait for the
+ * destination to verify the image.
+ *
+ * Device-side dirty tracking with type1 reports every mapped page dirty while
+ * a group has not pinned pages (every vfio-pci device). Pre-copy of those
+ * pages never converges, so the engine makes it an explicit choice
+ * (`imprecise`): `refuse` (the default) fails before anything is sent;
+ * `allow` sends those pages once in the bulk pass, leaves them out of later
+ * iterations, resends them in full at stop-and-copy, and counts that in the
+ * expected downtime.
+ *
+ * @module
+ */
+
+import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
+import type { DirtySource, SourceScope } from "./dirty_source.ts";
+import type { DeviceMigrator } from "./device_migrator.ts";
+import { type ConvergenceLimits, ConvergencePolicy } from "./convergence.ts";
+import { MigrationError } from "./errors.ts";
+import type { IterationRow, MigrationReport } from "./report.ts";
+import type { Workload } from "./workload.ts";
+
+const PAGE = 4096;
+
+/** The RAM being migrated: its regions, and zero-copy views. */
+export interface MigrationRam {
+  /** The regions, in order. */
+  readonly regions: readonly {
+    readonly gpa: bigint;
+    readonly size: bigint;
+    readonly pages: number;
+  }[];
+  /** A zero-copy view of guest RAM. */
+  view(gpa: bigint, length: number): Uint8Array;
+}
+
+/** Where the stream goes (a `StreamWriter`). */
+export interface MigrationSink {
+  /** Bytes written so far. */
+  readonly bytesWritten: number;
+  /** Writes the header. */
+  writeHeader(layout: readonly { gpa: bigint; size: bigint }[], pageSize: number): Promise<void>;
+  /** Writes a page range, eliding zero pages. */
+  writePages(
+    ram: {
+      layout: readonly { gpa: bigint; size: bigint }[];
+      view(gpa: bigint, length: number): Uint8Array;
+    },
+    gpa: bigint,
+    pages: number,
+  ): Promise<unknown>;
+  /** Writes a device's state. */
+  writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
+  /** Marks the end of an iteration. */
+  writeIteration(n: number): Promise<void>;
+  /** Writes the end marker with the source digest. */
+  writeEnd(digest: Uint8Array): Promise<void>;
+}
+
+/** Progress, once per iteration and at each phase. */
+export interface MigrationProgress {
+  /** `precopy`, `stop-and-copy` or `done`. */
+  readonly phase: string;
+  /** The iteration row, during pre-copy. */
+  readonly row?: IterationRow;
+  /** Bytes written so far. */
+  readonly bytes: number;
+}
+
+/** Options of {@linkcode migrate}. */
+export interface MigrateOptions {
+  /** The RAM. */
+  ram: MigrationRam;
+  /** The stream sink. */
+  sink: MigrationSink;
+  /** Dirty sources, merged each iteration (CPU tracker, VFIO container…). */
+  sources: DirtySource[];
+  /** The running workload, paused at stop-and-copy and throttled by auto-converge. */
+  workload?: Workload;
+  /** Devices whose state migrates. */
+  devices?: DeviceMigrator[];
+  /** Convergence limits. */
+  limits?: ConvergenceLimits;
+  /** What to do with an `all-mapped` (imprecise) device source: refuse (default) or allow. */
+  imprecise?: "refuse" | "allow";
+  /** The source RAM digest at the stop point (taken while paused). */
+  digest: () => { bytes: Uint8Array; hex: string };
+  /** Resolves with the destination's digest once it verified the image (live transports). */
+  destinationReady?: () => Promise<string | null>;
+  /** Where the stream goes, for the report. */
+  transport: string;
+  /** Called with progress. */
+  onProgress?: (p: MigrationProgress) => void;
+}
+
+/** A migration that failed carries its report. */
+export class MigrationFailure extends MigrationError {
+  /** The report up to the failure. */
+  readonly report: MigrationReport;
+
+  /**
+   * Creates the error.
+   *
+   * @param error The failure.
+   * @param report The report.
+   */
+  constructor(error: MigrationError, report: MigrationReport) {
+    super(error.phase, error.message, { cause: error.cause });
+    this.name = "MigrationFailure";
+    this.report = report;
+  }
+}
+
+function bitmapsFor(ram: MigrationRam): DirtyBitmap[] {
+  return ram.regions.map((r) => new DirtyBitmap(r.pages));
+}
+
+function count(bitmaps: DirtyBitmap[]): number {
+  return bitmaps.reduce((n, b) => n + b.count(), 0);
+}
+
+function andNot(bitmaps: DirtyBitmap[], mask: DirtyBitmap[] | undefined): void {
+  if (mask === undefined) return;
+  bitmaps.forEach((b, i) => {
+    const w = b.words, m = mask[i].words;
+    for (let j = 0; j < w.length; j++) if (w[j] !== 0) w[j] &= ~m[j];
+  });
+}
+
+function phaseOf(e: unknown, fallback: string): MigrationError {
+  if (e instanceof MigrationError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new MigrationError(fallback, `Migration failed in ${fallback}: ${message}`, { cause: e });
+}
+
+/**
+ * Runs a pre-copy live migration of guest RAM into a stream.
+ *
+ * On failure the workload is resumed, sources are stopped, and a
+ * {@linkcode MigrationFailure} carrying the report is thrown: the source's
+ * RAM is untouched and keeps running.
+ *
+ * @param options The RAM, sink, sources, workload, limits and policy.
+ * @returns The report of a completed migration. The workload stays paused:
+ *   the destination now owns the guest.
+ * @throws {MigrationFailure} When the policy refuses, migration cannot
+ *   converge within its limits, or anything fails.
+ *
+ * @example
+ * ```ts ignore
+ * const report = await migrate({ ram, sink: writer, sources: [cpu, vfio], digest, transport });
+ * console.log(report.downtimeMs);
+ * ```
+ */
+export async function migrate(options: MigrateOptions): Promise<MigrationReport> {
+  const { ram, sink, sources } = options;
+  const policy = new ConvergencePolicy(options.limits);
+  const imprecise = options.imprecise ?? "refuse";
+  const t0 = performance.now();
+  const layout = ram.regions.map((r) => ({ gpa: r.gpa, size: r.size }));
+  const ramAccess = { layout, view: (gpa: bigint, n: number) => ram.view(gpa, n) };
+  const scope: Record<string, SourceScope> = {};
+  const report: MigrationReport = {
+    version: 1,
+    result: "failed",
+    transport: options.transport,
+    ramBytes: Number(layout.reduce((n, r) => n + r.size, 0n)),
+    pageSize: PAGE,
+    iterations: [],
+    stopCopyPages: 0,
+    downtimeMs: null,
+    expectedDowntimeMs: null,
+    totalMs: 0,
+    totalBytes: 0,
+    sourceDigest: null,
+    destinationDigest: null,
+    dirtyScope: scope,
+    policy: {
+      imprecise,
+      applied: "precise sources only",
+      ...policy.limits,
+    },
+    devices: (options.devices ?? []).map((d) => ({
+      id: d.id,
+      migrated: false,
+      ...(d.supported ? {} : { reason: d.reason ?? "not supported" }),
+    })),
+  };
+  let started: DirtySource[] = [];
+  let paused = false;
+  let deviceStopped = false;
+  const fail = (e: unknown, phase: string): never => {
+    const err = phaseOf(e, phase);
+    report.result = "failed";
+    report.error = err.message;
+    report.failedPhase = err.phase;
+    report.totalMs = performance.now() - t0;
+    report.totalBytes = sink.bytesWritten;
+    throw new MigrationFailure(err, report);
+  };
+  let phase = "setup";
+  try {
+    // Setup: start every source and learn its scope from a first harvest.
+    for (const s of sources) {
+      s.start();
+      started.push(s);
+    }
+    let fixed: DirtyBitmap[] | undefined;
+    const probe = bitmapsFor(ram);
+    for (const s of sources) {
+      const h = s.harvestInto(probe);
+      scope[s.name] = h.scope;
+      if (h.scope === "all-mapped") {
+        const mapped = (h.coveredPages * PAGE) / 2 ** 20;
+        if (imprecise === "refuse") {
+          throw new MigrationError(
+            "setup",
+            `Cannot migrate: ${s.name} reports every mapped page dirty on every query (all-mapped scope: ` +
+              `a group in the container has not pinned pages, as with every vfio-pci device), so pre-copy of its ` +
+              `${
+                mapped.toFixed(0)
+              } MiB would never converge; allow it with --allow-imprecise-device-dirty ` +
+              `(those pages are resent in full at stop-and-copy)`,
+          );
+        }
+        fixed ??= bitmapsFor(ram);
+        s.coverInto(fixed);
+      }
+    }
+    if (fixed !== undefined) {
+      report.policy.applied = `imprecise device dirty allowed: ${
+        (count(fixed) * PAGE / 2 ** 20).toFixed(1)
+      } MiB sent in the bulk pass and again in full at stop-and-copy`;
+    }
+    const fixedBytes = fixed ? count(fixed) * PAGE : 0;
+    await sink.writeHeader(layout, PAGE);
+
+    // Pre-copy: iteration 0 sends everything.
+    phase = "precopy";
+    let dirty = bitmapsFor(ram);
+    for (const b of dirty) b.fillAll();
+    for (let iteration = 0;; iteration++) {
+      const before = sink.bytesWritten;
+      const start = performance.now();
+      let sentPages = 0;
+      let zeroPages = 0;
+      for (let i = 0; i < dirty.length; i++) {
+        const region = ram.regions[i];
+        const runs: [number, number][] = [];
+        dirty[i].forEachRun((first, n) => runs.push([first, n]));
+        for (const [first, n] of runs) {
+          const result = await sink.writePages(ramAccess, region.gpa + BigInt(first * PAGE), n);
+          sentPages += n;
+          const z = (result as { zeroPages?: number } | undefined)?.zeroPages;
+          if (typeof z === "number") zeroPages += z;
+        }
+      }
+      await sink.writeIteration(iteration);
+      const durationMs = performance.now() - start;
+      const bytes = sink.bytesWritten - before;
+      // Harvest every source into its own bitmaps, then merge.
+      const merged = bitmapsFor(ram);
+      const bySource: Record<string, number> = {};
+      for (const s of sources) {
+        const own = bitmapsFor(ram);
+        const h = s.harvestInto(own);
+        scope[s.name] = h.scope;
+        bySource[s.name] = count(own);
+        merged.forEach((b, i) => b.orMerge(own[i]));
+      }
+      andNot(merged, fixed);
+      const dirtyPages = count(merged);
+      const decision = policy.decide({
+        sentBytes: bytes,
+        durationMs,
+        dirtyBytes: dirtyPages * PAGE,
+        fixedBytes,
+        elapsedMs: performance.now() - t0,
+      });
+      const row: IterationRow = {
+        iteration,
+        dirtyPagesBySource: bySource,
+        dirtyPages,
+        sentPages,
+        zeroPages,
+        bytes,
+        durationMs,
+        bandwidthMBps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6),
+        expectedDowntimeMs: decision.expectedDowntimeMs,
+        throttle: decision.action === "fail" ? policy.throttle : decision.throttle,
+      };
+      report.iterations.push(row);
+      options.onProgress?.({ phase: "precopy", row, bytes: sink.bytesWritten });
+      if (decision.action === "fail") {
+        throw new MigrationError("precopy", `Cannot migrate: ${decision.reason}`);
+      }
+      if (
+        decision.action === "iterate" &&
+        decision.throttle !== (report.iterations.at(-2)?.throttle ?? 0)
+      ) {
+        options.workload?.setThrottle(decision.throttle);
+      }
+      dirty = merged;
+      if (decision.action === "stop-and-copy") {
+        report.expectedDowntimeMs = decision.expectedDowntimeMs;
+        break;
+      }
+    }
+
+    // Stop-and-copy.
+    phase = "stop-and-copy";
+    options.onProgress?.({ phase, bytes: sink.bytesWritten });
+    const pausedAt = performance.now();
+    await options.workload?.pause();
+    paused = true;
+    for (const s of sources) s.harvestInto(dirty);
+    if (fixed) dirty.forEach((b, i) => b.orMerge(fixed[i]));
+    const states: [DeviceMigrator, Uint8Array][] = [];
+    phase = "device";
+    for (const d of options.devices ?? []) {
+      if (!d.supported) continue;
+      deviceStopped = true;
+      states.push([d, await d.saveState()]);
+    }
+    phase = "stop-and-copy";
+    let stopCopyPages = 0;
+    for (let i = 0; i < dirty.length; i++) {
+      const runs: [number, number][] = [];
+      dirty[i].forEachRun((first, n) => runs.push([first, n]));
+      for (const [first, n] of runs) {
+        await sink.writePages(ramAccess, ram.regions[i].gpa + BigInt(first * PAGE), n);
+        stopCopyPages += n;
+      }
+    }
+    for (const [d, bytes] of states) {
+      await sink.writeDeviceState(d.id, bytes);
+      const entry = report.devices.find((e) => e.id === d.id)!;
+      entry.migrated = true;
+      entry.stateBytes = bytes.byteLength;
+    }
+    const digest = options.digest();
+    report.sourceDigest = digest.hex;
+    await sink.writeEnd(digest.bytes);
+    phase = "destination";
+    report.destinationDigest = options.destinationReady ? await options.destinationReady() : null;
+    report.downtimeMs = performance.now() - pausedAt;
+    report.stopCopyPages = stopCopyPages;
+    for (const s of started) s.stop();
+    started = [];
+    report.result = "completed";
+    report.totalMs = performance.now() - t0;
+    report.totalBytes = sink.bytesWritten;
+    options.onProgress?.({ phase: "done", bytes: sink.bytesWritten });
+    return report;
+  } catch (e) {
+    for (const s of started) {
+      try {
+        s.stop();
+      } catch {
+        // Keep the first failure; the source is stopping anyway.
+      }
+    }
+    if (deviceStopped) {
+      for (const d of options.devices ?? []) if (d.supported) d.resumeRunning();
+    }
+    if (paused) options.workload?.resume();
+    if (policy.throttle > 0) options.workload?.setThrottle(0);
+    return fail(e, phase);
+  }
+}

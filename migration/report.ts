@@ -1,0 +1,112 @@
+/**
+ * The migration report: per-iteration rows, downtime, digests, dirty scope and
+ * the policy applied, as written by `migrate --report FILE`.
+ *
+ * @module
+ */
+
+import type { SourceScope } from "./dirty_source.ts";
+
+/** One pre-copy iteration (iteration 0 is the bulk pass). */
+export interface IterationRow {
+  /** The iteration number. */
+  iteration: number;
+  /** Pages each source reported dirty at the end of the iteration. */
+  dirtyPagesBySource: Record<string, number>;
+  /** The merged dirty pages the next iteration must send. */
+  dirtyPages: number;
+  /** Pages sent in this iteration. */
+  sentPages: number;
+  /** Of those, zero pages sent without bytes. */
+  zeroPages: number;
+  /** Stream bytes written in this iteration. */
+  bytes: number;
+  /** Sending time, ms. */
+  durationMs: number;
+  /** Measured bandwidth, MB/s (10^6 bytes). */
+  bandwidthMBps: number;
+  /** Expected downtime if stop-and-copy followed, ms. */
+  expectedDowntimeMs: number;
+  /** Workload throttle in force, percent. */
+  throttle: number;
+}
+
+/** A whole migration's report (`version` 1). */
+export interface MigrationReport {
+  /** The report format version. */
+  version: 1;
+  /** `completed`, or `failed` with `error`. */
+  result: "completed" | "failed";
+  /** Why it failed. */
+  error?: string;
+  /** The phase that failed. */
+  failedPhase?: string;
+  /** Where the stream went (`tcp:…`, `unix:…`, `file:…`). */
+  transport: string;
+  /** Guest RAM bytes. */
+  ramBytes: number;
+  /** The dirty page size, bytes. */
+  pageSize: number;
+  /** The pre-copy iterations. */
+  iterations: IterationRow[];
+  /** Stop-and-copy: pages sent while paused. */
+  stopCopyPages: number;
+  /** From pause to destination-ready, ms (null when it did not get that far). */
+  downtimeMs: number | null;
+  /** What the policy expected the downtime to be, ms. */
+  expectedDowntimeMs: number | null;
+  /** From start to end, ms. */
+  totalMs: number;
+  /** Bytes written to the stream. */
+  totalBytes: number;
+  /** The source RAM digest at the stop point (hex). */
+  sourceDigest: string | null;
+  /** The digest the destination computed (hex), when it reported one. */
+  destinationDigest: string | null;
+  /** Each dirty source's scope. */
+  dirtyScope: Record<string, SourceScope>;
+  /** The policy applied. */
+  policy: {
+    imprecise: "refuse" | "allow";
+    applied: string;
+    downtimeLimitMs: number;
+    maxIterations: number;
+    maxTotalMs: number;
+    autoConverge: boolean;
+  };
+  /** Device state migration. */
+  devices: { id: string; migrated: boolean; reason?: string; stateBytes?: number }[];
+}
+
+/**
+ * Checks that a parsed JSON value is a version-1 report.
+ *
+ * @param value The parsed JSON.
+ * @param source Where it came from, for the message.
+ * @returns The report.
+ * @throws {TypeError} Naming the first missing or mistyped field.
+ *
+ * @example
+ * ```ts ignore
+ * const report = parseReport(JSON.parse(text), "report.json");
+ * ```
+ */
+export function parseReport(value: unknown, source: string): MigrationReport {
+  const r = value as Record<string, unknown>;
+  const fail = (field: string) => {
+    throw new TypeError(`Cannot read the migration report ${source}: ${field} is missing or wrong`);
+  };
+  if (typeof r !== "object" || r === null) fail("the top-level object");
+  if (r.version !== 1) fail("version (1)");
+  if (!Array.isArray(r.iterations)) fail("iterations");
+  for (const [i, row] of (r.iterations as Record<string, unknown>[]).entries()) {
+    for (
+      const k of ["iteration", "dirtyPages", "sentPages", "bytes", "durationMs", "bandwidthMBps"]
+    ) {
+      if (typeof row?.[k] !== "number") fail(`iterations[${i}].${k}`);
+    }
+  }
+  if (typeof r.totalMs !== "number") fail("totalMs");
+  if (r.result !== "completed" && r.result !== "failed") fail("result");
+  return value as MigrationReport;
+}

@@ -1,0 +1,425 @@
+/**
+ * The sending side of the stream format: {@linkcode StreamWriter} frames
+ * sections onto a {@linkcode StreamSink}.
+ *
+ * @module
+ */
+
+import { crc32 } from "node:zlib";
+import type { RamAccess, RamRegionLayout } from "./ram_access.ts";
+import {
+  encodeSectionHeader,
+  encodeStreamHeader,
+  findRegion,
+  MAX_DEVICE_ID_BYTES,
+  MAX_DIGEST_BYTES,
+  MAX_RUN_BYTES,
+  SECTION_HEADER_BYTES,
+  SECTION_TRAILER_BYTES,
+  SectionType,
+} from "./stream_format.ts";
+import type { StreamSink } from "./transport.ts";
+import { pageRuns } from "./zero_pages.ts";
+
+/** Options for {@linkcode StreamWriter}. */
+export interface StreamWriterOptions {
+  /** Largest RAM run written as one section; default 4 MiB, at most `MAX_RUN_BYTES`. */
+  maxRunBytes?: number;
+  /** Size of the batch buffer that collects small sections; default 1 MiB. */
+  batchBytes?: number;
+  /**
+   * Copy each large RAM run into a writer-owned buffer before checksumming
+   * and sending it. Use this while the guest (or a device's DMA) may write
+   * the pages being sent: otherwise a write between the checksum and the
+   * send makes the destination reject the section. Default `false`.
+   */
+  snapshotRuns?: boolean;
+}
+
+/** What {@linkcode StreamWriter.writePages} sent. */
+export interface WritePagesResult {
+  /** Pages sent with their bytes. */
+  pages: number;
+  /** Pages sent as zero runs. */
+  zeroPages: number;
+}
+
+const textEncoder = new TextEncoder();
+
+/**
+ * Writes a migration stream. Sections smaller than a quarter of the batch
+ * buffer are copied into it and sent in writes of up to `batchBytes`; larger
+ * RAM payloads are checksummed and written in place (zero-copy) after the
+ * small section header. Every sink write is awaited, so at most `batchBytes`
+ * (plus one run when `snapshotRuns` is set) is ever held: a slow receiver
+ * slows the writer. Await each call before the next; {@linkcode writeEnd}
+ * flushes.
+ *
+ * @example Save a RAM image to a file
+ * ```ts
+ * import { arrayRam } from "./ram_access.ts";
+ * import { connectEndpoint } from "./open_endpoint.ts";
+ * import { StreamWriter } from "./stream_writer.ts";
+ * const ram = arrayRam([{ gpa: 0n, size: 1n << 20n }]);
+ * const path = await Deno.makeTempFile();
+ * {
+ *   using sink = await connectEndpoint(`file:${path}`);
+ *   const w = new StreamWriter(sink);
+ *   await w.writeHeader(ram.layout, 4096);
+ *   await w.writePages(ram, 0n, 256);
+ *   await w.writeEnd(new Uint8Array(32));
+ *   console.log(w.bytesWritten);
+ * }
+ * await Deno.remove(path);
+ * ```
+ */
+export class StreamWriter {
+  #sink: StreamSink;
+  #batch: Uint8Array;
+  #batchView: DataView;
+  #used = 0;
+  #bytes = 0;
+  #state: "new" | "open" | "ended" | "failed" = "new";
+  #busy = false;
+  #layout: readonly RamRegionLayout[] = [];
+  #pageSize = 0;
+  #maxRun: number;
+  #direct: number;
+  #snapshot: Uint8Array | undefined;
+
+  /**
+   * Creates a writer over a sink; nothing is written until `writeHeader()`.
+   *
+   * @param sink Where the bytes go (a {@linkcode StreamChannel} or any sink).
+   * @param options Run cap, batch size, snapshot mode.
+   * @throws {RangeError} If an option is out of range.
+   */
+  constructor(sink: StreamSink, options: StreamWriterOptions = {}) {
+    const maxRun = options.maxRunBytes ?? 4 << 20;
+    const batch = options.batchBytes ?? 1 << 20;
+    if (!Number.isInteger(maxRun) || maxRun < 1 || maxRun > MAX_RUN_BYTES) {
+      throw new RangeError(`Cannot create StreamWriter: maxRunBytes ${maxRun} is out of range`);
+    }
+    if (!Number.isInteger(batch) || batch < 4096 || batch > 1 << 30) {
+      throw new RangeError(`Cannot create StreamWriter: batchBytes ${batch} is out of range`);
+    }
+    this.#sink = sink;
+    this.#maxRun = maxRun;
+    this.#batch = new Uint8Array(batch);
+    this.#batchView = new DataView(this.#batch.buffer);
+    this.#direct = batch / 4;
+    this.#snapshot = options.snapshotRuns ? new Uint8Array(maxRun) : undefined;
+  }
+
+  /** Bytes of the stream produced so far (up to `batchBytes` may wait for a flush). */
+  get bytesWritten(): number {
+    return this.#bytes;
+  }
+
+  /**
+   * Writes the stream header. Must come first, exactly once.
+   *
+   * @param layout The source's RAM regions.
+   * @param pageSize The page size in bytes (a power of two).
+   * @returns Nothing.
+   * @throws {RangeError} If the layout or page size is invalid.
+   * @throws {TypeError} If called twice, or while another call is pending.
+   */
+  writeHeader(layout: readonly RamRegionLayout[], pageSize: number): Promise<void> {
+    return this.#run("new", async () => {
+      const header = encodeStreamHeader(layout, pageSize);
+      this.#layout = layout.map((r) => ({ gpa: r.gpa, size: r.size }));
+      this.#pageSize = pageSize;
+      await this.#put(header);
+      this.#state = "open";
+    });
+  }
+
+  /**
+   * Writes RAM pages from a view, zero-copy: the view itself is handed to
+   * the sink. Ranges longer than `maxRunBytes` become several sections.
+   *
+   * @param gpa GPA of the first page (page-aligned).
+   * @param bytes The pages (whole pages, inside one region of the layout).
+   * @returns Nothing.
+   * @throws {RangeError} If the range is unaligned or outside the header's layout.
+   * @throws {TypeError} Before the header, after the end, or while another call is pending.
+   */
+  writeRamRun(gpa: bigint, bytes: Uint8Array): Promise<void> {
+    return this.#run("open", async () => {
+      this.#checkRange(gpa, bytes.length);
+      for (let off = 0; off < bytes.length; off += this.#maxRunAligned()) {
+        const part = bytes.subarray(off, off + this.#maxRunAligned());
+        await this.#ramRun(gpa + BigInt(off), part);
+      }
+    });
+  }
+
+  /**
+   * Writes a run of zero pages (no page bytes go on the wire).
+   *
+   * @param gpa GPA of the first page (page-aligned).
+   * @param pages How many pages.
+   * @returns Nothing.
+   * @throws {RangeError} If the range is unaligned or outside the header's layout.
+   * @throws {TypeError} Before the header, after the end, or while another call is pending.
+   */
+  writeZeroRun(gpa: bigint, pages: number): Promise<void> {
+    return this.#run("open", async () => {
+      const length = this.#pagesToBytes(pages);
+      this.#checkRange(gpa, length);
+      await this.#zeroRun(gpa, length);
+    });
+  }
+
+  /**
+   * Sends a page range from RAM: detects zero pages, writes them as zero
+   * runs, and batches adjacent data pages into runs of up to `maxRunBytes`
+   * written zero-copy. The range may span adjacent regions.
+   *
+   * @param ram The source's RAM.
+   * @param gpa GPA of the first page (page-aligned).
+   * @param pages How many pages.
+   * @returns How many pages went as data and as zero runs.
+   * @throws {RangeError} If the range is unaligned or leaves the layout.
+   * @throws {TypeError} Before the header, after the end, or while another call is pending.
+   */
+  writePages(ram: RamAccess, gpa: bigint, pages: number): Promise<WritePagesResult> {
+    return this.#run("open", async () => {
+      const result = { pages: 0, zeroPages: 0 };
+      let cur = gpa;
+      let left = BigInt(this.#pagesToBytes(pages));
+      while (left > 0n) {
+        const i = findRegion(this.#layout, cur, 1n);
+        if (i < 0) {
+          throw new RangeError(`Cannot send pages: GPA 0x${cur.toString(16)} is in no region`);
+        }
+        const r = this.#layout[i];
+        const chunk = Number(
+          [left, r.gpa + r.size - cur, 1n << 28n].reduce((a, b) => a < b ? a : b),
+        );
+        this.#checkRange(cur, chunk);
+        const view = ram.view(cur, chunk);
+        for (const run of pageRuns(view, this.#pageSize, { maxRunBytes: this.#maxRun })) {
+          const at = cur + BigInt(run.offset);
+          const wait = run.zero
+            ? this.#zeroRun(at, run.length)
+            : this.#ramRun(at, view.subarray(run.offset, run.offset + run.length));
+          if (wait !== undefined) await wait;
+          if (run.zero) result.zeroPages += run.length / this.#pageSize;
+          else result.pages += run.length / this.#pageSize;
+        }
+        cur += BigInt(chunk);
+        left -= BigInt(chunk);
+      }
+      return result;
+    });
+  }
+
+  /**
+   * Writes one device's state (opaque bytes). The same id may appear more
+   * than once; the receiver keeps every chunk in order.
+   *
+   * @param id The device id, 1 to 255 bytes of UTF-8.
+   * @param bytes The state.
+   * @returns Nothing.
+   * @throws {RangeError} If the id is empty or too long.
+   * @throws {TypeError} Before the header, after the end, or while another call is pending.
+   */
+  writeDeviceState(id: string, bytes: Uint8Array): Promise<void> {
+    return this.#run("open", async () => {
+      const idBytes = textEncoder.encode(id);
+      if (idBytes.length === 0 || idBytes.length > MAX_DEVICE_ID_BYTES) {
+        throw new RangeError(`Cannot write device state: id "${id}" must be 1 to 255 UTF-8 bytes`);
+      }
+      const length = BigInt(idBytes.length + bytes.length);
+      await this.#section(SectionType.DEVICE_STATE, BigInt(idBytes.length), length, [
+        idBytes,
+        bytes,
+      ]);
+    });
+  }
+
+  /**
+   * Writes an iteration marker. Numbers must increase through the stream.
+   *
+   * @param n The iteration number, 0 to 2^32 - 1.
+   * @returns Nothing.
+   * @throws {RangeError} If `n` is not an integer in range.
+   * @throws {TypeError} Before the header, after the end, or while another call is pending.
+   */
+  writeIteration(n: number): Promise<void> {
+    return this.#run("open", async () => {
+      if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) {
+        throw new RangeError(`Cannot write iteration ${n}: expected an integer 0 to 2^32 - 1`);
+      }
+      await this.#section(SectionType.ITERATION, BigInt(n), 0n, []);
+    });
+  }
+
+  /**
+   * Writes the end marker with the source's RAM digest and flushes.
+   *
+   * @param digest The digest, 1 to 64 bytes (for example SHA-256).
+   * @returns Nothing; once resolved the sink has the whole stream.
+   * @throws {RangeError} If the digest is empty or longer than 64 bytes.
+   * @throws {TypeError} Before the header, after the end, or while another call is pending.
+   */
+  writeEnd(digest: Uint8Array): Promise<void> {
+    return this.#run("open", async () => {
+      if (digest.length === 0 || digest.length > MAX_DIGEST_BYTES) {
+        throw new RangeError(
+          `Cannot write END: digest has ${digest.length} bytes, expected 1 to 64`,
+        );
+      }
+      await this.#section(SectionType.END, 0n, BigInt(digest.length), [digest]);
+      await this.#flush();
+      this.#state = "ended";
+    });
+  }
+
+  /**
+   * Hands any batched bytes to the sink.
+   *
+   * @returns Nothing.
+   * @throws {TypeError} While another call is pending.
+   */
+  flush(): Promise<void> {
+    return this.#run(undefined, () => this.#flush());
+  }
+
+  async #run<T>(need: "new" | "open" | undefined, body: () => Promise<T>): Promise<T> {
+    if (this.#busy) throw new TypeError("Cannot write: the previous StreamWriter call is pending");
+    if (need !== undefined && this.#state !== need) {
+      throw new TypeError(`Cannot write: the stream is ${this.#state}, expected ${need}`);
+    }
+    this.#busy = true;
+    try {
+      return await body();
+    } catch (e) {
+      if (!(e instanceof RangeError)) this.#state = "failed";
+      throw e;
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #maxRunAligned(): number {
+    return Math.max(this.#pageSize, this.#maxRun - this.#maxRun % this.#pageSize);
+  }
+
+  #pagesToBytes(pages: number): number {
+    const bytes = pages * this.#pageSize;
+    if (!Number.isInteger(pages) || pages < 0 || !Number.isSafeInteger(bytes)) {
+      throw new RangeError(`Cannot write ${pages} pages: expected a non-negative integer`);
+    }
+    return bytes;
+  }
+
+  #checkRange(gpa: bigint, length: number): void {
+    const page = BigInt(this.#pageSize);
+    if (gpa % page !== 0n || length % this.#pageSize !== 0) {
+      throw new RangeError(
+        `Cannot write RAM at GPA 0x${gpa.toString(16)} length ${length}: not page-aligned`,
+      );
+    }
+    if (length > 0 && findRegion(this.#layout, gpa, BigInt(length)) < 0) {
+      throw new RangeError(
+        `Cannot write RAM at GPA 0x${gpa.toString(16)} length ${length}: outside one region`,
+      );
+    }
+  }
+
+  // The section helpers return a promise only when they had to wait for the
+  // sink; small sections that fit the batch cost no await.
+  #ramRun(gpa: bigint, bytes: Uint8Array): Promise<void> | undefined {
+    if (bytes.length === 0) return;
+    let payload = bytes;
+    if (this.#snapshot !== undefined && bytes.length >= this.#direct) {
+      payload = this.#snapshot.subarray(0, bytes.length);
+      payload.set(bytes);
+    }
+    return this.#section(SectionType.RAM, gpa, BigInt(payload.length), [payload]);
+  }
+
+  #zeroRun(gpa: bigint, length: number): Promise<void> | undefined {
+    if (length > 0) return this.#section(SectionType.ZERO, gpa, BigInt(length), []);
+  }
+
+  #section(
+    type: number,
+    arg: bigint,
+    length: bigint,
+    parts: Uint8Array[],
+  ): Promise<void> | undefined {
+    let payload = 0;
+    for (const p of parts) payload += p.length;
+    const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
+    if (payload < this.#direct && this.#used + framing + payload <= this.#batch.length) {
+      this.#encodeSmall(type, arg, length, parts, payload);
+      return;
+    }
+    return this.#sectionSlow(type, arg, length, parts, payload);
+  }
+
+  async #sectionSlow(
+    type: number,
+    arg: bigint,
+    length: bigint,
+    parts: Uint8Array[],
+    payload: number,
+  ): Promise<void> {
+    const small = payload < this.#direct;
+    const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
+    if (this.#used + framing + (small ? payload : 0) > this.#batch.length) await this.#flush();
+    if (small) return this.#encodeSmall(type, arg, length, parts, payload);
+    // Large payload: header into the batch, flush, then the payload itself (zero-copy).
+    let crc = encodeSectionHeader(this.#batch, this.#used, { type, flags: 0, arg, length });
+    this.#used += SECTION_HEADER_BYTES;
+    for (const p of parts) crc = crc32(p, crc);
+    await this.#flush();
+    for (const p of parts) await this.#sink.write(p);
+    this.#trailer(crc, payload);
+  }
+
+  #encodeSmall(
+    type: number,
+    arg: bigint,
+    length: bigint,
+    parts: Uint8Array[],
+    payload: number,
+  ): void {
+    const batch = this.#batch;
+    let crc = encodeSectionHeader(batch, this.#used, { type, flags: 0, arg, length });
+    this.#used += SECTION_HEADER_BYTES;
+    for (const p of parts) {
+      batch.set(p, this.#used);
+      this.#used += p.length;
+      crc = crc32(p, crc);
+    }
+    this.#trailer(crc, payload);
+  }
+
+  #trailer(crc: number, payload: number): void {
+    this.#batchView.setUint32(this.#used, crc, true);
+    this.#used += SECTION_TRAILER_BYTES;
+    this.#bytes += SECTION_HEADER_BYTES + payload + SECTION_TRAILER_BYTES;
+  }
+
+  async #put(bytes: Uint8Array): Promise<void> {
+    if (this.#used + bytes.length > this.#batch.length) await this.#flush();
+    if (bytes.length > this.#batch.length) await this.#sink.write(bytes);
+    else {
+      this.#batch.set(bytes, this.#used);
+      this.#used += bytes.length;
+    }
+    this.#bytes += bytes.length;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#used === 0) return;
+    const n = this.#used;
+    this.#used = 0;
+    await this.#sink.write(this.#batch.subarray(0, n));
+  }
+}
