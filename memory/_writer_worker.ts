@@ -1,6 +1,5 @@
 // The Worker side of WorkerWriter: writes guest pages in a pattern until told
 // to stop, recording each page it wrote in a shared bitmap (after the write).
-/// <reference lib="deno.worker" />
 
 import { guestAddress } from "../sys/address.ts";
 import { hostView } from "../sys/host_memory.ts";
@@ -15,6 +14,12 @@ import {
 } from "../sys/constants.ts";
 import { GuestMemory, type GuestMemoryDescriptor } from "./guest_memory.ts";
 import { joinSoftwareDirtyLog, type SoftwareDirtyLogHandle } from "./software_dirty_log.ts";
+
+// The Worker global, typed here (JSR packages may not carry lib directives).
+const worker = globalThis as unknown as {
+  postMessage(message: unknown): void;
+  onmessage: ((e: MessageEvent<WriterConfig>) => void) | null;
+};
 
 /** The start message. */
 export interface WriterConfig {
@@ -101,10 +106,10 @@ function run(cfg: WriterConfig): void {
     const cmd = Atomics.load(ctrl, 0);
     if (cmd === CMD_STOP) break;
     if (cmd === CMD_PAUSE) {
-      self.postMessage({ type: "state", state: "paused", pagesWritten: total });
+      worker.postMessage({ type: "state", state: "paused", pagesWritten: total });
       while (Atomics.load(ctrl, 0) === CMD_PAUSE) Atomics.wait(ctrl, 0, CMD_PAUSE);
       if (Atomics.load(ctrl, 0) === CMD_RUN) {
-        self.postMessage({ type: "state", state: "running", pagesWritten: total });
+        worker.postMessage({ type: "state", state: "running", pagesWritten: total });
       }
       batchStart = performance.now();
       continue;
@@ -126,14 +131,14 @@ function run(cfg: WriterConfig): void {
     }
   }
   cleanup();
-  self.postMessage({ type: "state", state: "stopped", pagesWritten: total });
+  worker.postMessage({ type: "state", state: "stopped", pagesWritten: total });
 }
 
-self.onmessage = (e: MessageEvent<WriterConfig>) => {
+worker.onmessage = (e: MessageEvent<WriterConfig>) => {
   try {
-    self.postMessage({ type: "state", state: "running", pagesWritten: 0 });
+    worker.postMessage({ type: "state", state: "running", pagesWritten: 0 });
     run(e.data);
   } catch (err) {
-    self.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
+    worker.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
   }
 };

@@ -50,7 +50,9 @@ async function readFull(source: StreamSource, into: Uint8Array): Promise<void> {
   while (at < into.byteLength) {
     const n = await source.read(into.subarray(at));
     if (n === null) {
-      throw new RangeError(`Destination closed the connection after ${at} of ${into.byteLength} answer bytes`);
+      throw new RangeError(
+        `Destination closed the connection after ${at} of ${into.byteLength} answer bytes`,
+      );
     }
     at += n;
   }

@@ -104,7 +104,9 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       }
     }
     channel = await connectEndpoint(endpoint).catch((e) => {
-      throw new MigrationError("setup", `Cannot connect to ${options.to}: ${e.message}`, { cause: e });
+      throw new MigrationError("setup", `Cannot connect to ${options.to}: ${e.message}`, {
+        cause: e,
+      });
     });
     const live = endpoint.transport !== "file";
     const writer = new StreamWriter(channel, {
@@ -124,7 +126,9 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       destinationReady: live
         ? async () => {
           const ack = await readAck(ch);
-          if (!ack.ok) throw new MigrationError("destination", `Destination rejected the image: ${ack.text}`);
+          if (!ack.ok) {
+            throw new MigrationError("destination", `Destination rejected the image: ${ack.text}`);
+          }
           return ack.text;
         }
         : undefined,
@@ -135,7 +139,9 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     if (e instanceof MigrationFailure) throw e;
     const err = e instanceof MigrationError
       ? e
-      : new MigrationError("setup", `Cannot migrate: ${e instanceof Error ? e.message : e}`, { cause: e });
+      : new MigrationError("setup", `Cannot migrate: ${e instanceof Error ? e.message : e}`, {
+        cause: e,
+      });
     for (const s of sources) s.stop();
     throw new MigrationFailure(err, failedReport(options, err));
   } finally {

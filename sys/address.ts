@@ -6,14 +6,12 @@
  * @module
  */
 
-declare const brand: unique symbol;
-
 /** A guest-physical address (GPA). */
-export type GuestAddress = bigint & { readonly [brand]: "GuestAddress" };
+export type GuestAddress = bigint & { readonly __brand: "GuestAddress" };
 /** An I/O virtual address, as a device sees memory through the IOMMU. */
-export type Iova = bigint & { readonly [brand]: "Iova" };
+export type Iova = bigint & { readonly __brand: "Iova" };
 /** A host virtual address in this process. */
-export type HostAddress = bigint & { readonly [brand]: "HostAddress" };
+export type HostAddress = bigint & { readonly __brand: "HostAddress" };
 
 /** The largest u64. */
 export const U64_MAX = 0xffff_ffff_ffff_ffffn;

@@ -32,6 +32,14 @@ export interface StepResult {
 const MiB = 0x100000n;
 const FD_STEPS = /^(open container|open group|GET_DEVICE_FD)$/;
 
+function closeQuietly(sys: Syscalls, fd: number): void {
+  try {
+    sys.close(fd);
+  } catch (e) {
+    if (!(e instanceof SyscallError && e.errno === EBADF)) console.error(`close(${fd}): ${e}`);
+  }
+}
+
 function hexOf(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -109,10 +117,21 @@ export function runFaithfulnessScenario(
       const buf = encodeIommuInfoRequest(argsz);
       const full = new Uint8Array(128);
       full.set(buf);
-      io(`GET_INFO argsz ${argsz}`, c, I.VFIO_IOMMU_GET_INFO, full.subarray(0, Math.max(argsz, 24)), true);
+      io(
+        `GET_INFO argsz ${argsz}`,
+        c,
+        I.VFIO_IOMMU_GET_INFO,
+        full.subarray(0, Math.max(argsz, 24)),
+        true,
+      );
     }
-    const map = (step: string, flags: number, iova: bigint, size: bigint, vaddr: bigint = mem.vaddr) =>
-      io(step, c, I.VFIO_IOMMU_MAP_DMA, encodeDmaMap({ flags, vaddr, iova, size }));
+    const map = (
+      step: string,
+      flags: number,
+      iova: bigint,
+      size: bigint,
+      vaddr: bigint = mem.vaddr,
+    ) => io(step, c, I.VFIO_IOMMU_MAP_DMA, encodeDmaMap({ flags, vaddr, iova, size }));
     map("MAP unaligned iova", 3, MiB + 0x800n, 0x1000n);
     map("MAP unaligned size", 3, MiB, 0x1800n);
     map("MAP no READ/WRITE", 0, MiB, 0x1000n);
@@ -125,14 +144,23 @@ export function runFaithfulnessScenario(
     const info = new Uint8Array(128);
     info.set(encodeIommuInfoRequest(116));
     io("GET_INFO after 2 maps", c, I.VFIO_IOMMU_GET_INFO, info.subarray(0, 116), true);
-    const dirty = (step: string, flags: number, get?: { iova: bigint; size: bigint; pgsize?: bigint; bsize?: bigint; data?: bigint }, argsz?: number) => {
+    const dirty = (
+      step: string,
+      flags: number,
+      get?: { iova: bigint; size: bigint; pgsize?: bigint; bsize?: bigint; data?: bigint },
+      argsz?: number,
+    ) => {
       const arg = encodeDirtyPages(
         get === undefined ? { flags } : {
           flags,
           get: {
             iova: get.iova,
             size: get.size,
-            bitmap: { pgsize: get.pgsize ?? 0x1000n, size: get.bsize ?? 64n, data: get.data ?? bitmap.vaddr },
+            bitmap: {
+              pgsize: get.pgsize ?? 0x1000n,
+              size: get.bsize ?? 64n,
+              data: get.data ?? bitmap.vaddr,
+            },
           },
         },
       );
@@ -165,12 +193,20 @@ export function runFaithfulnessScenario(
     dirty("GET past a mapping", 4, { iova: MiB, size: 2n * MiB, bsize: 64n });
     dirty("GET unmapped range", 4, { iova: 8n * MiB, size: MiB });
     dirty("GET over both mappings", 4, { iova: 0n, size: 8n * MiB, bsize: 256n });
-    const unmap = (step: string, flags: number, iova: bigint, size: bigint, bm?: { pgsize?: bigint; bsize?: bigint }) => {
+    const unmap = (
+      step: string,
+      flags: number,
+      iova: bigint,
+      size: bigint,
+      bm?: { pgsize?: bigint; bsize?: bigint },
+    ) => {
       const arg = encodeDmaUnmap({
         flags,
         iova,
         size,
-        ...(bm ? { bitmap: { pgsize: bm.pgsize ?? 0x1000n, size: bm.bsize ?? 64n, data: bitmap.vaddr } } : {}),
+        ...(bm
+          ? { bitmap: { pgsize: bm.pgsize ?? 0x1000n, size: bm.bsize ?? 64n, data: bitmap.vaddr } }
+          : {}),
       });
       const ret = io(step, c, I.VFIO_IOMMU_UNMAP_DMA, arg, true);
       if (bm) out[out.length - 1].out += `/${bits()}`;
@@ -196,18 +232,19 @@ export function runFaithfulnessScenario(
       });
       fds.splice(fds.indexOf(d), 1);
     }
-    io("UNMAP 1 MiB", c, I.VFIO_IOMMU_UNMAP_DMA, encodeDmaUnmap({ flags: 0, iova: MiB, size: MiB }), true);
+    io(
+      "UNMAP 1 MiB",
+      c,
+      I.VFIO_IOMMU_UNMAP_DMA,
+      encodeDmaUnmap({ flags: 0, iova: MiB, size: MiB }),
+      true,
+    );
     io("UNSET_CONTAINER", g, I.VFIO_GROUP_UNSET_CONTAINER, new Uint8Array(0));
     io("UNSET_CONTAINER again", g, I.VFIO_GROUP_UNSET_CONTAINER, new Uint8Array(0));
     io("GET_INFO after the last group left", c, I.VFIO_IOMMU_GET_INFO, encodeIommuInfoRequest(24));
   } finally {
-    for (const fd of fds.reverse()) {
-      try {
-        sys.close(fd);
-      } catch (e) {
-        if (!(e instanceof SyscallError && e.errno === EBADF)) throw e;
-      }
-    }
+    // Close what is still open, newest first; a fd the kernel already let go is fine.
+    for (const fd of fds.reverse()) closeQuietly(sys, fd);
   }
   return out;
 }

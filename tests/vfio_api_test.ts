@@ -29,9 +29,14 @@ Deno.test("VfioContainer.open() names the path and errno for ENOENT and EACCES",
   using c = VfioContainer.open({ syscalls: kernel });
   assert.throws(
     () => c.attachGroup(26),
-    (e: unknown) => e instanceof SyscallError && e.errno === EACCES && /open \/dev\/vfio\/26 failed: EACCES \(13\)/.test(e.message),
+    (e: unknown) =>
+      e instanceof SyscallError && e.errno === EACCES &&
+      /open \/dev\/vfio\/26 failed: EACCES \(13\)/.test(e.message),
   );
-  assert.throws(() => c.attachGroup(27), (e: unknown) => e instanceof SyscallError && e.errno === ENOENT);
+  assert.throws(
+    () => c.attachGroup(27),
+    (e: unknown) => e instanceof SyscallError && e.errno === ENOENT,
+  );
   c.close();
   assertClean(kernel);
 });
@@ -106,7 +111,8 @@ Deno.test("VfioContainer.mapDma() checks alignment and ranges before the kernel"
     using m = c.mapDma(iova(MiB), { vaddr: mem.vaddr, size: 2n * MiB });
     assert.throws(
       () => c.mapDma(iova(2n * MiB), { vaddr: mem.vaddr, size: MiB }),
-      (e: unknown) => errno(EEXIST)(e) && String(e) === "IoctlError: VFIO_IOMMU_MAP_DMA failed: EEXIST (17)",
+      (e: unknown) =>
+        errno(EEXIST)(e) && String(e) === "IoctlError: VFIO_IOMMU_MAP_DMA failed: EEXIST (17)",
     );
     assert.equal(c.info().dmaAvail, 65534);
     // Unmapping half of a mapping bisects it: the kernel's EINVAL (v2).
@@ -141,7 +147,10 @@ Deno.test("VfioContainer.mapDma() runs out of DMA entries with ENOSPC", () => {
 Deno.test("VfioGroup: not viable, unknown device, EBUSY teardown out of order", () => {
   const kernel = new FakeKernel({ groups: [{ id: 26 }, { id: 27, viable: false }] });
   const c = VfioContainer.open({ syscalls: kernel });
-  assert.throws(() => c.attachGroup(27), (e: unknown) => e instanceof VfioStateError && /not viable/.test(e.message));
+  assert.throws(
+    () => c.attachGroup(27),
+    (e: unknown) => e instanceof VfioStateError && /not viable/.test(e.message),
+  );
   const g = c.attachGroup(26);
   assert.throws(() => g.openDevice("0000:00:09.0"), errno(ENODEV));
   const d = g.openDevice("0000:00:03.0");
@@ -174,7 +183,10 @@ Deno.test("VfioDevice: info, regions, BAR0 mmap, config space, reset", () => {
     assert.equal(d.readConfig(4, 2) & 0x6, 0);
     const bar = d.mmapRegion(0);
     assert.equal(bar.readU32(0), 0x010000ed);
-    assert.throws(() => d.readRegion(0, MiB - 2n, new Uint8Array(4)), /the region is 0x100000 bytes/);
+    assert.throws(
+      () => d.readRegion(0, MiB - 2n, new Uint8Array(4)),
+      /the region is 0x100000 bytes/,
+    );
     assert.throws(() => d.mmapRegion(7), /does not support mmap/);
     // The device unmaps what is left when it closes.
   }
@@ -186,20 +198,29 @@ Deno.test("DirtyPageTracker: unavailable without the migration cap, or with ENOT
     const kernel = new FakeKernel(options);
     using c = VfioContainer.open({ syscalls: kernel });
     using _g = c.attachGroup(26);
-    assert.throws(() => c.dirtyTracker(), (e: unknown) =>
-      e instanceof DirtyTrackingUnavailableError && /no migration capability/.test(e.message));
+    assert.throws(
+      () => c.dirtyTracker(),
+      (e: unknown) =>
+        e instanceof DirtyTrackingUnavailableError && /no migration capability/.test(e.message),
+    );
   }
   // A kernel that has the cap but answers ENOTTY to DIRTY_PAGES.
   const kernel = new FakeKernel();
   using c = VfioContainer.open({ syscalls: kernel });
   using _g = c.attachGroup(26);
   kernel.failNext("VFIO_IOMMU_DIRTY_PAGES", ENOTTY);
-  assert.throws(() => c.dirtyTracker().start(), (e: unknown) =>
-    e instanceof DirtyTrackingUnavailableError && /ENOTTY/.test(e.message) && e.cause instanceof IoctlError);
+  assert.throws(
+    () => c.dirtyTracker().start(),
+    (e: unknown) =>
+      e instanceof DirtyTrackingUnavailableError && /ENOTTY/.test(e.message) &&
+      e.cause instanceof IoctlError,
+  );
   // type1 v1 answers EACCES.
   const k1 = new FakeKernel();
   using c1 = VfioContainer.open({ syscalls: k1 });
   using _g1 = c1.attachGroup(26, { iommu: VFIO_TYPE1_IOMMU });
-  assert.throws(() => c1.dirtyTracker().start(), (e: unknown) =>
-    e instanceof DirtyTrackingUnavailableError && /type1 v1/.test(e.message));
+  assert.throws(
+    () => c1.dirtyTracker().start(),
+    (e: unknown) => e instanceof DirtyTrackingUnavailableError && /type1 v1/.test(e.message),
+  );
 });

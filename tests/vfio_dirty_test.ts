@@ -164,8 +164,10 @@ Deno.test("VfioContainer.unmapDma({ dirtyBitmap }) harvests while tracking, EINV
     assert.equal(r.dirty?.dirtyPages, 256);
     assert.equal(r.dirty?.allMapped, true);
     t.stop();
-    assert.throws(() => c.unmapDma(iova(2n * MiB), MiB, { dirtyBitmap: true }), (e: unknown) =>
-      e instanceof IoctlError && e.errno === EINVAL);
+    assert.throws(
+      () => c.unmapDma(iova(2n * MiB), MiB, { dirtyBitmap: true }),
+      (e: unknown) => e instanceof IoctlError && e.errno === EINVAL,
+    );
     assert.equal(second.mapped, true);
   }
   mem[Symbol.dispose]();

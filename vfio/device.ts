@@ -63,8 +63,16 @@ export class RegionMapping implements Disposable {
     this.bytes = hostView(fields.addr, Number(fields.size));
     // Whole-width element accesses: a DataView splits loads into bytes, which
     // devices such as edu refuse for their 32-bit registers.
-    this.#u32 = new Uint32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength >>> 2);
-    this.#u64 = new BigUint64Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength >>> 3);
+    this.#u32 = new Uint32Array(
+      this.bytes.buffer,
+      this.bytes.byteOffset,
+      this.bytes.byteLength >>> 2,
+    );
+    this.#u64 = new BigUint64Array(
+      this.bytes.buffer,
+      this.bytes.byteOffset,
+      this.bytes.byteLength >>> 3,
+    );
     this.#unmap = unmap;
   }
 
@@ -72,7 +80,9 @@ export class RegionMapping implements Disposable {
     if (this.#unmap === undefined) throw new VfioStateError(`Cannot ${what}: region unmapped`);
     if (offset % width !== 0 || offset < 0 || offset + width > this.bytes.byteLength) {
       throw new RangeError(
-        `Cannot ${what} ${width * 8} bits at offset ${offset} of region ${this.index}: unaligned or outside`,
+        `Cannot ${what} ${
+          width * 8
+        } bits at offset ${offset} of region ${this.index}: unaligned or outside`,
       );
     }
     return offset / width;

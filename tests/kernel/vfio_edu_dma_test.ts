@@ -94,7 +94,10 @@ Deno.test("edu DMA to an unmapped IOVA leaves memory untouched", () => {
   };
   const target = ram.bytes.subarray(0x1000, 0x1400);
   // Fill the device buffer with 0xc3 from page 0, then prove a mapped target receives it.
-  const mapping = container.mapDma(iova(0x300000n), { vaddr: hostAddress(ram.vaddr), size: ram.size });
+  const mapping = container.mapDma(iova(0x300000n), {
+    vaddr: hostAddress(ram.vaddr),
+    size: ram.size,
+  });
   dma(0x300000n, EDU.DMA_BUFFER, false);
   dma(EDU.DMA_BUFFER, 0x301000n, true);
   assert.ok(target.every((b) => b === 0xc3), "a mapped target receives the DMA");

@@ -13,7 +13,7 @@ export const DIRTY_BITMAP_SIZE = 8;
 /** `sizeof(struct vfio_iommu_type1_dirty_bitmap_get)`. */
 export const DIRTY_BITMAP_GET_SIZE = 40;
 /** `argsz` of a GET_BITMAP request: the header and the get struct. */
-export const DIRTY_BITMAP_GET_ARGSZ = DIRTY_BITMAP_SIZE + DIRTY_BITMAP_GET_SIZE;
+export const DIRTY_BITMAP_GET_ARGSZ: number = DIRTY_BITMAP_SIZE + DIRTY_BITMAP_GET_SIZE;
 
 /** A `VFIO_IOMMU_DIRTY_PAGES` request. */
 export interface DirtyPagesRequest {

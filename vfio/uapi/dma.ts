@@ -12,7 +12,7 @@ export const DMA_UNMAP_SIZE = 24;
 /** `sizeof(struct vfio_bitmap)`. */
 export const VFIO_BITMAP_SIZE = 24;
 /** `argsz` of an unmap carrying a `vfio_bitmap`. */
-export const DMA_UNMAP_BITMAP_SIZE = DMA_UNMAP_SIZE + VFIO_BITMAP_SIZE;
+export const DMA_UNMAP_BITMAP_SIZE: number = DMA_UNMAP_SIZE + VFIO_BITMAP_SIZE;
 
 /** The fields of `struct vfio_iommu_type1_dma_map`. */
 export interface DmaMap {

@@ -1,0 +1,208 @@
+// Applies a stream's sections to the destination's RAM, one by one, checking
+// each against the destination's own layout before reading or allocating.
+
+import { crc32 } from "node:zlib";
+import type { StreamBuffer } from "./_stream_buffer.ts";
+import type { RamAccess } from "./ram_access.ts";
+import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
+import { StreamError } from "./stream_error.ts";
+import {
+  decodeSectionHeader,
+  findRegion,
+  MAX_DEVICE_ID_BYTES,
+  MAX_DIGEST_BYTES,
+  MAX_RUN_BYTES,
+  SECTION_HEADER_BYTES,
+  SectionType,
+} from "./stream_format.ts";
+import { clearPages } from "./zero_pages.ts";
+
+const NAMES: Record<number, string> = {
+  [SectionType.RAM]: "RAM run",
+  [SectionType.ZERO]: "Zero run",
+  [SectionType.DEVICE_STATE]: "Device state",
+  [SectionType.ITERATION]: "Iteration",
+  [SectionType.END]: "END",
+};
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+// Applies sections one by one; #start is the offset of the current section.
+export class SectionLoader {
+  #buf: StreamBuffer;
+  #ram: RamAccess;
+  #options: ReceiveOptions & { pageSize: number };
+  #start = 0;
+  #deviceBytes = 0;
+  #summary: ReceiveSummary = {
+    sections: { ram: 0, zero: 0, deviceState: 0, iteration: 0, end: 0 },
+    pages: 0,
+    zeroPages: 0,
+    bytes: 0,
+    deviceStates: new Map(),
+    iterations: 0,
+    lastIteration: undefined,
+    digest: new Uint8Array(0),
+  };
+
+  constructor(buf: StreamBuffer, ram: RamAccess, options: ReceiveOptions & { pageSize: number }) {
+    this.#buf = buf;
+    this.#ram = ram;
+    this.#options = options;
+  }
+
+  async run(): Promise<ReceiveSummary> {
+    const buf = this.#buf;
+    while (true) {
+      this.#start = buf.offset;
+      // Fast path: take from the buffer without an await when the bytes are there.
+      let raw = buf.takeNow(SECTION_HEADER_BYTES);
+      if (raw === undefined) {
+        if (buf.buffered === 0 && await buf.atEnd()) {
+          this.#fail("Stream ended without an END section");
+        }
+        raw = await buf.take(SECTION_HEADER_BYTES, "a section header");
+      }
+      const h = decodeSectionHeader(raw);
+      if (h === undefined) this.#fail("Section header checksum mismatch");
+      const seed = crc32(raw);
+      const name = NAMES[h.type];
+      if (name === undefined) this.#fail(`Unknown section type ${h.type}`);
+      if (h.flags !== 0) this.#fail(`${name} section has non-zero flags 0x${h.flags.toString(16)}`);
+      let crc: number;
+      switch (h.type) {
+        case SectionType.RAM:
+          crc = await this.#ramRun(h.arg, h.length, seed);
+          break;
+        case SectionType.ZERO:
+          crc = seed;
+          this.#checkRun(h.arg, h.length, "Zero run", Number.MAX_SAFE_INTEGER);
+          break;
+        case SectionType.DEVICE_STATE:
+          crc = await this.#deviceState(h.arg, h.length, seed);
+          break;
+        case SectionType.ITERATION:
+          if (h.length !== 0n) this.#fail(`Iteration section has length ${h.length}, expected 0`);
+          crc = seed;
+          break;
+        default:
+          if (h.arg !== 0n || h.length === 0n || h.length > BigInt(MAX_DIGEST_BYTES)) {
+            this.#fail(`END section digest length ${h.length} is not in 1 to ${MAX_DIGEST_BYTES}`);
+          }
+          this.#summary.digest = (await buf.take(Number(h.length), "the END section")).slice();
+          crc = crc32(this.#summary.digest, seed);
+      }
+      const trailer = buf.takeNow(4) ?? await buf.take(4, `the ${name} section checksum`);
+      if (new DataView(trailer.buffer, trailer.byteOffset, 4).getUint32(0, true) !== crc) {
+        this.#fail(`${name} section checksum mismatch`);
+      }
+      // Sections without payload take effect only once their checksum holds.
+      if (h.type === SectionType.ZERO) this.#zeroRun(h.arg, h.length);
+      if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
+      if (h.type === SectionType.END) return await this.#end();
+    }
+  }
+
+  async #end(): Promise<ReceiveSummary> {
+    const s = this.#summary;
+    s.sections.end++;
+    const endStart = this.#start;
+    this.#start = this.#buf.offset;
+    if (!(await this.#buf.atEnd())) this.#fail("Data follows the END section");
+    s.bytes = this.#buf.offset;
+    const ours = await this.#options.digest(this.#ram);
+    if (ours.length !== s.digest.length || !ours.every((b, i) => b === s.digest[i])) {
+      this.#start = endStart;
+      this.#fail("RAM digest mismatch: the received image differs from the source's");
+    }
+    return s;
+  }
+
+  async #ramRun(gpa: bigint, length: bigint, seed: number): Promise<number> {
+    this.#checkRun(gpa, length, "RAM run", MAX_RUN_BYTES);
+    const view = this.#ram.view(gpa, Number(length));
+    if (!this.#buf.readIntoNow(view)) await this.#buf.readInto(view, "a RAM run");
+    this.#summary.sections.ram++;
+    this.#summary.pages += view.length / this.#options.pageSize;
+    return crc32(view, seed);
+  }
+
+  #zeroRun(gpa: bigint, length: bigint): void {
+    const pageSize = this.#options.pageSize;
+    const chunk = BigInt(MAX_RUN_BYTES);
+    for (let off = 0n; off < length; off += chunk) {
+      const n = Number(length - off < chunk ? length - off : chunk);
+      clearPages(this.#ram.view(gpa + off, n), pageSize);
+    }
+    this.#summary.sections.zero++;
+    this.#summary.zeroPages += Number(length) / pageSize;
+  }
+
+  async #deviceState(idLength: bigint, length: bigint, seed: number): Promise<number> {
+    if (idLength === 0n || idLength > BigInt(MAX_DEVICE_ID_BYTES) || idLength > length) {
+      this.#fail(`Device id length ${idLength} is not in 1 to ${MAX_DEVICE_ID_BYTES}`);
+    }
+    const limit = this.#options.maxDeviceStateBytes ?? 64 << 20;
+    const stateLength = length - idLength;
+    if (stateLength > BigInt(limit - this.#deviceBytes)) {
+      this.#fail(
+        `Device state of ${stateLength} bytes exceeds the remaining limit of ${
+          limit - this.#deviceBytes
+        }`,
+      );
+    }
+    const payload = new Uint8Array(Number(length));
+    await this.#buf.readInto(payload, "a device state section");
+    const crc = crc32(payload, seed);
+    const idBytes = payload.subarray(0, Number(idLength));
+    const state = payload.subarray(Number(idLength));
+    let id = "";
+    try {
+      id = utf8.decode(idBytes);
+    } catch {
+      this.#fail("Device id is not valid UTF-8");
+    }
+    this.#deviceBytes += state.length;
+    // Recorded before the checksum is checked; a mismatch rejects the whole stream.
+    const chunks = this.#summary.deviceStates.get(id) ?? [];
+    chunks.push(state);
+    this.#summary.deviceStates.set(id, chunks);
+    this.#summary.sections.deviceState++;
+    return crc;
+  }
+
+  #iteration(arg: bigint): void {
+    const s = this.#summary;
+    if (arg > 0xffff_ffffn) this.#fail(`Iteration number ${arg} exceeds 2^32 - 1`);
+    const n = Number(arg);
+    if (s.lastIteration !== undefined && n <= s.lastIteration) {
+      this.#fail(`Iteration ${n} does not follow iteration ${s.lastIteration}`);
+    }
+    s.lastIteration = n;
+    s.iterations++;
+    s.sections.iteration++;
+    this.#options.onIteration?.(n);
+  }
+
+  #checkRun(gpa: bigint, length: bigint, name: string, max: number): void {
+    const pageSize = BigInt(this.#options.pageSize);
+    if (length === 0n || length > BigInt(max)) {
+      this.#fail(`${name} length ${length} is not in 1 to ${max}`);
+    }
+    if (gpa % pageSize !== 0n || length % pageSize !== 0n) {
+      this.#fail(`${name} at GPA 0x${gpa.toString(16)} of ${length} bytes is not page-aligned`);
+    }
+    const i = findRegion(this.#ram.layout, gpa, length);
+    if (i === -1) {
+      this.#fail(`${name} GPA 0x${gpa.toString(16)} is outside the destination's layout`);
+    }
+    if (i === -2) {
+      this.#fail(
+        `${name} at GPA 0x${gpa.toString(16)} of ${length} bytes crosses the end of its region`,
+      );
+    }
+  }
+
+  #fail(reason: string): never {
+    throw new StreamError(this.#start, reason);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * What {@linkcode receiveStream} takes and reports.
+ *
+ * @module
+ */
+
+import type { RamAccess } from "./ram_access.ts";
+
+/** Options for `receiveStream()`. */
+export interface ReceiveOptions {
+  /** Computes the destination's RAM digest, compared with the END section's. */
+  digest(ram: RamAccess): Uint8Array | Promise<Uint8Array>;
+  /** The destination's page size; the stream's must equal it. Default 4096. */
+  pageSize?: number;
+  /** Cap on all device-state bytes kept from the stream; default 64 MiB. */
+  maxDeviceStateBytes?: number;
+  /** Size of the read buffer for small sections; default 256 KiB. */
+  bufferBytes?: number;
+  /** Called at each iteration marker, for progress. */
+  onIteration?: (iteration: number) => void;
+}
+
+/** Section counts by type. */
+export interface SectionCounts {
+  /** RAM page runs. */
+  ram: number;
+  /** Zero-page runs. */
+  zero: number;
+  /** Device-state sections. */
+  deviceState: number;
+  /** Iteration markers. */
+  iteration: number;
+  /** END markers (always 1 on success). */
+  end: number;
+}
+
+/** What a verified stream carried. */
+export interface ReceiveSummary {
+  /** Sections by type. */
+  sections: SectionCounts;
+  /** Pages received with their bytes (a page sent twice counts twice). */
+  pages: number;
+  /** Pages received as zero runs. */
+  zeroPages: number;
+  /** Length of the stream in bytes. */
+  bytes: number;
+  /** Device-state chunks by device id, in stream order. */
+  deviceStates: Map<string, Uint8Array[]>;
+  /** How many iteration markers were seen. */
+  iterations: number;
+  /** The last iteration number seen, or `undefined`. */
+  lastIteration: number | undefined;
+  /** The verified digest from the END section. */
+  digest: Uint8Array;
+}
