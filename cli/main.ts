@@ -6,12 +6,21 @@
  */
 
 import { describeError, UsageError } from "./describe_error.ts";
+import { runDemo } from "./demo.ts";
 import { runInfo } from "./info.ts";
+import { runMigrate } from "./migrate.ts";
+import { runReceive } from "./receive.ts";
+import { runReport } from "./report.ts";
 
 /** The top-level usage text. */
 export const USAGE = `usage: deno run --allow-ffi --allow-read mod.ts <command> [options]
 commands:
-  info [--container PATH] [--group N] [--json]   what the VFIO container reports`;
+  info [--container PATH] [--group N] [--json]   what the VFIO container reports
+  migrate --to ENDPOINT --ram SIZE [...]         live-migrate guest RAM (run with --help for flags)
+  receive --from ENDPOINT --ram SIZE [...]       restore a migration and verify it
+  report FILE [--svg OUT]                        print a migration report and chart it
+  demo [...]                                     migrate between two local processes
+endpoints: tcp:HOST:PORT, unix:PATH, file:PATH`;
 
 /**
  * Runs the CLI.
@@ -30,7 +39,15 @@ export async function main(args: string[]): Promise<number> {
   try {
     switch (command) {
       case "info":
-        return await Promise.resolve(runInfo(rest));
+        return runInfo(rest);
+      case "migrate":
+        return await runMigrate(rest);
+      case "receive":
+        return await runReceive(rest);
+      case "report":
+        return runReport(rest);
+      case "demo":
+        return await runDemo(rest);
       case undefined:
       case "help":
       case "--help":
@@ -38,7 +55,9 @@ export async function main(args: string[]): Promise<number> {
         console.log(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`Unknown command "${command}" (commands: info; run with --help)`);
+        throw new UsageError(
+          `Unknown command "${command}" (commands: info, migrate, receive, report, demo; run with --help)`,
+        );
     }
   } catch (e) {
     console.error(`deno-vmm: ${describeError(e)}`);

@@ -139,6 +139,9 @@ worker.onmessage = (e: MessageEvent<WriterConfig>) => {
     worker.postMessage({ type: "state", state: "running", pagesWritten: 0 });
     run(e.data);
   } catch (err) {
-    worker.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
+    worker.postMessage({
+      type: "error",
+      message: err instanceof Error ? err.message : String(err),
+    });
   }
 };

@@ -107,7 +107,10 @@ export class SectionLoader {
     s.sections.end++;
     const endStart = this.#start;
     this.#start = this.#buf.offset;
-    if (!(await this.#buf.atEnd())) this.#fail("Data follows the END section");
+    const trailing = this.#options.expectEof === false
+      ? this.#buf.buffered > 0
+      : !(await this.#buf.atEnd());
+    if (trailing) this.#fail("Data follows the END section");
     s.bytes = this.#buf.offset;
     const ours = await this.#options.digest(this.#ram);
     if (ours.length !== s.digest.length || !ours.every((b, i) => b === s.digest[i])) {

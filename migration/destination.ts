@@ -58,6 +58,7 @@ export async function receiveGuest(options: {
     const summary = await receiveStream(channel, destinationRam(options.memory), {
       digest: () => ramDigest(options.memory).bytes,
       onIteration: options.onIteration,
+      expectEof: !live,
     });
     const digest = ramDigest(options.memory).hex;
     if (live) await writeAck(channel, { ok: true, text: digest });

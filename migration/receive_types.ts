@@ -18,6 +18,13 @@ export interface ReceiveOptions {
   bufferBytes?: number;
   /** Called at each iteration marker, for progress. */
   onIteration?: (iteration: number) => void;
+  /**
+   * Wait for end of stream after END and reject any byte that follows
+   * (default true). A live transport passes `false`: its source keeps the
+   * connection open for the destination's answer, so only bytes already
+   * received after END are rejected.
+   */
+  expectEof?: boolean;
 }
 
 /** Section counts by type. */

@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { LAYOUT, MemorySource, PAGE, sameRam, sampleStream, sha256Ram } from "./_test_helpers.ts";
+import {
+  LAYOUT,
+  MemorySink,
+  MemorySource,
+  PAGE,
+  sameRam,
+  sampleStream,
+  sha256Ram,
+} from "./_test_helpers.ts";
 import { arrayRam } from "./ram_access.ts";
 import { listenEndpoint } from "./open_endpoint.ts";
 import { StreamError } from "./stream_error.ts";
 import { receiveStream } from "./stream_reader.ts";
+import { StreamWriter } from "./stream_writer.ts";
 import { encodeSectionHeader, encodeStreamHeader, SectionType } from "./stream_format.ts";
 
 /** Receives `bytes` into fresh RAM (read 5000 bytes at a time) and returns the StreamError. */
@@ -318,4 +327,23 @@ Deno.test("receiveStream() leaves the image equal to the source on success", asy
   const again = arrayRam(LAYOUT);
   await receiveStream(new MemorySource(bytes), again, { digest: sha256Ram });
   assert.ok(sameRam(dst, again));
+});
+
+Deno.test("receiveStream() rejects a stream cut inside a large RAM run read in place", async () => {
+  const layout = [{ gpa: 0n, size: 1n << 20n }];
+  const src = arrayRam(layout);
+  crypto.getRandomValues(src.view(0n, 65536));
+  const sink = new MemorySink();
+  const w = new StreamWriter(sink);
+  await w.writeHeader(layout, PAGE);
+  await w.writeRamRun(0n, src.view(0n, 1 << 20));
+  await w.writeEnd(sha256Ram(src));
+  const cut = 44 + 28 + 300_000; // far more than the read buffer still to come
+  const err = await receiveStream(
+    new MemorySource(sink.bytes().subarray(0, cut), 70_000),
+    arrayRam(layout),
+    { digest: sha256Ram, bufferBytes: 8192 },
+  ).catch((e) => e);
+  assert.ok(err instanceof StreamError, String(err));
+  assertError(err, cut, /^Stream truncated in a RAM run: 748576 more bytes expected$/);
 });

@@ -5,17 +5,14 @@
  * @module
  */
 
-import { crc32 } from "node:zlib";
+import { SectionFramer } from "./_section_framer.ts";
 import type { RamAccess, RamRegionLayout } from "./ram_access.ts";
 import {
-  encodeSectionHeader,
   encodeStreamHeader,
   findRegion,
   MAX_DEVICE_ID_BYTES,
   MAX_DIGEST_BYTES,
   MAX_RUN_BYTES,
-  SECTION_HEADER_BYTES,
-  SECTION_TRAILER_BYTES,
   SectionType,
 } from "./stream_format.ts";
 import type { StreamSink } from "./transport.ts";
@@ -74,17 +71,12 @@ const textEncoder = new TextEncoder();
  * ```
  */
 export class StreamWriter {
-  #sink: StreamSink;
-  #batch: Uint8Array;
-  #batchView: DataView;
-  #used = 0;
-  #bytes = 0;
+  #framer: SectionFramer;
   #state: "new" | "open" | "ended" | "failed" = "new";
   #busy = false;
   #layout: readonly RamRegionLayout[] = [];
   #pageSize = 0;
   #maxRun: number;
-  #direct: number;
   #snapshot: Uint8Array | undefined;
 
   /**
@@ -103,17 +95,14 @@ export class StreamWriter {
     if (!Number.isInteger(batch) || batch < 4096 || batch > 1 << 30) {
       throw new RangeError(`Cannot create StreamWriter: batchBytes ${batch} is out of range`);
     }
-    this.#sink = sink;
+    this.#framer = new SectionFramer(sink, batch);
     this.#maxRun = maxRun;
-    this.#batch = new Uint8Array(batch);
-    this.#batchView = new DataView(this.#batch.buffer);
-    this.#direct = batch / 4;
     this.#snapshot = options.snapshotRuns ? new Uint8Array(maxRun) : undefined;
   }
 
   /** Bytes of the stream produced so far (up to `batchBytes` may wait for a flush). */
   get bytesWritten(): number {
-    return this.#bytes;
+    return this.#framer.bytes;
   }
 
   /**
@@ -130,7 +119,7 @@ export class StreamWriter {
       const header = encodeStreamHeader(layout, pageSize);
       this.#layout = layout.map((r) => ({ gpa: r.gpa, size: r.size }));
       this.#pageSize = pageSize;
-      await this.#put(header);
+      await this.#framer.put(header);
       this.#state = "open";
     });
   }
@@ -233,7 +222,7 @@ export class StreamWriter {
         throw new RangeError(`Cannot write device state: id "${id}" must be 1 to 255 UTF-8 bytes`);
       }
       const length = BigInt(idBytes.length + bytes.length);
-      await this.#section(SectionType.DEVICE_STATE, BigInt(idBytes.length), length, [
+      await this.#framer.section(SectionType.DEVICE_STATE, BigInt(idBytes.length), length, [
         idBytes,
         bytes,
       ]);
@@ -253,7 +242,7 @@ export class StreamWriter {
       if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) {
         throw new RangeError(`Cannot write iteration ${n}: expected an integer 0 to 2^32 - 1`);
       }
-      await this.#section(SectionType.ITERATION, BigInt(n), 0n, []);
+      await this.#framer.section(SectionType.ITERATION, BigInt(n), 0n, []);
     });
   }
 
@@ -272,8 +261,8 @@ export class StreamWriter {
           `Cannot write END: digest has ${digest.length} bytes, expected 1 to 64`,
         );
       }
-      await this.#section(SectionType.END, 0n, BigInt(digest.length), [digest]);
-      await this.#flush();
+      await this.#framer.section(SectionType.END, 0n, BigInt(digest.length), [digest]);
+      await this.#framer.flush();
       this.#state = "ended";
     });
   }
@@ -285,7 +274,7 @@ export class StreamWriter {
    * @throws {TypeError} While another call is pending.
    */
   flush(): Promise<void> {
-    return this.#run(undefined, () => this.#flush());
+    return this.#run(undefined, () => this.#framer.flush());
   }
 
   async #run<T>(need: "new" | "open" | undefined, body: () => Promise<T>): Promise<T> {
@@ -330,96 +319,18 @@ export class StreamWriter {
     }
   }
 
-  // The section helpers return a promise only when they had to wait for the
-  // sink; small sections that fit the batch cost no await.
+  // Return a promise only when the framer had to wait for the sink.
   #ramRun(gpa: bigint, bytes: Uint8Array): Promise<void> | undefined {
     if (bytes.length === 0) return;
     let payload = bytes;
-    if (this.#snapshot !== undefined && bytes.length >= this.#direct) {
+    if (this.#snapshot !== undefined && bytes.length >= this.#framer.directBytes) {
       payload = this.#snapshot.subarray(0, bytes.length);
       payload.set(bytes);
     }
-    return this.#section(SectionType.RAM, gpa, BigInt(payload.length), [payload]);
+    return this.#framer.section(SectionType.RAM, gpa, BigInt(payload.length), [payload]);
   }
 
   #zeroRun(gpa: bigint, length: number): Promise<void> | undefined {
-    if (length > 0) return this.#section(SectionType.ZERO, gpa, BigInt(length), []);
-  }
-
-  #section(
-    type: number,
-    arg: bigint,
-    length: bigint,
-    parts: Uint8Array[],
-  ): Promise<void> | undefined {
-    let payload = 0;
-    for (const p of parts) payload += p.length;
-    const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
-    if (payload < this.#direct && this.#used + framing + payload <= this.#batch.length) {
-      this.#encodeSmall(type, arg, length, parts, payload);
-      return;
-    }
-    return this.#sectionSlow(type, arg, length, parts, payload);
-  }
-
-  async #sectionSlow(
-    type: number,
-    arg: bigint,
-    length: bigint,
-    parts: Uint8Array[],
-    payload: number,
-  ): Promise<void> {
-    const small = payload < this.#direct;
-    const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
-    if (this.#used + framing + (small ? payload : 0) > this.#batch.length) await this.#flush();
-    if (small) return this.#encodeSmall(type, arg, length, parts, payload);
-    // Large payload: header into the batch, flush, then the payload itself (zero-copy).
-    let crc = encodeSectionHeader(this.#batch, this.#used, { type, flags: 0, arg, length });
-    this.#used += SECTION_HEADER_BYTES;
-    for (const p of parts) crc = crc32(p, crc);
-    await this.#flush();
-    for (const p of parts) await this.#sink.write(p);
-    this.#trailer(crc, payload);
-  }
-
-  #encodeSmall(
-    type: number,
-    arg: bigint,
-    length: bigint,
-    parts: Uint8Array[],
-    payload: number,
-  ): void {
-    const batch = this.#batch;
-    let crc = encodeSectionHeader(batch, this.#used, { type, flags: 0, arg, length });
-    this.#used += SECTION_HEADER_BYTES;
-    for (const p of parts) {
-      batch.set(p, this.#used);
-      this.#used += p.length;
-      crc = crc32(p, crc);
-    }
-    this.#trailer(crc, payload);
-  }
-
-  #trailer(crc: number, payload: number): void {
-    this.#batchView.setUint32(this.#used, crc, true);
-    this.#used += SECTION_TRAILER_BYTES;
-    this.#bytes += SECTION_HEADER_BYTES + payload + SECTION_TRAILER_BYTES;
-  }
-
-  async #put(bytes: Uint8Array): Promise<void> {
-    if (this.#used + bytes.length > this.#batch.length) await this.#flush();
-    if (bytes.length > this.#batch.length) await this.#sink.write(bytes);
-    else {
-      this.#batch.set(bytes, this.#used);
-      this.#used += bytes.length;
-    }
-    this.#bytes += bytes.length;
-  }
-
-  async #flush(): Promise<void> {
-    if (this.#used === 0) return;
-    const n = this.#used;
-    this.#used = 0;
-    await this.#sink.write(this.#batch.subarray(0, n));
+    if (length > 0) return this.#framer.section(SectionType.ZERO, gpa, BigInt(length), []);
   }
 }

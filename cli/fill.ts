@@ -1,0 +1,39 @@
+/**
+ * Fills guest RAM with demo content: incompressible random bytes, zero, or
+ * every other page zero.
+ *
+ * @module
+ */
+
+/** What the RAM holds before migration. */
+export type FillPattern = "random" | "zero" | "half";
+
+/**
+ * Fills a view (xorshift32 words: fast, deterministic for a seed).
+ *
+ * @param view The RAM view (a multiple of 4096 bytes).
+ * @param options The pattern and seed.
+ *
+ * @example
+ * ```ts
+ * import { fillRam } from "./fill.ts";
+ * const ram = new Uint8Array(8192);
+ * fillRam(ram, { pattern: "half", seed: 1 });
+ * ```
+ */
+export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed: number }): void {
+  if (options.pattern === "zero") return;
+  const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+  let x = options.seed >>> 0 || 0x9e3779b9;
+  const perPage = 1024;
+  for (let page = 0; page * perPage < words.length; page++) {
+    if (options.pattern === "half" && page % 2 === 1) continue;
+    const end = Math.min(words.length, (page + 1) * perPage);
+    for (let i = page * perPage; i < end; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x;
+    }
+  }
+}

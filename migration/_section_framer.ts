@@ -1,0 +1,116 @@
+// Frames sections onto a sink: small sections are copied into one batch
+// buffer and sent in writes of up to its size; large payloads are written in
+// place (zero-copy) after the batched header. Every sink write is awaited.
+
+import { crc32 } from "node:zlib";
+import {
+  encodeSectionHeader,
+  SECTION_HEADER_BYTES,
+  SECTION_TRAILER_BYTES,
+} from "./stream_format.ts";
+import type { StreamSink } from "./transport.ts";
+
+export class SectionFramer {
+  #sink: StreamSink;
+  #batch: Uint8Array;
+  #batchView: DataView;
+  #used = 0;
+  #bytes = 0;
+  #direct: number;
+
+  constructor(sink: StreamSink, batchBytes: number) {
+    this.#sink = sink;
+    this.#batch = new Uint8Array(batchBytes);
+    this.#batchView = new DataView(this.#batch.buffer);
+    this.#direct = batchBytes / 4;
+  }
+
+  /** Stream bytes framed so far, batched or sent. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Payloads at least this long are written in place. */
+  get directBytes(): number {
+    return this.#direct;
+  }
+
+  // Returns a promise only when it had to wait for the sink; small sections
+  // that fit the batch cost no await.
+  section(
+    type: number,
+    arg: bigint,
+    length: bigint,
+    parts: Uint8Array[],
+  ): Promise<void> | undefined {
+    let payload = 0;
+    for (const p of parts) payload += p.length;
+    const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
+    if (payload < this.#direct && this.#used + framing + payload <= this.#batch.length) {
+      this.#encodeSmall(type, arg, length, parts, payload);
+      return;
+    }
+    return this.#sectionSlow(type, arg, length, parts, payload);
+  }
+
+  async #sectionSlow(
+    type: number,
+    arg: bigint,
+    length: bigint,
+    parts: Uint8Array[],
+    payload: number,
+  ): Promise<void> {
+    const small = payload < this.#direct;
+    const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
+    if (this.#used + framing + (small ? payload : 0) > this.#batch.length) await this.flush();
+    if (small) return this.#encodeSmall(type, arg, length, parts, payload);
+    // Large payload: header into the batch, flush, then the payload itself (zero-copy).
+    let crc = encodeSectionHeader(this.#batch, this.#used, { type, flags: 0, arg, length });
+    this.#used += SECTION_HEADER_BYTES;
+    for (const p of parts) crc = crc32(p, crc);
+    await this.flush();
+    for (const p of parts) await this.#sink.write(p);
+    this.#trailer(crc, payload);
+  }
+
+  #encodeSmall(
+    type: number,
+    arg: bigint,
+    length: bigint,
+    parts: Uint8Array[],
+    payload: number,
+  ): void {
+    const batch = this.#batch;
+    let crc = encodeSectionHeader(batch, this.#used, { type, flags: 0, arg, length });
+    this.#used += SECTION_HEADER_BYTES;
+    for (const p of parts) {
+      batch.set(p, this.#used);
+      this.#used += p.length;
+      crc = crc32(p, crc);
+    }
+    this.#trailer(crc, payload);
+  }
+
+  #trailer(crc: number, payload: number): void {
+    this.#batchView.setUint32(this.#used, crc, true);
+    this.#used += SECTION_TRAILER_BYTES;
+    this.#bytes += SECTION_HEADER_BYTES + payload + SECTION_TRAILER_BYTES;
+  }
+
+  async put(bytes: Uint8Array): Promise<void> {
+    if (this.#used + bytes.length > this.#batch.length) await this.flush();
+    if (bytes.length > this.#batch.length) await this.#sink.write(bytes);
+    else {
+      this.#batch.set(bytes, this.#used);
+      this.#used += bytes.length;
+    }
+    this.#bytes += bytes.length;
+  }
+
+  async flush(): Promise<void> {
+    if (this.#used === 0) return;
+    const n = this.#used;
+    this.#used = 0;
+    await this.#sink.write(this.#batch.subarray(0, n));
+  }
+}
