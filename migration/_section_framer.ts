@@ -85,8 +85,9 @@ export class SectionFramer {
     this.#used += SECTION_HEADER_BYTES;
     for (const p of parts) {
       batch.set(p, this.#used);
+      // Checksum the copy, not the source: guest RAM may change under us.
+      crc = crc32(batch.subarray(this.#used, this.#used + p.length), crc);
       this.#used += p.length;
-      crc = crc32(p, crc);
     }
     this.#trailer(crc, payload);
   }

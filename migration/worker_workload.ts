@@ -40,7 +40,7 @@ export class WorkerWorkload implements Workload {
   }
 
   #pages(): number {
-    return this.#writers.reduce((n, w) => n + w.pagesWritten, 0);
+    return this.#writers.reduce((n, w) => n + w.writes, 0);
   }
 
   /** Pages written so far by all writers. */

@@ -1,0 +1,198 @@
+/**
+ * Scripted migration tests: one call sets up a source and a destination in
+ * this process, a Worker workload, a transport and optional faults, runs the
+ * migration, checks the outcome and releases everything. Use it from
+ * `Deno.test`.
+ *
+ * @module
+ */
+
+import { digestMemory } from "../memory/digest.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
+import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
+import { guestAddress } from "../sys/address.ts";
+import type { VfioContainer } from "../vfio/container.ts";
+import type { ConvergenceLimits } from "./convergence.ts";
+import { startCutProxy } from "./cut_proxy.ts";
+import type { DeviceMigrator } from "./device_migrator.ts";
+import { receiveGuest } from "./destination.ts";
+import { formatEndpoint } from "./endpoint.ts";
+import type { MigrationError } from "./errors.ts";
+import { listenEndpoint } from "./open_endpoint.ts";
+import { MigrationFailure } from "./precopy.ts";
+import type { MigrationReport } from "./report.ts";
+import { migrateGuest } from "./source.ts";
+import { WorkerWorkload } from "./worker_workload.ts";
+
+/** Options of {@linkcode runMigrationScenario}. */
+export interface MigrationScenario {
+  /** Guest RAM bytes (a multiple of 4 KiB). */
+  ram: number;
+  /** Destination RAM bytes, when it should differ from the source's. */
+  destinationRam?: number;
+  /** Initial content: `random` (default), `zero`, or `half` (every other page zero). */
+  fill?: (view: Uint8Array) => void;
+  /** A Worker writing the source RAM during pre-copy. */
+  workload?: { pattern: WritePattern; pagesPerSecond: number; seed?: number };
+  /** `tcp` (default), `unix` or `file`. */
+  transport?: "tcp" | "unix" | "file";
+  /** Convergence limits. */
+  limits?: ConvergenceLimits;
+  /** The all-mapped device policy. */
+  imprecise?: "refuse" | "allow";
+  /** A VFIO container to map the source RAM into (IOVA = GPA). */
+  vfio?: { container: VfioContainer; maxBitmapBytes?: bigint };
+  /** Devices whose state migrates. */
+  devices?: DeviceMigrator[];
+  /** Faults. */
+  faults?: {
+    /** TCP only: cut the connection after this many stream bytes. */
+    cutAfterBytes?: number;
+    /** File only: change the stream file before the destination reads it. */
+    corruptFile?: (bytes: Uint8Array) => Uint8Array;
+  };
+}
+
+/** What a scenario did. */
+export interface MigrationScenarioResult {
+  /** The source's report (completed or failed). */
+  report: MigrationReport;
+  /** The source's failure, if any. */
+  sourceError?: MigrationError;
+  /** The destination's outcome. */
+  destination: {
+    ok: boolean;
+    digest?: string;
+    error?: string;
+    deviceStates?: Map<string, Uint8Array[]>;
+  };
+  /** The source RAM digest before migration started (hex). */
+  sourceDigestBefore: string;
+  /** The source RAM digest after the scenario (hex). */
+  sourceDigestAfter: string;
+  /** Whether the workload was running again after a failed migration (or paused after success). */
+  workloadState?: string;
+  /** Pages the workload wrote. */
+  workloadPages?: number;
+}
+
+function fillRandom(view: Uint8Array): void {
+  const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+  let x = 0x12345678;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x;
+  }
+}
+
+/**
+ * Runs one migration scenario end to end and releases everything it made
+ * (RAM, Worker, sockets, temp files), whatever happens.
+ *
+ * @param s The scenario.
+ * @returns What happened on both sides.
+ *
+ * @example A too-high dirty rate fails cleanly
+ * ```ts ignore
+ * const r = await runMigrationScenario({
+ *   ram: 256 << 20,
+ *   workload: { pattern: "random", pagesPerSecond: 200_000 },
+ *   limits: { maxIterations: 5 },
+ * });
+ * assert.equal(r.report.result, "failed");
+ * assert.equal(r.workloadState, "running");
+ * ```
+ */
+export async function runMigrationScenario(s: MigrationScenario): Promise<MigrationScenarioResult> {
+  const transport = s.transport ?? "tcp";
+  const dir = await Deno.makeTempDir({ prefix: "deno-vmm-scenario-" });
+  await using stack = new AsyncDisposableStack();
+  stack.defer(() => Deno.remove(dir, { recursive: true }));
+  const source = stack.use(
+    GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(s.ram) }], { backing: "memfd" }),
+  );
+  (s.fill ?? fillRandom)(source.view(guestAddress(0n), s.ram));
+  const destination = stack.use(
+    GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(s.destinationRam ?? s.ram) }], {
+      prefault: true,
+    }),
+  );
+  const sourceDigestBefore = digestMemory(source).hex;
+  if (s.vfio) stack.use(source.mapInto(s.vfio.container));
+  let writer: WorkerWriter | undefined;
+  let workload: WorkerWorkload | undefined;
+  if (s.workload) {
+    writer = await WorkerWriter.start(source, {
+      pattern: s.workload.pattern,
+      pagesPerSecond: s.workload.pagesPerSecond,
+      seed: s.workload.seed ?? 1,
+    });
+    stack.defer(() => writer!.stop());
+    workload = new WorkerWorkload([writer], { pagesPerSecond: s.workload.pagesPerSecond });
+  }
+
+  const endpoint = transport === "tcp"
+    ? "tcp:127.0.0.1:0"
+    : transport === "unix"
+    ? `unix:${dir}/migration.sock`
+    : `file:${dir}/migration.stream`;
+  const listener = transport === "file" ? undefined : listenEndpoint(endpoint);
+  if (listener) stack.defer(() => listener.close());
+  let to = listener ? formatEndpoint(listener.endpoint) : endpoint;
+  const received = listener
+    ? receiveGuest({ memory: destination, from: listener }).then(
+      (g) => ({ ok: true, digest: g.digest, deviceStates: g.summary.deviceStates }),
+      (e) => ({ ok: false, error: (e as Error).message }),
+    )
+    : undefined;
+  if (s.faults?.cutAfterBytes !== undefined) {
+    const proxy = await startCutProxy(to, { cutAfter: s.faults.cutAfterBytes });
+    stack.use(proxy);
+    to = proxy.endpoint;
+  }
+  let report: MigrationReport;
+  let sourceError: MigrationError | undefined;
+  try {
+    report = await migrateGuest({
+      memory: source,
+      to,
+      workload,
+      vfio: s.vfio,
+      devices: s.devices,
+      limits: s.limits,
+      imprecise: s.imprecise,
+    });
+  } catch (e) {
+    if (!(e instanceof MigrationFailure)) throw e;
+    report = e.report;
+    sourceError = e;
+  }
+  let dest: MigrationScenarioResult["destination"];
+  if (received) {
+    dest = await received;
+  } else if (sourceError) {
+    dest = { ok: false, error: "the source failed before the file was complete" };
+  } else {
+    const file = `${dir}/migration.stream`;
+    if (s.faults?.corruptFile) {
+      Deno.writeFileSync(file, s.faults.corruptFile(Deno.readFileSync(file)));
+    }
+    dest = await receiveGuest({ memory: destination, from: `file:${file}` }).then(
+      (g) => ({ ok: true, digest: g.digest, deviceStates: g.summary.deviceStates }),
+      (e) => ({ ok: false, error: (e as Error).message }),
+    );
+  }
+  const workloadState = writer?.state;
+  const workloadPages = writer?.writes;
+  if (writer && workloadState === "running") await writer.pause();
+  return {
+    report,
+    ...(sourceError ? { sourceError } : {}),
+    destination: dest,
+    sourceDigestBefore,
+    sourceDigestAfter: digestMemory(source).hex,
+    ...(writer ? { workloadState, workloadPages } : {}),
+  };
+}

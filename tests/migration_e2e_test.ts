@@ -1,0 +1,228 @@
+// End-to-end live migrations of guest RAM with a concurrent Worker workload,
+// over every transport, with every pattern, and with faults.
+import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
+import { runMigrationScenario } from "../migration/scenario.ts";
+import {
+  SECTION_HEADER_BYTES,
+  SectionType,
+  streamHeaderBytes,
+} from "../migration/stream_format.ts";
+import type { DeviceMigrator } from "../migration/device_migrator.ts";
+
+const MiB = 1 << 20;
+
+function tempLeftovers(): string[] {
+  return [...Deno.readDirSync(Deno.env.get("TMPDIR") ?? "/tmp")]
+    .map((e) => e.name)
+    .filter((n) => n.startsWith("deno-vmm-scenario-"));
+}
+
+for (const transport of ["tcp", "unix", "file"] as const) {
+  for (const pattern of ["sequential", "random", "hotspot"] as const) {
+    Deno.test(`runMigrationScenario() migrates 256 MiB with a ${pattern} workload over ${transport}`, async () => {
+      const r = await runMigrationScenario({
+        ram: 256 * MiB,
+        transport,
+        workload: { pattern, pagesPerSecond: 10_000, seed: 3 },
+      });
+      assert.equal(r.report.result, "completed", r.report.error);
+      assert.equal(r.destination.ok, true, r.destination.error);
+      assert.equal(
+        r.destination.digest,
+        r.report.sourceDigest,
+        "destination = source at the stop point",
+      );
+      assert.ok((r.workloadPages ?? 0) > 0, "the workload wrote during pre-copy");
+      assert.equal(r.workloadState, "paused", "the source stays paused after hand-over");
+      assert.ok(r.report.downtimeMs !== null && r.report.downtimeMs >= 0);
+    });
+  }
+}
+
+for (const pagesPerSecond of [1_000, 40_000]) {
+  Deno.test(`runMigrationScenario() converges at ${pagesPerSecond} dirty pages/s`, async () => {
+    const r = await runMigrationScenario({
+      ram: 256 * MiB,
+      workload: { pattern: "random", pagesPerSecond },
+    });
+    assert.equal(r.report.result, "completed", r.report.error);
+    assert.equal(r.destination.digest, r.report.sourceDigest);
+    const last = r.report.iterations.at(-1)!;
+    assert.ok(last.expectedDowntimeMs <= r.report.policy.downtimeLimitMs);
+  });
+}
+
+Deno.test("runMigrationScenario() migrates 1 GiB under a hotspot workload", async () => {
+  const r = await runMigrationScenario({
+    ram: 1024 * MiB,
+    fill: (v) => {
+      // Half zero pages: every other page random.
+      const w = new Uint32Array(v.buffer, v.byteOffset, v.byteLength >>> 2);
+      for (let p = 0; p < w.length / 1024; p += 2) {
+        for (let i = p * 1024; i < p * 1024 + 1024; i++) w[i] = Math.imul(i, 2654435761);
+      }
+    },
+    workload: { pattern: "hotspot", pagesPerSecond: 20_000 },
+  });
+  assert.equal(r.report.result, "completed", r.report.error);
+  assert.equal(r.destination.digest, r.report.sourceDigest);
+  assert.ok(r.report.iterations[0].zeroPages > 100_000, "zero pages go without bytes");
+});
+
+Deno.test("runMigrationScenario() fails cleanly when dirtying outpaces sending, converges with auto-converge", async () => {
+  const limits = { downtimeLimitMs: 20, maxIterations: 6 };
+  const plain = await runMigrationScenario({
+    ram: 256 * MiB,
+    workload: { pattern: "random", pagesPerSecond: 0 },
+    limits,
+  });
+  assert.equal(plain.report.result, "failed");
+  assert.match(plain.report.error!, /did not converge after 6 iterations.*try auto-converge/);
+  assert.equal(plain.destination.ok, false, "the destination never reports a partial image");
+  assert.equal(plain.workloadState, "running", "the source keeps running");
+  const auto = await runMigrationScenario({
+    ram: 256 * MiB,
+    workload: { pattern: "random", pagesPerSecond: 0 },
+    limits: { ...limits, maxIterations: 60, autoConverge: true },
+  });
+  assert.equal(auto.report.result, "completed", auto.report.error);
+  assert.equal(auto.destination.digest, auto.report.sourceDigest);
+  assert.ok(auto.report.iterations.some((i) => i.throttle >= 20), "the workload was throttled");
+});
+
+Deno.test("runMigrationScenario() survives the transport cut at a random point", async () => {
+  const before = tempLeftovers();
+  const cut = MiB + Math.floor(Math.random() * 200 * MiB);
+  const r = await runMigrationScenario({ ram: 256 * MiB, faults: { cutAfterBytes: cut } });
+  assert.equal(r.report.result, "failed", `cut at ${cut}`);
+  assert.equal(r.destination.ok, false);
+  assert.equal(r.sourceDigestAfter, r.sourceDigestBefore, "source RAM untouched");
+  const running = await runMigrationScenario({
+    ram: 64 * MiB,
+    workload: { pattern: "random", pagesPerSecond: 5_000 },
+    faults: { cutAfterBytes: 8 * MiB },
+  });
+  assert.equal(running.report.result, "failed");
+  assert.equal(running.workloadState, "running", "the source keeps running");
+  assert.deepEqual(tempLeftovers(), before, "no temp files remain");
+});
+
+// A device whose state travels in the stream, so every section type appears.
+const device: DeviceMigrator = {
+  id: "test-device",
+  supported: true,
+  saveState: () => Promise.resolve(new TextEncoder().encode("device state v1 ".repeat(64))),
+  resumeRunning: () => {},
+};
+
+interface Section {
+  type: number;
+  at: number;
+  payload: number;
+}
+
+function sections(bytes: Uint8Array): Section[] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const regions = v.getUint32(16, true);
+  let at = streamHeaderBytes(regions);
+  const out: Section[] = [];
+  while (at < bytes.length) {
+    const type = v.getUint32(at, true);
+    const length = Number(v.getBigUint64(at + 16, true));
+    const payload = type === SectionType.ZERO ? 0 : length;
+    out.push({ type, at, payload });
+    at += SECTION_HEADER_BYTES + payload + 4;
+  }
+  return out;
+}
+
+function reseal(bytes: Uint8Array, s: Section): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  v.setUint32(s.at + 24, crc32(bytes.subarray(s.at, s.at + 24)), true);
+  const head = crc32(bytes.subarray(s.at, s.at + SECTION_HEADER_BYTES));
+  const end = s.at + SECTION_HEADER_BYTES + s.payload;
+  v.setUint32(end, crc32(bytes.subarray(s.at + SECTION_HEADER_BYTES, end), head), true);
+}
+
+async function corrupted(change: (bytes: Uint8Array) => Uint8Array) {
+  const before = tempLeftovers();
+  const r = await runMigrationScenario({
+    ram: 32 * MiB,
+    fill: (v) => {
+      for (let i = 0; i < v.length; i += 8192) v[i] = 1 + (i % 251); // every other page zero
+    },
+    transport: "file",
+    devices: [device],
+    faults: { corruptFile: change },
+  });
+  assert.equal(r.report.result, "completed", "the source wrote the whole file");
+  assert.equal(r.destination.ok, false, "the destination rejects the image");
+  assert.deepEqual(tempLeftovers(), before, "no temp files remain");
+  return r.destination.error!;
+}
+
+Deno.test("receiveGuest() rejects a truncated file", async () => {
+  const error = await corrupted((b) => b.subarray(0, Math.floor(b.length * Math.random())));
+  assert.match(error, /truncated|ended without an END|Stream/);
+});
+
+const NAMES: [number, string][] = [
+  [SectionType.RAM, "RAM run"],
+  [SectionType.ZERO, "zero run"],
+  [SectionType.DEVICE_STATE, "device state"],
+  [SectionType.ITERATION, "iteration"],
+  [SectionType.END, "END"],
+];
+
+Deno.test("receiveGuest() rejects a flipped byte in the header and in each section type", async () => {
+  const header = await corrupted((b) => {
+    b[10] ^= 0x40;
+    return b;
+  });
+  assert.match(header, /offset \d+/);
+  for (const [type, name] of NAMES) {
+    const error = await corrupted((b) => {
+      const s = sections(b).find((x) => x.type === type)!;
+      assert.ok(s, `the stream has a ${name} section`);
+      // Flip a payload byte where there is one, else the GPA/arg field.
+      b[s.payload > 0 ? s.at + SECTION_HEADER_BYTES + (s.payload >> 1) : s.at + 9] ^= 0x01;
+      return b;
+    });
+    assert.match(error, /offset \d+/, name);
+    assert.match(error, /checksum|mismatch/i, name);
+  }
+});
+
+Deno.test("receiveGuest() rejects an oversized length before allocating", async () => {
+  const error = await corrupted((b) => {
+    const s = sections(b).find((x) => x.type === SectionType.DEVICE_STATE)!;
+    new DataView(b.buffer, b.byteOffset).setBigUint64(s.at + 16, 1n << 40n, true);
+    new DataView(b.buffer, b.byteOffset).setUint32(
+      s.at + 24,
+      crc32(b.subarray(s.at, s.at + 24)),
+      true,
+    );
+    return b;
+  });
+  assert.match(error, /offset \d+/);
+  assert.match(error, /length|large|exceeds|cap/i);
+});
+
+Deno.test("receiveGuest() rejects a GPA outside its RAM", async () => {
+  const error = await corrupted((b) => {
+    const s = sections(b).find((x) => x.type === SectionType.RAM)!;
+    new DataView(b.buffer, b.byteOffset).setBigUint64(s.at + 8, 1n << 40n, true);
+    reseal(b, s);
+    return b;
+  });
+  assert.match(error, /offset \d+/);
+  assert.match(error, /outside|region|layout/i);
+});
+
+Deno.test("runMigrationScenario() rejects a destination whose RAM layout differs", async () => {
+  const r = await runMigrationScenario({ ram: 64 * MiB, destinationRam: 32 * MiB });
+  assert.equal(r.destination.ok, false);
+  assert.match(r.destination.error!, /layout|region/i);
+  assert.equal(r.report.result, "failed", "the source hears the destination refuse");
+});
