@@ -28,7 +28,7 @@ export interface ReceivedGuest {
  * Receives a migration into `memory`.
  *
  * @param options The RAM, where to listen (an endpoint string or a listener),
- *   and progress.
+ *   progress, and a signal that stops waiting for the source.
  * @returns The summary, once the image is verified.
  * @throws {MigrationError} Phase `destination`, naming the stream offset and
  *   reason: the image in `memory` is partial and must be discarded.
@@ -43,12 +43,13 @@ export async function receiveGuest(options: {
   from: string | StreamListener;
   onIteration?: (n: number) => void;
   onAccepted?: () => void;
+  signal?: AbortSignal;
 }): Promise<ReceivedGuest> {
   const listener = typeof options.from === "string" ? listenEndpoint(options.from) : options.from;
   const live = listener.endpoint.transport !== "file";
   let channel;
   try {
-    channel = await listener.accept();
+    channel = await listener.accept({ signal: options.signal });
   } finally {
     listener.close();
   }

@@ -41,6 +41,8 @@ export interface MigrationReport {
   error?: string;
   /** The phase that failed. */
   failedPhase?: string;
+  /** Problems that did not fail the migration. */
+  warnings?: string[];
   /** Where the stream went (`tcp:…`, `unix:…`, `file:…`). */
   transport: string;
   /** Guest RAM bytes. */

@@ -44,6 +44,8 @@ export interface MigrationScenario {
   vfio?: { container: VfioContainer; maxBitmapBytes?: bigint };
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
+  /** Called once the RAM is mapped and tracking is about to start (test hooks). */
+  beforeMigrate?: () => void;
   /** Faults. */
   faults?: {
     /** TCP only: cut the connection after this many stream bytes. */
@@ -141,8 +143,9 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
   const listener = transport === "file" ? undefined : listenEndpoint(endpoint);
   if (listener) stack.defer(() => listener.close());
   let to = listener ? formatEndpoint(listener.endpoint) : endpoint;
+  const abort = new AbortController();
   const received = listener
-    ? receiveGuest({ memory: destination, from: listener }).then(
+    ? receiveGuest({ memory: destination, from: listener, signal: abort.signal }).then(
       (g) => ({ ok: true, digest: g.digest, deviceStates: g.summary.deviceStates }),
       (e) => ({ ok: false, error: (e as Error).message }),
     )
@@ -152,6 +155,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     stack.use(proxy);
     to = proxy.endpoint;
   }
+  s.beforeMigrate?.();
   let report: MigrationReport;
   let sourceError: MigrationError | undefined;
   try {
@@ -168,6 +172,8 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     if (!(e instanceof MigrationFailure)) throw e;
     report = e.report;
     sourceError = e;
+    // A source that failed before connecting leaves the destination waiting.
+    abort.abort(new Error(`the source failed: ${e.message}`));
   }
   let dest: MigrationScenarioResult["destination"];
   if (received) {

@@ -152,6 +152,34 @@ export class LibcSyscalls implements Syscalls {
     if (n < 0n) throw new SyscallError("pwrite", errno());
     return Number(n);
   }
+
+  /**
+   * Reads at the fd's position (`read(2)`).
+   *
+   * @param fd The fd.
+   * @param buf The destination.
+   * @returns Bytes read; 0 at end of stream.
+   * @throws {SyscallError} With the errno.
+   */
+  read(fd: number, buf: Uint8Array): number {
+    const n = libc().read(fd, buf, BigInt(buf.byteLength));
+    if (n < 0n) throw new SyscallError("read", errno());
+    return Number(n);
+  }
+
+  /**
+   * Writes at the fd's position (`write(2)`).
+   *
+   * @param fd The fd.
+   * @param buf The bytes.
+   * @returns Bytes written.
+   * @throws {SyscallError} With the errno.
+   */
+  write(fd: number, buf: Uint8Array): number {
+    const n = libc().write(fd, buf, BigInt(buf.byteLength));
+    if (n < 0n) throw new SyscallError("write", errno());
+    return Number(n);
+  }
 }
 
 let shared: LibcSyscalls | undefined;

@@ -107,4 +107,26 @@ export interface Syscalls {
    * @throws {SyscallError} When the kernel refuses.
    */
   pwrite(fd: number, buf: Uint8Array, offset: bigint): number;
+  /**
+   * Reads at the fd's current position (`read(2)`), as a stream: a VFIO
+   * migration `data_fd` is read this way, and `0` means end of stream.
+   *
+   * @param fd The fd.
+   * @param buf Where the bytes go; its length is the most read.
+   * @returns The number of bytes read; 0 at end of stream.
+   * @throws {SyscallError} When the kernel refuses (`ENOMSG` on a drained
+   *   pre-copy stream, `EBADF` on an fd not open for reading).
+   */
+  read(fd: number, buf: Uint8Array): number;
+  /**
+   * Writes at the fd's current position (`write(2)`), as a stream: a VFIO
+   * migration `data_fd` in `RESUMING` is written this way.
+   *
+   * @param fd The fd.
+   * @param buf The bytes.
+   * @returns The number of bytes written (may be fewer than `buf` holds).
+   * @throws {SyscallError} When the kernel refuses (`EBADF` on an fd not
+   *   open for writing).
+   */
+  write(fd: number, buf: Uint8Array): number;
 }

@@ -32,7 +32,13 @@ export type {
   FakeKernelOptions,
   FakeMigrationCap,
 } from "./fake/options.ts";
-export { type DeviceFeatureHandler, NO_FEATURES } from "./fake/device.ts";
+export { type DeviceFeatureHandler, type FeatureContext, NO_FEATURES } from "./fake/device.ts";
+export {
+  type FailArcOptions,
+  FakeMigrationDevice,
+  type FakeMigrationDeviceOptions,
+} from "./fake/migration_device.ts";
+export type { FakeDataFile } from "./fake/fds.ts";
 export { KernelError, type UserArg } from "./fake/user_memory.ts";
 export { FIRST_FAKE_FD } from "./fake/fds.ts";
 export type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
@@ -234,11 +240,41 @@ export class FakeKernel implements Syscalls {
   }
 
   /**
+   * Reads at the file position: a migration data fd's stream (0 at end of
+   * stream, `ENOMSG` on a drained pre-copy stream), or a device region at the
+   * fd's position.
+   *
+   * @param fd A data fd opened for reading, or a device fd.
+   * @param buf Destination.
+   * @returns Bytes read.
+   * @throws {SyscallError} `EBADF` for a closed fd or a data fd opened for
+   *   writing, `EINVAL` for container and group fds, or the data file's errno.
+   */
+  read(fd: number, buf: Uint8Array): number {
+    return this.#sys("read", fd, () => this.#world.stream(false, fd, buf));
+  }
+
+  /**
+   * Writes at the file position: a `RESUMING` data fd's stream, or a device
+   * region at the fd's position.
+   *
+   * @param fd A data fd opened for writing, or a device fd.
+   * @param buf The bytes.
+   * @returns Bytes written.
+   * @throws {SyscallError} `EBADF` for a closed fd or a data fd opened for
+   *   reading, `EINVAL` for container and group fds, or the data file's errno.
+   */
+  write(fd: number, buf: Uint8Array): number {
+    return this.#sys("write", fd, () => this.#world.stream(true, fd, buf));
+  }
+
+  /**
    * Makes the next matching call(s) fail with `errno`, without side effects.
    *
    * @param name An ioctl name (`"VFIO_IOMMU_MAP_DMA"`, matched against both
    *   the caller's name and the kernel's name for the number on that fd type)
-   *   or a syscall name (`"open"`, `"close"`, `"mmap"`, `"munmap"`, `"pread"`, `"pwrite"`).
+   *   or a syscall name (`"open"`, `"close"`, `"mmap"`, `"munmap"`, `"pread"`, `"pwrite"`,
+   *   `"read"`, `"write"`).
    * @param errno The errno.
    * @param options `times`: how many matching calls fail (default 1).
    * @returns This kernel, for chaining.

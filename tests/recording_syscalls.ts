@@ -10,7 +10,7 @@ import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
 
 /** One recorded call. */
 export interface RecordedCall {
-  /** `open`, `close`, `ioctl`, `mmap`, `munmap`, `pread` or `pwrite`. */
+  /** `open`, `close`, `ioctl`, `mmap`, `munmap`, `pread`, `pwrite`, `read` or `write`. */
   readonly syscall: string;
   /** The ioctl name, for ioctls. */
   readonly name?: string;
@@ -131,5 +131,15 @@ export class RecordingSyscalls implements Syscalls {
   /** {@inheritDoc Syscalls.pwrite} */
   pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
     return this.#record({ syscall: "pwrite" }, () => this.#inner.pwrite(fd, buf, offset));
+  }
+
+  /** {@inheritDoc Syscalls.read} */
+  read(fd: number, buf: Uint8Array): number {
+    return this.#record({ syscall: "read" }, () => this.#inner.read(fd, buf));
+  }
+
+  /** {@inheritDoc Syscalls.write} */
+  write(fd: number, buf: Uint8Array): number {
+    return this.#record({ syscall: "write" }, () => this.#inner.write(fd, buf));
   }
 }

@@ -187,6 +187,14 @@ export class VfioDevice implements Disposable {
     return this.#fd;
   }
 
+  /**
+   * The syscall boundary the device was opened through, for objects layered
+   * on its fd (such as `VfioDeviceMigration`).
+   */
+  get syscalls(): Syscalls {
+    return this.#sys;
+  }
+
   /** The device name. */
   get name(): string {
     return this.#name;

@@ -243,9 +243,13 @@ export class DirtyPageTracker {
    * @throws {IoctlError} If the kernel refuses.
    */
   stop(): void {
-    this.#dirtyPages(VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
-    this.#running = false;
-    this.release();
+    try {
+      this.#dirtyPages(VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
+      this.#running = false;
+    } finally {
+      // The bitmap memory is ours alone: free it even when the kernel refused.
+      this.release();
+    }
   }
 
   /**

@@ -50,8 +50,21 @@ import {
   eduWrite,
   PCI_COMMAND_MASTER,
 } from "./edu.ts";
+import type { FakeDataFile } from "./fds.ts";
 import type { FakeGroup } from "./group.ts";
 import { fail, u32, type UserArg } from "./user_memory.ts";
+
+/** What the kernel lends a feature handler: installing the fd of a new file. */
+export interface FeatureContext {
+  /**
+   * Installs a migration data file at the lowest free fd (`get_unused_fd` +
+   * `fd_install`); the fd counts in `openFds` until the user closes it.
+   *
+   * @param file The file.
+   * @returns The new fd.
+   */
+  installDataFd(file: FakeDataFile): number;
+}
 
 /**
  * The extension point for `VFIO_DEVICE_FEATURE` (a fake migration-v2 device
@@ -66,6 +79,7 @@ export interface DeviceFeatureHandler {
    * @param flags The request flags (feature number and GET/SET/PROBE).
    * @param payload The user argument, offset 8 being the payload.
    * @param payloadSize `argsz - 8`.
+   * @param context Installs data fds (`MIG_DEVICE_STATE` arcs that open a session).
    * @returns The ioctl return value.
    * @throws {KernelError} The errno (ENOTTY for features without driver ops).
    */
@@ -74,7 +88,22 @@ export interface DeviceFeatureHandler {
     flags: number,
     payload: UserArg,
     payloadSize: number,
+    context: FeatureContext,
   ): number;
+  /**
+   * The device was reset: its first fd opened (`open_device`) or
+   * `VFIO_DEVICE_RESET` succeeded. A migration driver returns to `RUNNING`.
+   *
+   * @param device The device, by name.
+   */
+  reset?(device: { readonly name: string }): void;
+  /**
+   * The device's last fd closed (`close_device`): a migration driver ends its
+   * data transfer sessions.
+   *
+   * @param device The device, by name.
+   */
+  release?(device: { readonly name: string }): void;
 }
 
 /** vfio-pci without `mig_ops` / `log_ops`: every feature is ENOTTY. */
@@ -116,6 +145,7 @@ export class FakeDevice {
     new DataView(id.buffer).setUint32(0, EDU_ID, true);
     this.#bar0.write(0, id);
     this.#buffer.fill(0);
+    this.features.reset?.(this);
   }
 
   /** Closes one device fd; the last close frees the memfds (live mmaps keep their own reference). */
@@ -123,6 +153,7 @@ export class FakeDevice {
     if (--this.#openCount > 0) return;
     for (const io of [this.#bar0, this.#config]) if (io !== null) libc().close(io.fd);
     this.#bar0 = this.#config = null;
+    this.features.release?.(this);
   }
 
   #io(index: number): MemfdIo {
@@ -136,10 +167,11 @@ export class FakeDevice {
    *
    * @param code The request number.
    * @param arg The user argument.
+   * @param context What feature handlers may ask of the kernel.
    * @returns The return value.
    * @throws {KernelError} The errno.
    */
-  ioctl(code: number, arg: UserArg): number {
+  ioctl(code: number, arg: UserArg, context: FeatureContext): number {
     switch (code) {
       case Number(VFIO_DEVICE_GET_INFO.code): {
         const head = arg.read(0, 16);
@@ -180,9 +212,10 @@ export class FakeDevice {
       case Number(VFIO_DEVICE_RESET.code):
         // Doc-directed simplification: the reset clears the command register.
         this.#io(CONFIG_INDEX).write(4, new Uint8Array(2));
+        this.features.reset?.(this);
         return 0;
       case Number(VFIO_DEVICE_FEATURE.code):
-        return this.#feature(arg);
+        return this.#feature(arg, context);
       default:
         return fail(ENOTTY);
     }
@@ -202,7 +235,7 @@ export class FakeDevice {
   }
 
   // vfio_ioctl_device_feature: header checks, then the driver's handler.
-  #feature(arg: UserArg): number {
+  #feature(arg: UserArg, context: FeatureContext): number {
     const head = arg.read(0, 8);
     const argsz = u32(head, 0);
     const flags = u32(head, 4);
@@ -211,7 +244,7 @@ export class FakeDevice {
     if (argsz < 8 || (flags & ~known) !== 0) fail(EINVAL);
     const getSet = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET;
     if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && (flags & getSet) === getSet) fail(EINVAL);
-    return this.features.feature(this, flags, arg, argsz - 8);
+    return this.features.feature(this, flags, arg, argsz - 8, context);
   }
 
   #locate(offset: bigint, count: number): { index: number; pos: number; count: number } {

@@ -8,15 +8,56 @@
 import type { FakeContainer } from "./container.ts";
 import type { FakeDevice } from "./device.ts";
 import type { FakeGroup } from "./group.ts";
+import type { UserArg } from "./user_memory.ts";
 
 /** The first fake fd. */
 export const FIRST_FAKE_FD = 1000;
+
+/**
+ * The file behind a migration `data_fd`: an anon-inode stream file that a
+ * driver's `migration_set_state` returns (`O_RDONLY` for a saving session,
+ * `O_WRONLY` for `RESUMING`), opened with `stream_open` (no `pread`/`pwrite`).
+ */
+export interface FakeDataFile {
+  /** What the file was opened for: `"read"` (`O_RDONLY`) or `"write"` (`O_WRONLY`). */
+  readonly mode: "read" | "write";
+  /** Shown by `openFdDescriptions()`, such as `"0000:00:03.0 save"`. */
+  readonly label: string;
+  /**
+   * The file's `read` op.
+   *
+   * @param buf Where the bytes go.
+   * @returns Bytes read; 0 at end of stream.
+   * @throws {KernelError} The errno.
+   */
+  read(buf: Uint8Array): number;
+  /**
+   * The file's `write` op.
+   *
+   * @param buf The bytes.
+   * @returns Bytes consumed.
+   * @throws {KernelError} The errno.
+   */
+  write(buf: Uint8Array): number;
+  /**
+   * The file's `unlocked_ioctl` (`ENOTTY` when it has none).
+   *
+   * @param code The request number.
+   * @param arg The user argument.
+   * @returns The return value.
+   * @throws {KernelError} The errno.
+   */
+  ioctl(code: number, arg: UserArg): number;
+  /** The file's `release`: the last close of the fd. */
+  release(): void;
+}
 
 /** What an fd refers to. */
 export type FdEntry =
   | { readonly kind: "container"; readonly container: FakeContainer }
   | { readonly kind: "group"; readonly group: FakeGroup }
-  | { readonly kind: "device"; readonly device: FakeDevice };
+  | { readonly kind: "device"; readonly device: FakeDevice }
+  | { readonly kind: "data"; readonly file: FakeDataFile };
 
 /** The fd table. */
 export class FdTable {
@@ -62,7 +103,8 @@ export class FdTable {
   /**
    * Describes every open fd, in fd order.
    *
-   * @returns Lines like `"container 1000"`, `"group 26"`, `"device 0000:00:03.0"`.
+   * @returns Lines like `"container 1000"`, `"group 26"`, `"device 0000:00:03.0"`,
+   *   `"data 0000:00:03.0 save"`.
    */
   describe(): string[] {
     return [...this.#entries].sort(([a], [b]) => a - b).map(([fd, e]) =>
@@ -70,7 +112,9 @@ export class FdTable {
         ? `container ${fd}`
         : e.kind === "group"
         ? `group ${e.group.id}`
-        : `device ${e.device.name}`
+        : e.kind === "device"
+        ? `device ${e.device.name}`
+        : `data ${e.file.label}`
     );
   }
 }

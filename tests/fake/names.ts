@@ -9,7 +9,7 @@
 import type { IoctlRequest } from "../../sys/syscalls.ts";
 import * as IOCTLS from "../../vfio/ioctls.ts";
 
-const BY_KIND: Record<"container" | "group" | "device", readonly string[]> = {
+const BY_KIND: Record<"container" | "group" | "device" | "data", readonly string[]> = {
   container: [
     "VFIO_GET_API_VERSION",
     "VFIO_CHECK_EXTENSION",
@@ -35,6 +35,7 @@ const BY_KIND: Record<"container" | "group" | "device", readonly string[]> = {
     "VFIO_DEVICE_PCI_HOT_RESET",
     "VFIO_DEVICE_FEATURE",
   ],
+  data: ["VFIO_MIG_GET_PRECOPY_INFO"],
 };
 
 /**

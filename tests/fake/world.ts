@@ -6,11 +6,11 @@
  * @module
  */
 
-import { EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT } from "../../sys/errno.ts";
+import { EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT, ESPIPE } from "../../sys/errno.ts";
 import { SyscallError } from "../../sys/errors.ts";
 import { LibcSyscalls } from "../../sys/libc.ts";
 import { FakeContainer } from "./container.ts";
-import { FakeDevice } from "./device.ts";
+import { FakeDevice, type FeatureContext } from "./device.ts";
 import { type FdEntry, FdTable, FIRST_FAKE_FD } from "./fds.ts";
 import { FakeGroup, type GroupHost } from "./group.ts";
 import {
@@ -51,6 +51,11 @@ export class FakeWorld {
     },
     installDevice: (device) => this.fds.install({ kind: "device", device }),
   };
+  #features: FeatureContext = {
+    installDataFd: (file) => this.fds.install({ kind: "data", file }),
+  };
+  // The file position of each device fd, for read(2)/write(2) (they start at 0).
+  #positions = new Map<number, bigint>();
 
   /**
    * Builds the world from options.
@@ -101,7 +106,10 @@ export class FakeWorld {
     const entry = this.fds.get(fd);
     if (entry === undefined) fail(EBADF);
     this.fds.delete(fd);
-    if (entry.kind === "group") {
+    this.#positions.delete(fd);
+    if (entry.kind === "data") {
+      entry.file.release();
+    } else if (entry.kind === "group") {
       entry.group.fdOpen = false;
       entry.group.maybeRelease();
     } else if (entry.kind === "device") {
@@ -129,7 +137,9 @@ export class FakeWorld {
       case "group":
         return entry.group.ioctl(code, arg, this.#host);
       case "device":
-        return entry.device.ioctl(code, arg);
+        return entry.device.ioctl(code, arg, this.#features);
+      case "data":
+        return entry.file.ioctl(code, arg);
     }
   }
 
@@ -177,12 +187,40 @@ export class FakeWorld {
    * @param buf The buffer.
    * @param offset The region offset.
    * @returns Bytes transferred.
-   * @throws {KernelError} EBADF, or EINVAL (no read/write on container and group files, or outside a region).
+   * @throws {KernelError} EBADF, ESPIPE (data fds are streams), or EINVAL
+   *   (no read/write on container and group files, or outside a region).
    */
   rw(write: boolean, fd: number, buf: Uint8Array, offset: bigint): number {
     const entry = this.fds.get(fd);
     if (entry === undefined) fail(EBADF);
+    if (entry.kind === "data") fail(ESPIPE); // stream_open: no FMODE_PREAD / FMODE_PWRITE
     if (entry.kind !== "device") fail(EINVAL);
     return write ? entry.device.pwrite(buf, offset) : entry.device.pread(buf, offset);
+  }
+
+  /**
+   * `read(2)` / `write(2)` at the file position (`vfs_read` / `vfs_write`):
+   * a data fd's stream ops, a device fd's region access at `f_pos` (which
+   * advances), EINVAL for container and group files (no read op).
+   *
+   * @param write Whether to write.
+   * @param fd The fd.
+   * @param buf The buffer.
+   * @returns Bytes transferred.
+   * @throws {KernelError} EBADF (not open, or not open for that direction), EINVAL, or the file's errno.
+   */
+  stream(write: boolean, fd: number, buf: Uint8Array): number {
+    const entry = this.fds.get(fd);
+    if (entry === undefined) fail(EBADF);
+    if (entry.kind === "data") {
+      // vfs_read/vfs_write: FMODE_READ / FMODE_WRITE first.
+      if (entry.file.mode !== (write ? "write" : "read")) fail(EBADF);
+      return write ? entry.file.write(buf) : entry.file.read(buf);
+    }
+    if (entry.kind !== "device") fail(EINVAL);
+    const pos = this.#positions.get(fd) ?? 0n;
+    const n = write ? entry.device.pwrite(buf, pos) : entry.device.pread(buf, pos);
+    this.#positions.set(fd, pos + BigInt(n));
+    return n;
   }
 }

@@ -1,0 +1,425 @@
+/**
+ * VFIO migration v2 for one device: the `VFIO_DEVICE_FEATURE_MIGRATION`
+ * probe, `MIG_DEVICE_STATE` arcs with QEMU's recovery rules
+ * (`vfio_migration_set_state`), the `data_fd` stream, and the save and load
+ * sequences a pre-copy engine drives.
+ *
+ * A {@linkcode VfioDeviceMigration} has the shape of the migration engine's
+ * `DeviceMigrator` (`id`, `supported`, `reason`, `saveState()`,
+ * `resumeRunning()`), so it can be handed to the engine as it is.
+ *
+ * Requires `--allow-ffi` and access to `/dev/vfio` for the real kernel.
+ *
+ * @module
+ */
+
+import { ENOTTY } from "../sys/errno.ts";
+import { IoctlError } from "../sys/errors.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
+import {
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_STATE_ERROR,
+  VFIO_DEVICE_STATE_RESUMING,
+  VFIO_DEVICE_STATE_RUNNING,
+  VFIO_DEVICE_STATE_STOP,
+  VFIO_DEVICE_STATE_STOP_COPY,
+  VFIO_MIGRATION_STOP_COPY,
+} from "./constants.ts";
+import type { VfioDevice } from "./device.ts";
+import { DeviceStateError, deviceStateName } from "./device_migration_error.ts";
+import { MigrationDataFd } from "./device_migration_data_fd.ts";
+import { VfioStateError } from "./errors.ts";
+import { VFIO_DEVICE_FEATURE } from "./ioctls.ts";
+import {
+  decodeMigState,
+  decodeU64Payload,
+  DEVICE_FEATURE_SIZE,
+  encodeDeviceFeature,
+  encodeMigState,
+} from "./uapi/device_feature.ts";
+
+export {
+  DATA_FD_READ_CHUNK,
+  type MigrationDataChunk,
+  MigrationDataFd,
+  type PrecopyInfo,
+} from "./device_migration_data_fd.ts";
+export {
+  DeviceStateError,
+  type DeviceStateFailure,
+  deviceStateName,
+} from "./device_migration_error.ts";
+
+/** The reason a device without migration support gives (vfio-pci has no `mig_ops`). */
+export const NO_MIGRATION_REASON =
+  "the device's driver has no migration support (VFIO_DEVICE_FEATURE_MIGRATION: ENOTTY)";
+
+/** Options of {@linkcode VfioDeviceMigration.setState}. */
+export interface SetStateOptions {
+  /**
+   * The state to fall back to when the arc fails (QEMU's `recover_state`);
+   * when that fails too the device is reset (`VFIO_DEVICE_RESET`, after which
+   * it is `RUNNING`). `VFIO_DEVICE_STATE_ERROR` resets at once (QEMU's
+   * `vfio_migration_set_state_or_reset`). Omitted: no recovery; the error
+   * reports the state the kernel left the device in.
+   */
+  readonly recover?: number;
+}
+
+/** Options of {@linkcode VfioDeviceMigration.loadState}. */
+export interface LoadStateOptions {
+  /** Move the device to `RUNNING` once the state is loaded (default true); false leaves it in `STOP`. */
+  readonly run?: boolean;
+}
+
+function payloadOf(buf: Uint8Array): Uint8Array {
+  return buf.subarray(DEVICE_FEATURE_SIZE);
+}
+
+/**
+ * Migration v2 of a {@linkcode VfioDevice}. Made by
+ * {@linkcode VfioDeviceMigration.probe}; a device without migration support
+ * gets an object with `supported: false` and the `reason`.
+ *
+ * @example Save a device's state and load it into another
+ * ```ts ignore
+ * import { VfioDeviceMigration } from "./device_migration.ts";
+ * const source = VfioDeviceMigration.probe(srcDevice);
+ * if (!source.supported) throw new TypeError(source.reason);
+ * const bytes = await source.saveState(); // RUNNING -> STOP -> STOP_COPY -> STOP
+ * await VfioDeviceMigration.probe(dstDevice).loadState(bytes); // STOP -> RESUMING -> STOP -> RUNNING
+ * ```
+ */
+export class VfioDeviceMigration {
+  #device: VfioDevice;
+  #sys: Syscalls;
+  #state: number | undefined;
+  /** `VFIO_MIGRATION_*` flags the driver offers (0 when unsupported). */
+  readonly flags: number;
+  /** Whether the device can migrate its state. */
+  readonly supported: boolean;
+  /** Why not, when it cannot. */
+  readonly reason?: string;
+
+  private constructor(device: VfioDevice, flags: number, reason: string | undefined) {
+    this.#device = device;
+    this.#sys = device.syscalls;
+    this.flags = flags;
+    this.supported = reason === undefined;
+    if (reason !== undefined) this.reason = reason;
+  }
+
+  /**
+   * Asks the device's driver for migration support: `VFIO_DEVICE_FEATURE`
+   * with `PROBE|GET` of `VFIO_DEVICE_FEATURE_MIGRATION`, then a `GET` of its
+   * flags.
+   *
+   * @param device An open device.
+   * @returns The migration; `supported: false` with a reason when the
+   *   driver answers `ENOTTY` (vfio-pci itself, for edu).
+   * @throws {VfioStateError} When the device is closed.
+   * @throws {IoctlError} When the kernel refuses otherwise.
+   *
+   * @example Probe a device
+   * ```ts ignore
+   * const migration = VfioDeviceMigration.probe(device);
+   * console.log(migration.supported, migration.reason);
+   * ```
+   */
+  static probe(device: VfioDevice): VfioDeviceMigration {
+    if (device.closed) {
+      throw new VfioStateError(`Cannot probe migration: device ${device.name} is closed`);
+    }
+    const sys = device.syscalls;
+    const flags = VFIO_DEVICE_FEATURE_MIGRATION;
+    try {
+      sys.ioctl(
+        device.unsafeFd,
+        VFIO_DEVICE_FEATURE,
+        encodeDeviceFeature(
+          flags | VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET,
+          new Uint8Array(8),
+        ),
+      );
+    } catch (e) {
+      if (e instanceof IoctlError && e.errno === ENOTTY) {
+        return new VfioDeviceMigration(device, 0, NO_MIGRATION_REASON);
+      }
+      throw e;
+    }
+    const buf = encodeDeviceFeature(flags | VFIO_DEVICE_FEATURE_GET, new Uint8Array(8));
+    sys.ioctl(device.unsafeFd, VFIO_DEVICE_FEATURE, buf);
+    const migrationFlags = Number(decodeU64Payload(payloadOf(buf)));
+    if ((migrationFlags & VFIO_MIGRATION_STOP_COPY) === 0) {
+      return new VfioDeviceMigration(
+        device,
+        migrationFlags,
+        `the device's driver offers no STOP_COPY (migration flags 0x${
+          migrationFlags.toString(16)
+        })`,
+      );
+    }
+    return new VfioDeviceMigration(device, migrationFlags, undefined);
+  }
+
+  /** The device name; the id written into the migration stream with the state. */
+  get id(): string {
+    return this.#device.name;
+  }
+
+  /** The device. */
+  get device(): VfioDevice {
+    return this.#device;
+  }
+
+  #fd(what: string): number {
+    if (!this.supported) throw new VfioStateError(`Cannot ${what}: ${this.reason}`);
+    if (this.#device.closed) {
+      throw new VfioStateError(`Cannot ${what}: device ${this.#device.name} is closed`);
+    }
+    return this.#device.unsafeFd;
+  }
+
+  /**
+   * Reads the device state (`GET` of `VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE`).
+   *
+   * @returns `VFIO_DEVICE_STATE_*`.
+   * @throws {VfioStateError} When unsupported or closed.
+   * @throws {IoctlError} When the kernel refuses.
+   */
+  get deviceState(): number {
+    const buf = encodeDeviceFeature(
+      VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+      encodeMigState(0),
+    );
+    this.#sys.ioctl(this.#fd("read the device state"), VFIO_DEVICE_FEATURE, buf);
+    this.#state = decodeMigState(payloadOf(buf)).deviceState;
+    return this.#state;
+  }
+
+  #set(fd: number, state: number): MigrationDataFd | undefined {
+    const buf = encodeDeviceFeature(
+      VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+      encodeMigState(state),
+    );
+    this.#sys.ioctl(fd, VFIO_DEVICE_FEATURE, buf);
+    this.#state = state;
+    const dataFd = decodeMigState(payloadOf(buf)).dataFd;
+    return dataFd < 0 ? undefined : new MigrationDataFd(this.#sys, dataFd);
+  }
+
+  #stateOr(fallback: number): number {
+    try {
+      return this.deviceState;
+    } catch {
+      return fallback;
+    }
+  }
+
+  /**
+   * Moves the device to a state (`SET` of `MIG_DEVICE_STATE`). The kernel
+   * walks its FSM one arc at a time; the arcs that start a data transfer
+   * session (`STOP` → `STOP_COPY`, `RUNNING` → `PRE_COPY`, `STOP` →
+   * `RESUMING`) return the session's `data_fd`.
+   *
+   * @param next The state (`VFIO_DEVICE_STATE_*`).
+   * @param options The recover state.
+   * @returns The data fd, when the arc opened one; the caller closes it.
+   * @throws {DeviceStateError} When the kernel refuses; it names the arc,
+   *   carries the `IoctlError` as `cause`, and says where recovery left the device.
+   * @throws {VfioStateError} When unsupported or closed.
+   *
+   * @example Enter STOP_COPY and read the state
+   * ```ts ignore
+   * using data = migration.setState(VFIO_DEVICE_STATE_STOP_COPY, { recover: VFIO_DEVICE_STATE_STOP });
+   * const bytes = data!.readAll();
+   * ```
+   */
+  setState(next: number, options: SetStateOptions = {}): MigrationDataFd | undefined {
+    const fd = this.#fd(`move the device to ${deviceStateName(next)}`);
+    const from = this.#state ?? this.deviceState;
+    try {
+      return this.#set(fd, next);
+    } catch (e) {
+      if (!(e instanceof IoctlError)) throw e;
+      this.#state = undefined;
+      const { recover } = options;
+      let needReset = recover === VFIO_DEVICE_STATE_ERROR;
+      if (recover !== undefined && !needReset) {
+        try {
+          this.#set(fd, recover)?.close(); // QEMU ignores a data fd here; never leak it
+        } catch {
+          needReset = true;
+        }
+      }
+      let reset = false;
+      if (needReset) {
+        try {
+          this.#device.reset();
+          reset = true;
+        } catch {
+          // The reset error is lost as in QEMU (hw_error); the state read says the rest.
+        }
+      }
+      const state = this.#stateOr(VFIO_DEVICE_STATE_ERROR);
+      throw new DeviceStateError(
+        { device: this.#device.name, from, to: next, errno: e.errno, state, reset },
+        { cause: e },
+      );
+    }
+  }
+
+  /**
+   * Reads the estimated `STOP_COPY` stream size (`MIG_DATA_SIZE`, Linux 6.2+).
+   *
+   * @returns Bytes, or undefined when the kernel has no `MIG_DATA_SIZE` (`ENOTTY`).
+   * @throws {VfioStateError} When unsupported or closed.
+   * @throws {IoctlError} When the kernel refuses otherwise.
+   */
+  stopCopySize(): bigint | undefined {
+    const fd = this.#fd("read the stop-copy size");
+    const buf = encodeDeviceFeature(
+      VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+      new Uint8Array(8),
+    );
+    try {
+      this.#sys.ioctl(fd, VFIO_DEVICE_FEATURE, buf);
+    } catch (e) {
+      if (e instanceof IoctlError && e.errno === ENOTTY) return undefined;
+      throw e;
+    }
+    return decodeU64Payload(payloadOf(buf));
+  }
+
+  #toStop(what: string): void {
+    const start = this.deviceState;
+    if (start === VFIO_DEVICE_STATE_ERROR) {
+      throw new VfioStateError(
+        `Cannot ${what} of ${this.id}: the device is in ERROR (only a reset leaves it)`,
+      );
+    }
+    if (start !== VFIO_DEVICE_STATE_STOP) {
+      this.setState(VFIO_DEVICE_STATE_STOP, { recover: start })?.close();
+    }
+  }
+
+  /**
+   * Stops the device and returns its state: `STOP`, then `STOP_COPY` and its
+   * `data_fd` read to the end, then `STOP`. The data fd is closed on every
+   * path; on failure the device is left stopped where possible (call
+   * {@linkcode VfioDeviceMigration.resumeRunning} to run it again).
+   *
+   * @returns The device state stream.
+   * @throws {DeviceStateError} When an arc fails.
+   * @throws {SyscallError} When reading the data fd fails.
+   * @throws {VfioStateError} When unsupported, closed, or in ERROR.
+   */
+  saveState(): Promise<Uint8Array> {
+    try {
+      this.#toStop("save the state");
+      const data = this.setState(VFIO_DEVICE_STATE_STOP_COPY, { recover: VFIO_DEVICE_STATE_STOP });
+      if (data === undefined) {
+        this.setState(VFIO_DEVICE_STATE_STOP, { recover: VFIO_DEVICE_STATE_ERROR });
+        throw new VfioStateError(`Cannot save the state of ${this.id}: STOP_COPY gave no data fd`);
+      }
+      const failures: unknown[] = [];
+      let bytes: Uint8Array = new Uint8Array(0);
+      try {
+        bytes = data.readAll();
+      } catch (e) {
+        failures.push(e);
+      }
+      try {
+        data.close();
+      } catch (e) {
+        failures.push(e);
+      }
+      try {
+        this.setState(VFIO_DEVICE_STATE_STOP, { recover: VFIO_DEVICE_STATE_ERROR });
+      } catch (e) {
+        failures.push(e);
+      }
+      if (failures.length > 0) throw failures[0];
+      return Promise.resolve(bytes);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Returns the device to `RUNNING` after a failed migration. A device that
+   * cannot get there (in ERROR, say) is reset, as QEMU does; that loses its
+   * internal state but leaves it running, and is not an error.
+   *
+   * @throws {DeviceStateError} Only when the device is not `RUNNING` even after the reset.
+   */
+  resumeRunning(): void {
+    if (!this.supported) return;
+    try {
+      this.setState(VFIO_DEVICE_STATE_RUNNING, { recover: VFIO_DEVICE_STATE_ERROR })?.close();
+    } catch (e) {
+      if (e instanceof DeviceStateError && e.state === VFIO_DEVICE_STATE_RUNNING) return;
+      throw e;
+    }
+  }
+
+  /**
+   * Loads a state saved by {@linkcode VfioDeviceMigration.saveState}:
+   * `STOP`, `RESUMING` with every byte written to its `data_fd`, `STOP`
+   * (where the driver checks and applies the state), then `RUNNING`. The data
+   * fd is closed on every path; when the driver rejects the state the device
+   * is reset.
+   *
+   * @param bytes The state stream.
+   * @param options Whether to run the device afterwards.
+   * @returns Once the state is loaded.
+   * @throws {DeviceStateError} When an arc fails (`EINVAL` on `RESUMING` →
+   *   `STOP`: the driver rejected the stream).
+   * @throws {SyscallError} When writing the data fd fails.
+   * @throws {VfioStateError} When unsupported, closed, or in ERROR.
+   */
+  loadState(bytes: Uint8Array, options: LoadStateOptions = {}): Promise<void> {
+    try {
+      this.#toStop("load the state");
+      const data = this.setState(VFIO_DEVICE_STATE_RESUMING, { recover: VFIO_DEVICE_STATE_STOP });
+      const failures: unknown[] = [];
+      if (data === undefined) {
+        failures.push(
+          new VfioStateError(`Cannot load the state of ${this.id}: RESUMING gave no data fd`),
+        );
+      } else {
+        try {
+          data.writeAll(bytes);
+        } catch (e) {
+          failures.push(e);
+        }
+        try {
+          data.close();
+        } catch (e) {
+          failures.push(e);
+        }
+      }
+      if (failures.length > 0) {
+        try {
+          // RESUMING -> STOP checks the partial stream and fails: then a reset.
+          this.setState(VFIO_DEVICE_STATE_RUNNING, { recover: VFIO_DEVICE_STATE_ERROR });
+        } catch {
+          // Keep the first failure; the device was reset if it could not run.
+        }
+        throw failures[0];
+      }
+      this.setState(VFIO_DEVICE_STATE_STOP, { recover: VFIO_DEVICE_STATE_ERROR });
+      if (options.run ?? true) {
+        this.setState(VFIO_DEVICE_STATE_RUNNING, { recover: VFIO_DEVICE_STATE_ERROR });
+      }
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+}
