@@ -23,6 +23,7 @@ import { MigrationFailure } from "./precopy.ts";
 import type { MigrationReport } from "./report.ts";
 import { migrateGuest } from "./source.ts";
 import { WorkerWorkload } from "./worker_workload.ts";
+import { combineWorkloads, type Workload } from "./workload.ts";
 
 /** Options of {@linkcode runMigrationScenario}. */
 export interface MigrationScenario {
@@ -34,6 +35,8 @@ export interface MigrationScenario {
   fill?: (view: Uint8Array) => void;
   /** A Worker writing the source RAM during pre-copy. */
   workload?: { pattern: WritePattern; pagesPerSecond: number; seed?: number };
+  /** More writers to run (and pause at stop-and-copy), such as a device doing DMA. */
+  workloads?: Workload[];
   /** `tcp` (default), `unix` or `file`. */
   transport?: "tcp" | "unix" | "file";
   /** Convergence limits. */
@@ -135,6 +138,8 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     workload = new WorkerWorkload([writer], { pagesPerSecond: s.workload.pagesPerSecond });
   }
 
+  const all = [...(workload ? [workload] : []), ...(s.workloads ?? [])];
+  const combined = all.length === 0 ? undefined : all.length === 1 ? all[0] : combineWorkloads(all);
   const endpoint = transport === "tcp"
     ? "tcp:127.0.0.1:0"
     : transport === "unix"
@@ -162,7 +167,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     report = await migrateGuest({
       memory: source,
       to,
-      workload,
+      workload: combined,
       vfio: s.vfio,
       devices: s.devices,
       limits: s.limits,

@@ -22,3 +22,24 @@ export interface Workload extends Pausable {
    */
   setThrottle(percent: number): void;
 }
+
+/**
+ * Runs several workloads as one (for example vCPU writers and a device doing DMA).
+ *
+ * @param workloads The workloads.
+ * @returns One workload that pauses, resumes and throttles them all.
+ *
+ * @example
+ * ```ts ignore
+ * const both = combineWorkloads([cpuWriters, deviceDma]);
+ * ```
+ */
+export function combineWorkloads(workloads: readonly Workload[]): Workload {
+  return {
+    pause: async () => {
+      await Promise.all(workloads.map((w) => w.pause()));
+    },
+    resume: () => workloads.forEach((w) => w.resume()),
+    setThrottle: (percent) => workloads.forEach((w) => w.setThrottle(percent)),
+  };
+}
