@@ -7,6 +7,7 @@
 
 import { EACCES, ENODEV, ENOENT, EPERM } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
+import { currentUid } from "../sys/proc_self.ts";
 
 /** A bad command line: the message says what is wrong; exit status 2. */
 export class UsageError extends Error {
@@ -23,17 +24,18 @@ export class UsageError extends Error {
 
 function currentUser(): string {
   try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-    if (uid !== undefined) {
+    const uid = String(currentUid());
+    try {
       const passwd = Deno.readTextFileSync("/etc/passwd");
       const name = passwd.split("\n").map((l) => l.split(":")).find((f) => f[2] === uid)?.[0];
-      return name ? `user ${name} (uid ${uid})` : `uid ${uid}`;
+      if (name) return `user ${name} (uid ${uid})`;
+    } catch {
+      // No --allow-read for /etc/passwd: the uid alone.
     }
+    return `uid ${uid}`;
   } catch {
-    // Fall through: /proc or /etc/passwd unreadable.
+    return "this user";
   }
-  return "this user";
 }
 
 function ownerOf(path: string): string {

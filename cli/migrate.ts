@@ -19,6 +19,7 @@ import { UsageError } from "./describe_error.ts";
 import { type FillPattern, fillRam } from "./fill.ts";
 import { parseChoice, parseInteger, parseRate, parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
+import { peakRssBytes } from "../sys/proc_self.ts";
 
 /** The usage text of `migrate`. */
 export const MIGRATE_USAGE =
@@ -67,6 +68,7 @@ export function summarize(r: MigrationReport): string {
       }`,
     );
   }
+  if (r.peakRssBytes) lines.push(`  peak RSS ${(r.peakRssBytes / MiB).toFixed(0)} MiB`);
   if (r.error) lines.push(`  error: ${r.error}`);
   return lines.join("\n");
 }
@@ -217,6 +219,7 @@ export async function runMigrate(args: string[]): Promise<number> {
   } finally {
     await writer?.stop();
   }
+  report.peakRssBytes = peakRssBytes();
   progress.done(summarize(report));
   if (values.report !== undefined) {
     Deno.writeTextFileSync(values.report, JSON.stringify(report, null, 2) + "\n");

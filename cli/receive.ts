@@ -14,6 +14,7 @@ import { guestAddress } from "../sys/address.ts";
 import { UsageError } from "./describe_error.ts";
 import { parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
+import { peakRssBytes } from "../sys/proc_self.ts";
 
 /** The usage text of `receive`. */
 export const RECEIVE_USAGE =
@@ -39,6 +40,8 @@ export interface ReceiveReport {
   ms?: number;
   /** Device states received, by id, with their sizes. */
   deviceStates?: Record<string, number>;
+  /** This process's peak resident set size, bytes. */
+  peakRssBytes?: number | null;
 }
 
 /**
@@ -115,6 +118,7 @@ export async function runReceive(args: string[]): Promise<number> {
   } finally {
     listener.close();
   }
+  report.peakRssBytes = peakRssBytes();
   if (values.report !== undefined) {
     Deno.writeTextFileSync(values.report, JSON.stringify(report, null, 2) + "\n");
   }

@@ -56,12 +56,17 @@ export async function receiveGuest(options: {
   options.onAccepted?.();
   const t0 = performance.now();
   try {
+    let digest = "";
     const summary = await receiveStream(channel, destinationRam(options.memory), {
-      digest: () => ramDigest(options.memory).bytes,
+      // Computed once, after the last byte: the reader compares it with END's.
+      digest: () => {
+        const d = ramDigest(options.memory);
+        digest = d.hex;
+        return d.bytes;
+      },
       onIteration: options.onIteration,
       expectEof: !live,
     });
-    const digest = ramDigest(options.memory).hex;
     if (live) await writeAck(channel, { ok: true, text: digest });
     return { summary, digest, ms: performance.now() - t0 };
   } catch (e) {

@@ -43,6 +43,8 @@ export interface MigrationReport {
   failedPhase?: string;
   /** Problems that did not fail the migration. */
   warnings?: string[];
+  /** The source process's peak resident set size, bytes (set by the CLI). */
+  peakRssBytes?: number | null;
   /** Where the stream went (`tcp:…`, `unix:…`, `file:…`). */
   transport: string;
   /** Guest RAM bytes. */

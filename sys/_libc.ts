@@ -62,6 +62,8 @@ export const LIBC_SYMBOLS = {
   memcpy: { parameters: ["u64", "u64", "u64"], result: "u64" },
   // int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  // uid_t getuid(void);
+  getuid: { parameters: [], result: "u32" },
   // int *__errno_location(void);
   errnoLocation: {
     name: "__errno_location",

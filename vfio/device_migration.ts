@@ -13,16 +13,9 @@
  * @module
  */
 
-import { ENOTTY } from "../sys/errno.ts";
 import { IoctlError } from "../sys/errors.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import {
-  VFIO_DEVICE_FEATURE_GET,
-  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-  VFIO_DEVICE_FEATURE_MIGRATION,
-  VFIO_DEVICE_FEATURE_PROBE,
-  VFIO_DEVICE_FEATURE_SET,
   VFIO_DEVICE_STATE_ERROR,
   VFIO_DEVICE_STATE_RESUMING,
   VFIO_DEVICE_STATE_RUNNING,
@@ -33,15 +26,13 @@ import {
 import type { VfioDevice } from "./device.ts";
 import { DeviceStateError, deviceStateName } from "./device_migration_error.ts";
 import { MigrationDataFd } from "./device_migration_data_fd.ts";
-import { VfioStateError } from "./errors.ts";
-import { VFIO_DEVICE_FEATURE } from "./ioctls.ts";
 import {
-  decodeMigState,
-  decodeU64Payload,
-  DEVICE_FEATURE_SIZE,
-  encodeDeviceFeature,
-  encodeMigState,
-} from "./uapi/device_feature.ts";
+  getMigState,
+  readMigrationFlags,
+  readStopCopySize,
+  setMigState,
+} from "./device_migration_feature.ts";
+import { VfioStateError } from "./errors.ts";
 
 export {
   DATA_FD_READ_CHUNK,
@@ -75,10 +66,6 @@ export interface SetStateOptions {
 export interface LoadStateOptions {
   /** Move the device to `RUNNING` once the state is loaded (default true); false leaves it in `STOP`. */
   readonly run?: boolean;
-}
-
-function payloadOf(buf: Uint8Array): Uint8Array {
-  return buf.subarray(DEVICE_FEATURE_SIZE);
 }
 
 /**
@@ -135,34 +122,14 @@ export class VfioDeviceMigration {
     if (device.closed) {
       throw new VfioStateError(`Cannot probe migration: device ${device.name} is closed`);
     }
-    const sys = device.syscalls;
-    const flags = VFIO_DEVICE_FEATURE_MIGRATION;
-    try {
-      sys.ioctl(
-        device.unsafeFd,
-        VFIO_DEVICE_FEATURE,
-        encodeDeviceFeature(
-          flags | VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET,
-          new Uint8Array(8),
-        ),
-      );
-    } catch (e) {
-      if (e instanceof IoctlError && e.errno === ENOTTY) {
-        return new VfioDeviceMigration(device, 0, NO_MIGRATION_REASON);
-      }
-      throw e;
+    const migrationFlags = readMigrationFlags(device.syscalls, device.unsafeFd);
+    if (migrationFlags === undefined) {
+      return new VfioDeviceMigration(device, 0, NO_MIGRATION_REASON);
     }
-    const buf = encodeDeviceFeature(flags | VFIO_DEVICE_FEATURE_GET, new Uint8Array(8));
-    sys.ioctl(device.unsafeFd, VFIO_DEVICE_FEATURE, buf);
-    const migrationFlags = Number(decodeU64Payload(payloadOf(buf)));
     if ((migrationFlags & VFIO_MIGRATION_STOP_COPY) === 0) {
-      return new VfioDeviceMigration(
-        device,
-        migrationFlags,
-        `the device's driver offers no STOP_COPY (migration flags 0x${
-          migrationFlags.toString(16)
-        })`,
-      );
+      const hex = migrationFlags.toString(16);
+      const reason = `the device's driver offers no STOP_COPY (migration flags 0x${hex})`;
+      return new VfioDeviceMigration(device, migrationFlags, reason);
     }
     return new VfioDeviceMigration(device, migrationFlags, undefined);
   }
@@ -193,23 +160,13 @@ export class VfioDeviceMigration {
    * @throws {IoctlError} When the kernel refuses.
    */
   get deviceState(): number {
-    const buf = encodeDeviceFeature(
-      VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-      encodeMigState(0),
-    );
-    this.#sys.ioctl(this.#fd("read the device state"), VFIO_DEVICE_FEATURE, buf);
-    this.#state = decodeMigState(payloadOf(buf)).deviceState;
+    this.#state = getMigState(this.#sys, this.#fd("read the device state"));
     return this.#state;
   }
 
   #set(fd: number, state: number): MigrationDataFd | undefined {
-    const buf = encodeDeviceFeature(
-      VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-      encodeMigState(state),
-    );
-    this.#sys.ioctl(fd, VFIO_DEVICE_FEATURE, buf);
+    const dataFd = setMigState(this.#sys, fd, { state });
     this.#state = state;
-    const dataFd = decodeMigState(payloadOf(buf)).dataFd;
     return dataFd < 0 ? undefined : new MigrationDataFd(this.#sys, dataFd);
   }
 
@@ -282,18 +239,7 @@ export class VfioDeviceMigration {
    * @throws {IoctlError} When the kernel refuses otherwise.
    */
   stopCopySize(): bigint | undefined {
-    const fd = this.#fd("read the stop-copy size");
-    const buf = encodeDeviceFeature(
-      VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-      new Uint8Array(8),
-    );
-    try {
-      this.#sys.ioctl(fd, VFIO_DEVICE_FEATURE, buf);
-    } catch (e) {
-      if (e instanceof IoctlError && e.errno === ENOTTY) return undefined;
-      throw e;
-    }
-    return decodeU64Payload(payloadOf(buf));
+    return readStopCopySize(this.#sys, this.#fd("read the stop-copy size"));
   }
 
   #toStop(what: string): void {

@@ -23,7 +23,7 @@ const STATE_NAMES = [
  * @param state The device state.
  * @returns The name, such as `"STOP_COPY"`, or `"state 9"` for an unknown value.
  *
- * @example
+ * @example Name a state
  * ```ts
  * import { deviceStateName } from "./device_migration_error.ts";
  * console.log(deviceStateName(3)); // "STOP_COPY"

@@ -111,13 +111,21 @@ Deno.test("migrateGuest() with edu DMA during pre-copy: all-mapped detected, pol
     beforeMigrate: () => edu.start(),
   });
   await edu.pause();
-  assert.equal(r.report.result, "completed", `${r.report.error} ${JSON.stringify(r.report.iterations)}`);
+  assert.equal(
+    r.report.result,
+    "completed",
+    `${r.report.error} ${JSON.stringify(r.report.iterations)}`,
+  );
   assert.equal(r.report.dirtyScope["vfio-container"], "all-mapped");
   assert.match(r.report.policy.applied, /imprecise device dirty allowed: 16\.0 MiB/);
   assert.ok(r.report.stopCopyPages >= RAM / 4096, "all mapped RAM resent at stop-and-copy");
   assert.ok(edu.transfers > 0, "edu wrote guest pages by DMA during pre-copy");
   assert.notEqual(r.sourceDigestAfter, r.sourceDigestBefore, "the DMA changed the source RAM");
   assert.equal(r.destination.ok, true, r.destination.error);
-  assert.equal(r.destination.digest, r.report.sourceDigest, "destination = source at the stop point");
+  assert.equal(
+    r.destination.digest,
+    r.report.sourceDigest,
+    "destination = source at the stop point",
+  );
   assert.equal(container.mappings.length, 0, "the scenario unmapped the RAM");
 });
