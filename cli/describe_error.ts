@@ -7,7 +7,7 @@
 
 import { EACCES, ENODEV, ENOENT, EPERM } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
-import { currentUid } from "../sys/proc_self.ts";
+import { currentUid } from "../sys/procfs.ts";
 
 /** A bad command line: the message says what is wrong; exit status 2. */
 export class UsageError extends Error {

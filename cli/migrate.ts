@@ -19,7 +19,7 @@ import { UsageError } from "./describe_error.ts";
 import { type FillPattern, fillRam } from "./fill.ts";
 import { parseChoice, parseInteger, parseRate, parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
-import { peakRssBytes } from "../sys/proc_self.ts";
+import { peakRssBytes } from "../sys/procfs.ts";
 
 /** The usage text of `migrate`. */
 export const MIGRATE_USAGE =

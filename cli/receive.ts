@@ -14,7 +14,7 @@ import { guestAddress } from "../sys/address.ts";
 import { UsageError } from "./describe_error.ts";
 import { parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
-import { peakRssBytes } from "../sys/proc_self.ts";
+import { peakRssBytes } from "../sys/procfs.ts";
 
 /** The usage text of `receive`. */
 export const RECEIVE_USAGE =

@@ -1,5 +1,6 @@
 // Maps and unmaps the host memory behind one guest region.
 
+import { readProcFile } from "../sys/procfs.ts";
 import { hex } from "../sys/address.ts";
 import {
   MAP_ANONYMOUS,
@@ -49,7 +50,7 @@ export function isHuge(backing: MemoryBacking): boolean {
 
 function readHugeFree(): number {
   try {
-    const m = /HugePages_Free:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/meminfo"));
+    const m = /HugePages_Free:\s+(\d+)/.exec(readProcFile("/proc/meminfo"));
     return m ? Number(m[1]) : -1;
   } catch {
     return -1;
@@ -61,7 +62,7 @@ function hugePagesError(what: string, size: bigint, cause: unknown): HugePagesUn
   const free = readHugeFree();
   let reserved = "unknown";
   try {
-    reserved = Deno.readTextFileSync("/proc/sys/vm/nr_hugepages").trim();
+    reserved = readProcFile("/proc/sys/vm/nr_hugepages").trim();
   } catch { /* keep "unknown" */ }
   return new HugePagesUnavailableError(
     `Cannot map ${what} with 2 MiB huge pages: ${needed} are needed, ${

@@ -2,10 +2,11 @@
 
 import { EACCES, EINVAL, ENOSYS, ENOTTY, EPERM } from "../sys/errno.ts";
 import { SyscallError } from "../sys/errors.ts";
+import { readProcFile } from "../sys/procfs.ts";
 
 function readText(path: string): string | undefined {
   try {
-    return Deno.readTextFileSync(path).trim();
+    return readProcFile(path).trim();
   } catch {
     return undefined;
   }

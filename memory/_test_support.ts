@@ -139,6 +139,14 @@ export class CountingSyscalls implements Syscalls {
   pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
     return this.#inner.pwrite(fd, buf, offset);
   }
+
+  read(fd: number, buf: Uint8Array): number {
+    return this.#inner.read(fd, buf);
+  }
+
+  write(fd: number, buf: Uint8Array): number {
+    return this.#inner.write(fd, buf);
+  }
 }
 
 /** Lines of /proc/self/maps covering `addr`. */

@@ -11,5 +11,5 @@ export * from "./errno.ts";
 export * from "./errors.ts";
 export * from "./host_memory.ts";
 export * from "./libc.ts";
-export * from "./proc_self.ts";
+export * from "./procfs.ts";
 export type * from "./syscalls.ts";

@@ -1,7 +1,7 @@
 /**
- * Reads this process's own `/proc/self` files through libc. Deno asks for
- * `--allow-all` to read `/proc/self` with its file API; the FFI boundary needs
- * only `--allow-ffi`.
+ * Reads `/proc` files through libc. Deno asks for `--allow-all` to read
+ * anything under `/proc` with its file API; the FFI boundary needs only
+ * `--allow-ffi`.
  *
  * @module
  */
@@ -11,21 +11,21 @@ import { O_CLOEXEC, O_RDONLY } from "./constants.ts";
 import { defaultSyscalls } from "./libc.ts";
 
 /**
- * Reads a text file under `/proc/self`.
+ * Reads a text file such as `/proc/meminfo` or `/proc/self/status`.
  *
- * @param name The file, such as `"status"`.
+ * @param path The path.
  * @returns Its text.
  * @throws {SyscallError} When it cannot be opened or read.
  *
  * @example
  * ```ts ignore
- * import { readProcSelf } from "./proc_self.ts";
- * console.log(readProcSelf("status"));
+ * import { readProcFile } from "./procfs.ts";
+ * console.log(readProcFile("/proc/self/status"));
  * ```
  */
-export function readProcSelf(name: string): string {
+export function readProcFile(path: string): string {
   const sys = defaultSyscalls();
-  const fd = sys.open(`/proc/self/${name}`, O_RDONLY | O_CLOEXEC);
+  const fd = sys.open(path, O_RDONLY | O_CLOEXEC);
   try {
     const chunks: Uint8Array[] = [];
     for (;;) {
@@ -53,13 +53,13 @@ export function readProcSelf(name: string): string {
  *
  * @example
  * ```ts ignore
- * import { peakRssBytes } from "./proc_self.ts";
+ * import { peakRssBytes } from "./procfs.ts";
  * console.log(peakRssBytes());
  * ```
  */
 export function peakRssBytes(): number | null {
   try {
-    const kb = /^VmHWM:\s+(\d+) kB/m.exec(readProcSelf("status"))?.[1];
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(readProcFile("/proc/self/status"))?.[1];
     return kb === undefined ? null : Number(kb) * 1024;
   } catch {
     return null;
@@ -73,7 +73,7 @@ export function peakRssBytes(): number | null {
  *
  * @example
  * ```ts ignore
- * import { currentUid } from "./proc_self.ts";
+ * import { currentUid } from "./procfs.ts";
  * console.log(currentUid());
  * ```
  */
