@@ -15,6 +15,8 @@ import { WorkerWorkload } from "../migration/worker_workload.ts";
 import { parseEndpoint } from "../migration/endpoint.ts";
 import { guestAddress } from "../sys/address.ts";
 import { VfioContainer } from "../vfio/container.ts";
+import { VfioDeviceMigration } from "../vfio/device_migration.ts";
+import { iommuGroupDevices } from "../vfio/sysfs.ts";
 import { UsageError } from "./describe_error.ts";
 import { type FillPattern, fillRam } from "./fill.ts";
 import { parseChoice, parseInteger, parseRate, parseSize } from "./parse.ts";
@@ -153,14 +155,26 @@ export async function runMigrate(args: string[]): Promise<number> {
   fillRam(memory.view(guestAddress(0n), ram), { pattern: fill, seed });
   using stack = new DisposableStack();
   let vfio: { container: VfioContainer } | undefined;
+  const devices: VfioDeviceMigration[] = [];
   if (group !== undefined) {
     const container = stack.use(VfioContainer.open());
-    stack.use(container.attachGroup(group));
+    const g = stack.use(container.attachGroup(group));
     stack.use(memory.mapInto(container));
     vfio = { container };
     progress.done(
       `vfio: group ${group} attached; ${(ram / MiB).toFixed(0)} MiB mapped at IOVA = GPA`,
     );
+    for (const name of iommuGroupDevices(group)) {
+      const migration = VfioDeviceMigration.probe(stack.use(g.openDevice(name)));
+      devices.push(migration);
+      progress.done(
+        `vfio: device ${name}: ${
+          migration.supported
+            ? "migration v2 supported"
+            : `state will not migrate (${migration.reason})`
+        }`,
+      );
+    }
   }
   let writer: WorkerWriter | undefined;
   let workload: WorkerWorkload | undefined;
@@ -186,6 +200,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       to: values.to,
       workload,
       vfio,
+      devices,
       limits,
       imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",
       onTracker: (chosen, rejected) =>

@@ -28,7 +28,8 @@ export interface ReceivedGuest {
  * Receives a migration into `memory`.
  *
  * @param options The RAM, where to listen (an endpoint string or a listener),
- *   progress, and a signal that stops waiting for the source.
+ *   progress, a signal that stops waiting for the source, and the devices
+ *   whose state the stream restores (by id; a state for an unknown id fails).
  * @returns The summary, once the image is verified.
  * @throws {MigrationError} Phase `destination`, naming the stream offset and
  *   reason: the image in `memory` is partial and must be discarded.
@@ -44,6 +45,7 @@ export async function receiveGuest(options: {
   onIteration?: (n: number) => void;
   onAccepted?: () => void;
   signal?: AbortSignal;
+  devices?: readonly { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
 }): Promise<ReceivedGuest> {
   const listener = typeof options.from === "string" ? listenEndpoint(options.from) : options.from;
   const live = listener.endpoint.transport !== "file";
@@ -67,6 +69,23 @@ export async function receiveGuest(options: {
       onIteration: options.onIteration,
       expectEof: !live,
     });
+    // Devices are restored once the RAM is verified, before the source hears "ready".
+    for (const [id, chunks] of summary.deviceStates) {
+      const device = options.devices?.find((d) => d.id === id);
+      if (device === undefined) {
+        throw new MigrationError(
+          "destination",
+          `The stream carries state for device ${id}, which this destination does not have`,
+        );
+      }
+      const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+      let at = 0;
+      for (const c of chunks) {
+        bytes.set(c, at);
+        at += c.byteLength;
+      }
+      await device.loadState(bytes);
+    }
     if (live) await writeAck(channel, { ok: true, text: digest });
     return { summary, digest, ms: performance.now() - t0 };
   } catch (e) {

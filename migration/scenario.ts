@@ -47,6 +47,8 @@ export interface MigrationScenario {
   vfio?: { container: VfioContainer; maxBitmapBytes?: bigint };
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
+  /** The destination's devices, restored from the stream by id. */
+  destinationDevices?: { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
   /** Called once the RAM is mapped and tracking is about to start (test hooks). */
   beforeMigrate?: () => void;
   /** Faults. */
@@ -150,7 +152,12 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
   let to = listener ? formatEndpoint(listener.endpoint) : endpoint;
   const abort = new AbortController();
   const received = listener
-    ? receiveGuest({ memory: destination, from: listener, signal: abort.signal }).then(
+    ? receiveGuest({
+      memory: destination,
+      from: listener,
+      signal: abort.signal,
+      devices: s.destinationDevices,
+    }).then(
       (g) => ({ ok: true, digest: g.digest, deviceStates: g.summary.deviceStates }),
       (e) => ({ ok: false, error: (e as Error).message }),
     )
@@ -190,7 +197,11 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     if (s.faults?.corruptFile) {
       Deno.writeFileSync(file, s.faults.corruptFile(Deno.readFileSync(file)));
     }
-    dest = await receiveGuest({ memory: destination, from: `file:${file}` }).then(
+    dest = await receiveGuest({
+      memory: destination,
+      from: `file:${file}`,
+      devices: s.destinationDevices,
+    }).then(
       (g) => ({ ok: true, digest: g.digest, deviceStates: g.summary.deviceStates }),
       (e) => ({ ok: false, error: (e as Error).message }),
     );
