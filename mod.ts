@@ -20,6 +20,8 @@
  * @module
  */
 
+export * from "./memory/mod.ts";
+export * from "./migration/mod.ts";
 export * from "./sys/mod.ts";
 export * from "./vfio/mod.ts";
 

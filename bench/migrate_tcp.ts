@@ -47,7 +47,18 @@ async function ours(run: number) {
   const dir = await Deno.makeTempDir({ prefix: "deno-vmm-bench-" });
   try {
     const recv = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMS, `${root}mod.ts`, "receive", "--from", "tcp:127.0.0.1:0", "--ram", values.ram, "--report", `${dir}/dst.json`],
+      args: [
+        "run",
+        ...PERMS,
+        `${root}mod.ts`,
+        "receive",
+        "--from",
+        "tcp:127.0.0.1:0",
+        "--ram",
+        values.ram,
+        "--report",
+        `${dir}/dst.json`,
+      ],
       stderr: "piped",
       stdout: "null",
     }).spawn();
@@ -64,7 +75,22 @@ async function ours(run: number) {
       while (!(await reader.read()).done) { /* keep the pipe flowing */ }
     })();
     const src = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMS, `${root}mod.ts`, "migrate", "--to", endpoint, "--ram", values.ram, "--fill", values.fill, "--seed", String(run + 1), "--report", `${dir}/src.json`],
+      args: [
+        "run",
+        ...PERMS,
+        `${root}mod.ts`,
+        "migrate",
+        "--to",
+        endpoint,
+        "--ram",
+        values.ram,
+        "--fill",
+        values.fill,
+        "--seed",
+        String(run + 1),
+        "--report",
+        `${dir}/src.json`,
+      ],
       stderr: "piped",
       stdout: "null",
     }).output();
@@ -114,9 +140,25 @@ const result = {
   maxDestinationRssMiB: Math.max(...o.map((x) => x.dstRss)) / MiB,
 };
 Deno.writeTextFileSync(`${out}/migrate_tcp.json`, JSON.stringify(result, null, 2) + "\n");
-console.log(`${(ramBytes / MiB).toFixed(0)} MiB of ${values.fill} RAM over loopback TCP, median of ${pairs} alternating pairs`);
-console.log(`  C loopback TCP pump      ${cMs.toFixed(0).padStart(6)} ms  ${result.medianCPumpGBps.toFixed(2)} GB/s`);
-console.log(`  migrate -> receive       ${oMs.toFixed(0).padStart(6)} ms  ${result.medianMigrationGBps.toFixed(2)} GB/s  (${result.ratio.toFixed(2)}x C)`);
+console.log(
+  `${
+    (ramBytes / MiB).toFixed(0)
+  } MiB of ${values.fill} RAM over loopback TCP, median of ${pairs} alternating pairs`,
+);
+console.log(
+  `  C loopback TCP pump      ${cMs.toFixed(0).padStart(6)} ms  ${
+    result.medianCPumpGBps.toFixed(2)
+  } GB/s`,
+);
+console.log(
+  `  migrate -> receive       ${oMs.toFixed(0).padStart(6)} ms  ${
+    result.medianMigrationGBps.toFixed(2)
+  } GB/s  (${result.ratio.toFixed(2)}x C)`,
+);
 console.log(`  downtime (median)        ${result.medianDowntimeMs.toFixed(0).padStart(6)} ms`);
-console.log(`  peak RSS source / dest   ${result.maxSourceRssMiB.toFixed(0)} MiB / ${result.maxDestinationRssMiB.toFixed(0)} MiB (RAM ${(ramBytes / MiB).toFixed(0)} MiB)`);
+console.log(
+  `  peak RSS source / dest   ${result.maxSourceRssMiB.toFixed(0)} MiB / ${
+    result.maxDestinationRssMiB.toFixed(0)
+  } MiB (RAM ${(ramBytes / MiB).toFixed(0)} MiB)`,
+);
 console.log(`  JSON: bench/out/migrate_tcp.json`);

@@ -36,6 +36,8 @@ export interface IterationSample {
   readonly dirtyBytes: number;
   /** Bytes resent in full at stop-and-copy whatever the bitmaps say (imprecise device scope). */
   readonly fixedBytes: number;
+  /** Time stop-and-copy costs whatever is sent (verifying the image), ms (default 0). */
+  readonly overheadMs?: number;
   /** Time since pre-copy started, in ms. */
   readonly elapsedMs: number;
 }
@@ -131,17 +133,27 @@ export class ConvergencePolicy {
       if (s.sentBytes > 0) this.#bandwidth = s.sentBytes / Math.max(s.durationMs, 0.001);
     }
     const remaining = s.dirtyBytes + s.fixedBytes;
-    const expectedDowntimeMs = this.expectedDowntimeMs(remaining);
+    const overhead = s.overheadMs ?? 0;
+    const expectedDowntimeMs = this.expectedDowntimeMs(remaining) + overhead;
     const L = this.limits;
+    if (overhead > L.downtimeLimitMs) {
+      return {
+        action: "fail",
+        expectedDowntimeMs,
+        reason: `verifying the image at the stop point alone takes about ${
+          ms(overhead)
+        }, over the ${L.downtimeLimitMs} ms downtime limit (raise the limit)`,
+      };
+    }
     if (expectedDowntimeMs <= L.downtimeLimitMs) {
       return { action: "stop-and-copy", expectedDowntimeMs, throttle: this.#throttle };
     }
-    if (s.fixedBytes > 0 && this.expectedDowntimeMs(s.fixedBytes) > L.downtimeLimitMs) {
+    if (s.fixedBytes > 0 && this.expectedDowntimeMs(s.fixedBytes) + overhead > L.downtimeLimitMs) {
       return {
         action: "fail",
         expectedDowntimeMs,
         reason: `the ${mib(s.fixedBytes)} resent in full at stop-and-copy alone need ${
-          ms(this.expectedDowntimeMs(s.fixedBytes))
+          ms(this.expectedDowntimeMs(s.fixedBytes) + overhead)
         }, over the ${L.downtimeLimitMs} ms downtime limit`,
       };
     }

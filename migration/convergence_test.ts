@@ -106,3 +106,28 @@ Deno.test("ConvergencePolicy.decide() counts fixed full-resend bytes in the down
 Deno.test("ConvergencePolicy rejects non-positive limits", () => {
   assert.throws(() => new ConvergencePolicy({ downtimeLimitMs: 0 }), RangeError);
 });
+
+Deno.test("ConvergencePolicy.decide() counts the verification overhead, and fails when it alone is over", () => {
+  const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
+  const d = p.decide({
+    sentBytes: 1000 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 100 * MiB,
+    fixedBytes: 0,
+    overheadMs: 120,
+    elapsedMs: 1000,
+  });
+  assert.equal(d.action, "stop-and-copy");
+  assert.equal(Math.round(d.expectedDowntimeMs), 220);
+  const q = new ConvergencePolicy({ downtimeLimitMs: 100 });
+  const f = q.decide({
+    sentBytes: 1000 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 0,
+    fixedBytes: 0,
+    overheadMs: 150,
+    elapsedMs: 1000,
+  });
+  assert.equal(f.action, "fail");
+  assert.match(f.action === "fail" ? f.reason : "", /verifying the image at the stop point alone/);
+});

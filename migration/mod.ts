@@ -1,7 +1,17 @@
 /**
- * Live migration of guest RAM and device state: the versioned stream format
- * (see `STREAM.md`), its writer and its untrusting receiver, and the file,
- * unix-socket and TCP transports behind one interface.
+ * Pre-copy live migration of guest RAM and device state.
+ *
+ * - The engine: {@linkcode migrateGuest} (source) and {@linkcode receiveGuest}
+ *   (destination), built on {@linkcode migrate}: dirty sources merged per
+ *   iteration (the CPU tracker, the VFIO container, unmaps during pre-copy),
+ *   the {@linkcode ConvergencePolicy} with auto-converge, the explicit policy
+ *   for the all-mapped device scope, stop-and-copy with VFIO migration v2
+ *   device state, and a {@linkcode MigrationReport} (chart it with
+ *   {@linkcode renderReportSvg}).
+ * - Scripted tests: {@linkcode runMigrationScenario}.
+ * - The versioned stream format (see `STREAM.md`), its writer and its
+ *   untrusting receiver, and the file, unix-socket and TCP transports behind
+ *   one interface.
  *
  * Requires `--allow-net` for TCP, and `--allow-read`/`--allow-write` for
  * unix sockets and files.
@@ -59,3 +69,24 @@ export * from "./transport_file.ts";
 export * from "./transport_tcp.ts";
 export * from "./transport_unix.ts";
 export * from "./zero_pages.ts";
+export * from "./ack.ts";
+export * from "./convergence.ts";
+export * from "./cpu_dirty_source.ts";
+export * from "./cut_proxy.ts";
+export * from "./destination.ts";
+export * from "./device_migrator.ts";
+export * from "./dirty_source.ts";
+export * from "./errors.ts";
+export * from "./guest_ram.ts";
+export * from "./precopy.ts";
+export * from "./report.ts";
+export * from "./report_svg.ts";
+export * from "./scenario.ts";
+export * from "./source.ts";
+export * from "./untracked_device_source.ts";
+export * from "./vfio_dirty_source.ts";
+export * from "./worker_workload.ts";
+export * from "./workload.ts";
+// The types of the layers below that this API names.
+export type * from "../memory/mod.ts";
+export type * from "../vfio/mod.ts";

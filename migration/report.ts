@@ -57,8 +57,10 @@ export interface MigrationReport {
   stopCopyPages: number;
   /** From pause to destination-ready, ms (null when it did not get that far). */
   downtimeMs: number | null;
-  /** What the policy expected the downtime to be, ms. */
+  /** What the policy expected the downtime to be, ms (pages to send and verification). */
   expectedDowntimeMs: number | null;
+  /** Of the downtime, the source's digest of its RAM at the stop point, ms. */
+  verifyMs?: number;
   /** From start to end, ms. */
   totalMs: number;
   /** Bytes written to the stream. */

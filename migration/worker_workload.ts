@@ -53,9 +53,9 @@ export class WorkerWorkload implements Workload {
     await Promise.all(this.#writers.map((w) => w.pause()));
   }
 
-  /** Resumes every writer. */
-  resume(): void {
-    for (const w of this.#writers) void w.resume();
+  /** Resumes every writer; resolves once each has acknowledged. */
+  async resume(): Promise<void> {
+    await Promise.all(this.#writers.map((w) => w.resume()));
   }
 
   /**

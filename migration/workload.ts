@@ -9,8 +9,8 @@
 export interface Pausable {
   /** Pauses; resolves once no more writes will happen. */
   pause(): Promise<void>;
-  /** Resumes after a pause. */
-  resume(): void;
+  /** Resumes after a pause; resolves once it runs again. */
+  resume(): void | Promise<void>;
 }
 
 /** A workload that auto-converge can slow down. */
@@ -39,7 +39,9 @@ export function combineWorkloads(workloads: readonly Workload[]): Workload {
     pause: async () => {
       await Promise.all(workloads.map((w) => w.pause()));
     },
-    resume: () => workloads.forEach((w) => w.resume()),
+    resume: async () => {
+      await Promise.all(workloads.map((w) => w.resume()));
+    },
     setThrottle: (percent) => workloads.forEach((w) => w.setThrottle(percent)),
   };
 }

@@ -71,7 +71,7 @@ Deno.test("runMigrationScenario() migrates 1 GiB under a hotspot workload", asyn
 });
 
 Deno.test("runMigrationScenario() fails cleanly when dirtying outpaces sending, converges with auto-converge", async () => {
-  const limits = { downtimeLimitMs: 20, maxIterations: 6 };
+  const limits = { downtimeLimitMs: 100, maxIterations: 6 };
   const plain = await runMigrationScenario({
     ram: 256 * MiB,
     workload: { pattern: "random", pagesPerSecond: 0 },

@@ -34,3 +34,6 @@ export * from "./uapi/dirty_pages.ts";
 export * from "./uapi/dma.ts";
 export * from "./uapi/group_status.ts";
 export * from "./uapi/iommu_info.ts";
+export { type HostAddress, hostAddress, type Iova, iova } from "../sys/address.ts";
+export { IoctlError, SyscallError } from "../sys/errors.ts";
+export type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
