@@ -16,7 +16,7 @@ import type { ReceiveReport } from "./receive.ts";
 
 /** The usage text of `demo`. */
 export const DEMO_USAGE =
-  "usage: mod.ts demo [--ram SIZE] [--workload random|sequential|hotspot] [--dirty-rate RATE] [--transport tcp|unix] [--group N] [--svg OUT]";
+  "usage: mod.ts demo [--ram SIZE] [--workload random|sequential|hotspot] [--dirty-rate RATE] [--transport tcp|unix] [--group N] [--downtime-ms N] [--svg OUT]";
 
 const PERMISSIONS = [
   "--allow-ffi",
@@ -38,7 +38,7 @@ async function forward(
     const lines = tail.split(/\r?\n|\r/);
     tail = lines.pop() ?? "";
     for (const line of lines) {
-      const clean = line.replace(/\x1b\[K/g, "");
+      const clean = line.replaceAll("\x1b[K", "");
       if (clean === "") continue;
       onLine?.(clean);
       console.log(`${prefix} ${clean}`);
@@ -70,6 +70,7 @@ export async function runDemo(args: string[]): Promise<number> {
         "dirty-rate": { type: "string", default: "32M" },
         transport: { type: "string", default: "tcp" },
         group: { type: "string" },
+        "downtime-ms": { type: "string" },
         svg: { type: "string", default: "migration-demo.svg" },
       },
       strict: true,
@@ -142,6 +143,12 @@ export async function runDemo(args: string[]): Promise<number> {
       "--report",
       `${dir}/src.json`,
     ];
+    if (values["downtime-ms"] !== undefined) {
+      sourceArgs.push(
+        "--downtime-ms",
+        String(parseInteger("--downtime-ms", values["downtime-ms"], { min: 1 })),
+      );
+    }
     if (group !== undefined) {
       // vfio-pci groups never pin pages: the container reports every mapped
       // page dirty. The demo takes the explicit choice to resend them in full.
@@ -153,12 +160,27 @@ export async function runDemo(args: string[]): Promise<number> {
       forward(source.stdout, "[source]     "),
       forward(source.stderr, "[source]     "),
     ]);
-    const [srcStatus, dstStatus] = await Promise.all([source.status, receiver.status]);
+    const srcStatus = await source.status;
+    // A source that failed before connecting leaves the destination waiting:
+    // give it a moment to notice a broken stream, then stop it.
+    const stop = setTimeout(() => {
+      try {
+        receiver.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+    }, srcStatus.success ? 60_000 : 2_000);
+    const dstStatus = await receiver.status;
+    clearTimeout(stop);
     await receiverOut;
-    const src = parseReport(
-      JSON.parse(Deno.readTextFileSync(`${dir}/src.json`)),
-      "the source report",
-    );
+    let srcText: string;
+    try {
+      srcText = Deno.readTextFileSync(`${dir}/src.json`);
+    } catch {
+      console.log(`\ndemo FAILED: the source exited (${srcStatus.code}) before writing its report`);
+      return 1;
+    }
+    const src = parseReport(JSON.parse(srcText), "the source report");
     let dst: ReceiveReport = { result: "failed", error: "no report" };
     try {
       dst = JSON.parse(Deno.readTextFileSync(`${dir}/dst.json`));

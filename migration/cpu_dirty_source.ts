@@ -22,6 +22,8 @@ export class CpuDirtySource implements DirtySource {
   readonly name: string;
   /** CPU trackers report the pages written. */
   readonly scope = "precise" as const;
+  /** Whether a harvest is atomic against writers on other threads. */
+  readonly concurrentSafe: boolean;
   #tracker: DirtyTracker;
 
   /**
@@ -32,6 +34,7 @@ export class CpuDirtySource implements DirtySource {
   constructor(tracker: DirtyTracker) {
     this.#tracker = tracker;
     this.name = `cpu:${tracker.kind}`;
+    this.concurrentSafe = tracker.concurrentSafe;
   }
 
   /** Starts the tracker (a tracker `selectDirtyTracker` returned is already started). */

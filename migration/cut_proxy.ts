@@ -26,7 +26,7 @@ export interface CutProxy extends AsyncDisposable {
  * await using proxy = await startCutProxy("tcp:127.0.0.1:4444", { cutAfter: 1 << 20 });
  * ```
  */
-export async function startCutProxy(
+export function startCutProxy(
   target: string,
   options: { cutAfter: number },
 ): Promise<CutProxy> {
@@ -67,7 +67,7 @@ export async function startCutProxy(
     return total;
   })();
   forwarded.catch(() => {});
-  return {
+  return Promise.resolve({
     endpoint: `tcp:127.0.0.1:${port}`,
     forwarded,
     async [Symbol.asyncDispose]() {
@@ -78,7 +78,7 @@ export async function startCutProxy(
       }
       await forwarded.catch(() => 0);
     },
-  };
+  });
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {

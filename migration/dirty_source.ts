@@ -35,6 +35,12 @@ export interface DirtySource {
   readonly name: string;
   /** Its scope, as observed so far. */
   readonly scope: SourceScope;
+  /**
+   * `false` when a harvest can miss a write racing it (soft-dirty reads, then
+   * clears, in two calls): pre-copy then pauses the workload around each
+   * harvest. Absent means safe.
+   */
+  readonly concurrentSafe?: boolean;
   /** Starts tracking. */
   start(): void;
   /**

@@ -268,15 +268,23 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
       await sink.writeIteration(iteration);
       const durationMs = performance.now() - start;
       const bytes = sink.bytesWritten - before;
-      // Harvest every source into its own bitmaps, then merge.
+      // Harvest every source into its own bitmaps, then merge. A source whose
+      // harvest can race a writer (soft-dirty) gets the workload paused around it.
       const merged = bitmapsFor(ram);
       const bySource: Record<string, number> = {};
-      for (const s of sources) {
-        const own = bitmapsFor(ram);
-        const h = s.harvestInto(own);
-        scope[s.name] = h.scope;
-        bySource[s.name] = count(own);
-        merged.forEach((b, i) => b.orMerge(own[i]));
+      const hold = options.workload !== undefined &&
+        sources.some((s) => s.concurrentSafe === false);
+      if (hold) await options.workload!.pause();
+      try {
+        for (const s of sources) {
+          const own = bitmapsFor(ram);
+          const h = s.harvestInto(own);
+          scope[s.name] = h.scope;
+          bySource[s.name] = count(own);
+          merged.forEach((b, i) => b.orMerge(own[i]));
+        }
+      } finally {
+        if (hold) await options.workload!.resume();
       }
       andNot(merged, fixed);
       const dirtyPages = count(merged);

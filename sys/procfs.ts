@@ -1,6 +1,6 @@
 /**
- * Reads `/proc` files through libc. Deno asks for `--allow-all` to read
- * anything under `/proc` with its file API; the FFI boundary needs only
+ * Reads `/proc` and `/sys` through libc. Deno asks for `--allow-all` to read
+ * anything under them with its file API; the FFI boundary needs only
  * `--allow-ffi`.
  *
  * @module
@@ -8,6 +8,13 @@
 
 import { libc } from "./_libc.ts";
 import { O_CLOEXEC, O_RDONLY } from "./constants.ts";
+import { errno } from "./_libc.ts";
+import { SyscallError } from "./errors.ts";
+
+/** `O_DIRECTORY`. */
+const O_DIRECTORY = 0o200000;
+/** `__NR_getdents64` on x86_64. */
+const SYS_GETDENTS64 = 217n;
 import { defaultSyscalls } from "./libc.ts";
 
 /**
@@ -79,4 +86,54 @@ export function peakRssBytes(): number | null {
  */
 export function currentUid(): number {
   return libc().getuid();
+}
+
+/**
+ * Lists a directory such as `/sys/kernel/iommu_groups/26/devices`
+ * (`getdents64(2)`), without `.` and `..`.
+ *
+ * @param path The directory.
+ * @returns The entry names, sorted.
+ * @throws {SyscallError} When it cannot be opened or read.
+ *
+ * @example
+ * ```ts ignore
+ * import { listDirectory } from "./procfs.ts";
+ * console.log(listDirectory("/sys/kernel/iommu_groups"));
+ * ```
+ */
+export function listDirectory(path: string): string[] {
+  const sys = defaultSyscalls();
+  const fd = sys.open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+  const names: string[] = [];
+  const buf = new Uint8Array(32768);
+  const view = new DataView(buf.buffer);
+  const decoder = new TextDecoder();
+  try {
+    for (;;) {
+      // SAFETY: buf outlives the call; the kernel writes at most buf.length bytes.
+      const n = Number(
+        libc().syscall3(
+          SYS_GETDENTS64,
+          BigInt(fd),
+          Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)),
+          BigInt(buf.length),
+        ),
+      );
+      if (n < 0) throw new SyscallError("getdents64", errno(), { path });
+      if (n === 0) break;
+      // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name[]
+      for (let at = 0; at < n;) {
+        const reclen = view.getUint16(at + 16, true);
+        const name = buf.subarray(at + 19, at + reclen);
+        const end = name.indexOf(0);
+        const s = decoder.decode(end < 0 ? name : name.subarray(0, end));
+        if (s !== "." && s !== "..") names.push(s);
+        at += reclen;
+      }
+    }
+  } finally {
+    sys.close(fd);
+  }
+  return names.sort();
 }

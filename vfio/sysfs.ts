@@ -1,17 +1,19 @@
 /**
  * What sysfs says about IOMMU groups.
  *
- * Requires `--allow-read` on `/sys`.
+ * Requires `--allow-ffi` (sysfs is read through libc).
  *
  * @module
  */
+
+import { listDirectory } from "../sys/procfs.ts";
 
 /**
  * Lists the devices of an IOMMU group (`/sys/kernel/iommu_groups/N/devices`).
  *
  * @param group The group number.
  * @returns The device names (PCI addresses), sorted.
- * @throws {Deno.errors.NotFound} When the group does not exist.
+ * @throws {SyscallError} `ENOENT` when the group does not exist.
  *
  * @example
  * ```ts ignore
@@ -20,7 +22,5 @@
  * ```
  */
 export function iommuGroupDevices(group: number): string[] {
-  return [...Deno.readDirSync(`/sys/kernel/iommu_groups/${group}/devices`)]
-    .map((e) => e.name)
-    .sort();
+  return listDirectory(`/sys/kernel/iommu_groups/${group}/devices`);
 }
