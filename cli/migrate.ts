@@ -25,7 +25,7 @@ import { peakRssBytes } from "../sys/procfs.ts";
 
 /** The usage text of `migrate`. */
 export const MIGRATE_USAGE =
-  "usage: mod.ts migrate --to tcp:HOST:PORT|unix:PATH|file:PATH --ram SIZE [--workload random|sequential|hotspot --dirty-rate RATE] [--group N] [--downtime-ms N] [--auto-converge] [--allow-imprecise-device-dirty] [--max-iterations N] [--fill random|zero|half] [--seed N] [--report FILE]";
+  "usage: mod.ts migrate --to tcp:HOST:PORT|unix:PATH|file:PATH --ram SIZE [--workload random|sequential|hotspot --dirty-rate RATE] [--group N] [--downtime-ms N] [--auto-converge] [--allow-imprecise-device-dirty] [--max-iterations N] [--max-seconds N] [--max-bandwidth RATE] [--fill random|zero|half] [--seed N] [--report FILE]";
 
 const MiB = 2 ** 20;
 
@@ -103,6 +103,7 @@ export async function runMigrate(args: string[]): Promise<number> {
         "allow-imprecise-device-dirty": { type: "boolean", default: false },
         "max-iterations": { type: "string" },
         "max-seconds": { type: "string" },
+        "max-bandwidth": { type: "string" },
         fill: { type: "string" },
         seed: { type: "string" },
         report: { type: "string" },
@@ -202,6 +203,9 @@ export async function runMigrate(args: string[]): Promise<number> {
       vfio,
       devices,
       limits,
+      maxBandwidth: values["max-bandwidth"] === undefined
+        ? undefined
+        : parseRate("--max-bandwidth", values["max-bandwidth"]) || undefined,
       imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",
       onTracker: (chosen, rejected) =>
         progress.done(

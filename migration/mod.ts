@@ -79,6 +79,7 @@ export * from "./dirty_source.ts";
 export * from "./errors.ts";
 export * from "./guest_ram.ts";
 export * from "./precopy.ts";
+export * from "./rate_limited_sink.ts";
 export * from "./report.ts";
 export * from "./report_svg.ts";
 export * from "./scenario.ts";

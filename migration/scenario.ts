@@ -41,6 +41,8 @@ export interface MigrationScenario {
   transport?: "tcp" | "unix" | "file";
   /** Convergence limits. */
   limits?: ConvergenceLimits;
+  /** Cap the stream at this many bytes per second. */
+  maxBandwidth?: number;
   /** The all-mapped device policy. */
   imprecise?: "refuse" | "allow";
   /** A VFIO container to map the source RAM into (IOVA = GPA). */
@@ -178,6 +180,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       vfio: s.vfio,
       devices: s.devices,
       limits: s.limits,
+      maxBandwidth: s.maxBandwidth,
       imprecise: s.imprecise,
     });
   } catch (e) {

@@ -22,6 +22,7 @@ import { ramDigest, sourceRam } from "./guest_ram.ts";
 import { connectEndpoint } from "./open_endpoint.ts";
 import { migrate, MigrationFailure, type MigrationProgress } from "./precopy.ts";
 import type { MigrationReport } from "./report.ts";
+import { RateLimitedSink } from "./rate_limited_sink.ts";
 import { StreamWriter } from "./stream_writer.ts";
 import { UntrackedDeviceSource } from "./untracked_device_source.ts";
 import { VfioDirtySource } from "./vfio_dirty_source.ts";
@@ -41,6 +42,8 @@ export interface MigrateGuestOptions {
   devices?: DeviceMigrator[];
   /** Convergence limits. */
   limits?: ConvergenceLimits;
+  /** Cap the stream at this many bytes per second (default: no cap). */
+  maxBandwidth?: number;
   /** What to do with an all-mapped device source (default `refuse`). */
   imprecise?: "refuse" | "allow";
   /** Progress. */
@@ -109,7 +112,10 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       });
     });
     const live = endpoint.transport !== "file";
-    const writer = new StreamWriter(channel, {
+    const sink = options.maxBandwidth
+      ? new RateLimitedSink(channel, { bytesPerSecond: options.maxBandwidth })
+      : channel;
+    const writer = new StreamWriter(sink, {
       // A running workload or device may write a page between its checksum and its send.
       snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
     });

@@ -71,20 +71,24 @@ Deno.test("runMigrationScenario() migrates 1 GiB under a hotspot workload", asyn
 });
 
 Deno.test("runMigrationScenario() fails cleanly when dirtying outpaces sending, converges with auto-converge", async () => {
-  const limits = { downtimeLimitMs: 100, maxIterations: 6 };
+  // The link is capped at 32 MB/s and the workload dirties 12,000 random pages
+  // a second (49 MB/s): without throttling, pre-copy cannot catch up.
+  const scenario = {
+    ram: 32 * MiB,
+    maxBandwidth: 32e6,
+    workload: { pattern: "random" as const, pagesPerSecond: 12_000 },
+  };
   const plain = await runMigrationScenario({
-    ram: 256 * MiB,
-    workload: { pattern: "random", pagesPerSecond: 0 },
-    limits,
+    ...scenario,
+    limits: { downtimeLimitMs: 100, maxIterations: 6 },
   });
   assert.equal(plain.report.result, "failed");
   assert.match(plain.report.error!, /did not converge after 6 iterations.*try auto-converge/);
   assert.equal(plain.destination.ok, false, "the destination never reports a partial image");
   assert.equal(plain.workloadState, "running", "the source keeps running");
   const auto = await runMigrationScenario({
-    ram: 256 * MiB,
-    workload: { pattern: "random", pagesPerSecond: 0 },
-    limits: { ...limits, maxIterations: 60, autoConverge: true },
+    ...scenario,
+    limits: { downtimeLimitMs: 100, maxIterations: 60, autoConverge: true },
   });
   assert.equal(auto.report.result, "completed", auto.report.error);
   assert.equal(auto.destination.digest, auto.report.sourceDigest);
