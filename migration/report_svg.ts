@@ -89,6 +89,13 @@ export function renderReportSvg(report: MigrationReport): string {
         dirty[i].toFixed(1)
       } MiB left dirty</title></rect>`,
     );
+    if (r.throttle > 0 && (n <= 24 || i % Math.ceil(n / 24) === 0)) {
+      out.push(
+        `<text x="${cx}" y="${
+          y(Math.max(sent[i], dirty[i])) - 4
+        }" text-anchor="middle" font-size="10" fill="#555">${r.throttle}%</text>`,
+      );
+    }
     if (n <= 40 || i % Math.ceil(n / 40) === 0) {
       out.push(`<text x="${cx}" y="${T + ph + 16}" text-anchor="middle">${r.iteration}</text>`);
     }
@@ -127,6 +134,7 @@ export function renderReportSvg(report: MigrationReport): string {
     }" stroke="#b3261e" stroke-width="2"/><text x="${L + 174}" y="${
       H - 7
     }">expected downtime</text>`,
+    `<text x="${L + 300}" y="${H - 7}" fill="#555">N% over a bar: workload throttle</text>`,
     `</svg>`,
   );
   return out.join("\n");
