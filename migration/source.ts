@@ -18,7 +18,7 @@ import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import { parseEndpoint } from "./endpoint.ts";
 import { MigrationError } from "./errors.ts";
-import { ramDigest, sourceRam } from "./guest_ram.ts";
+import { estimateVerifyMs, ramDigest, sourceRam } from "./guest_ram.ts";
 import { connectEndpoint } from "./open_endpoint.ts";
 import { migrate, MigrationFailure, type MigrationProgress } from "./precopy.ts";
 import type { MigrationReport } from "./report.ts";
@@ -129,6 +129,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       limits: options.limits,
       imprecise: options.imprecise,
       digest: () => ramDigest(memory),
+      verifyMs: estimateVerifyMs(memory),
       destinationReady: live
         ? async () => {
           const ack = await readAck(ch);
