@@ -17,11 +17,11 @@
  */
 
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
-import type { DirtySource, SourceScope } from "./dirty_source.ts";
+import type { DirtySource } from "./dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import { type ConvergenceLimits, ConvergencePolicy } from "./convergence.ts";
 import { MigrationError } from "./errors.ts";
-import type { IterationRow, MigrationReport } from "./report.ts";
+import { type IterationRow, type MigrationReport, newReport } from "./report.ts";
 import type { Workload } from "./workload.ts";
 
 const PAGE = 4096;
@@ -168,33 +168,19 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
   const t0 = performance.now();
   const layout = ram.regions.map((r) => ({ gpa: r.gpa, size: r.size }));
   const ramAccess = { layout, view: (gpa: bigint, n: number) => ram.view(gpa, n) };
-  const scope: Record<string, SourceScope> = {};
-  const report: MigrationReport = {
-    version: 1,
-    result: "failed",
+  const report = newReport({
     transport: options.transport,
     ramBytes: Number(layout.reduce((n, r) => n + r.size, 0n)),
-    pageSize: PAGE,
-    iterations: [],
-    stopCopyPages: 0,
-    downtimeMs: null,
-    expectedDowntimeMs: null,
-    totalMs: 0,
-    totalBytes: 0,
-    sourceDigest: null,
-    destinationDigest: null,
-    dirtyScope: scope,
-    policy: {
-      imprecise,
-      applied: "precise sources only",
-      ...policy.limits,
-    },
-    devices: (options.devices ?? []).map((d) => ({
-      id: d.id,
-      migrated: false,
-      ...(d.supported ? {} : { reason: d.reason ?? "not supported" }),
-    })),
-  };
+    imprecise,
+    applied: "precise sources only",
+    limits: policy.limits,
+  });
+  const scope = report.dirtyScope;
+  report.devices = (options.devices ?? []).map((d) => ({
+    id: d.id,
+    migrated: false,
+    ...(d.supported ? {} : { reason: d.reason ?? "not supported" }),
+  }));
   let started: DirtySource[] = [];
   let paused = false;
   let deviceStopped = false;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ConvergenceLimits } from "./convergence.ts";
 import type { SourceScope } from "./dirty_source.ts";
 
 /** One pre-copy iteration (iteration 0 is the bulk pass). */
@@ -115,4 +116,63 @@ export function parseReport(value: unknown, source: string): MigrationReport {
   if (typeof r.totalMs !== "number") fail("totalMs");
   if (r.result !== "completed" && r.result !== "failed") fail("result");
   return value as MigrationReport;
+}
+
+/**
+ * A report with nothing done yet (`result` is `failed` until a migration completes).
+ *
+ * @param fields Where to, how much RAM, the device policy and the limits in force.
+ * @returns The report.
+ *
+ * @example
+ * ```ts
+ * import { newReport } from "./report.ts";
+ * const r = newReport({
+ *   transport: "tcp:127.0.0.1:4444",
+ *   ramBytes: 1 << 30,
+ *   imprecise: "refuse",
+ *   applied: "precise sources only",
+ *   limits: { downtimeLimitMs: 300, maxIterations: 30, maxTotalMs: 120_000, autoConverge: false },
+ * });
+ * console.log(r.result); // "failed"
+ * ```
+ */
+export function newReport(fields: {
+  transport: string;
+  ramBytes: number;
+  imprecise: "refuse" | "allow";
+  applied: string;
+  limits: Readonly<
+    Pick<
+      Required<ConvergenceLimits>,
+      "downtimeLimitMs" | "maxIterations" | "maxTotalMs" | "autoConverge"
+    >
+  >;
+}): MigrationReport {
+  const { limits } = fields;
+  return {
+    version: 1,
+    result: "failed",
+    transport: fields.transport,
+    ramBytes: fields.ramBytes,
+    pageSize: 4096,
+    iterations: [],
+    stopCopyPages: 0,
+    downtimeMs: null,
+    expectedDowntimeMs: null,
+    totalMs: 0,
+    totalBytes: 0,
+    sourceDigest: null,
+    destinationDigest: null,
+    dirtyScope: {},
+    policy: {
+      imprecise: fields.imprecise,
+      applied: fields.applied,
+      downtimeLimitMs: limits.downtimeLimitMs,
+      maxIterations: limits.maxIterations,
+      maxTotalMs: limits.maxTotalMs,
+      autoConverge: limits.autoConverge,
+    },
+    devices: [],
+  };
 }

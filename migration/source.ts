@@ -12,7 +12,7 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { VfioContainer } from "../vfio/container.ts";
 import { DirtyTrackingUnavailableError } from "../vfio/errors.ts";
 import { readAck } from "./ack.ts";
-import type { ConvergenceLimits } from "./convergence.ts";
+import { type ConvergenceLimits, ConvergencePolicy } from "./convergence.ts";
 import { CpuDirtySource } from "./cpu_dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
@@ -21,7 +21,7 @@ import { MigrationError } from "./errors.ts";
 import { estimateVerifyMs, ramDigest, sourceRam } from "./guest_ram.ts";
 import { connectEndpoint } from "./open_endpoint.ts";
 import { migrate, MigrationFailure, type MigrationProgress } from "./precopy.ts";
-import type { MigrationReport } from "./report.ts";
+import { type MigrationReport, newReport } from "./report.ts";
 import { RateLimitedSink } from "./rate_limited_sink.ts";
 import { StreamWriter } from "./stream_writer.ts";
 import { UntrackedDeviceSource } from "./untracked_device_source.ts";
@@ -158,31 +158,14 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
 }
 
 function failedReport(options: MigrateGuestOptions, err: MigrationError): MigrationReport {
-  return {
-    version: 1,
-    result: "failed",
-    error: err.message,
-    failedPhase: err.phase,
+  const report = newReport({
     transport: options.to,
     ramBytes: Number(options.memory.size),
-    pageSize: 4096,
-    iterations: [],
-    stopCopyPages: 0,
-    downtimeMs: null,
-    expectedDowntimeMs: null,
-    totalMs: 0,
-    totalBytes: 0,
-    sourceDigest: null,
-    destinationDigest: null,
-    dirtyScope: {},
-    policy: {
-      imprecise: options.imprecise ?? "refuse",
-      applied: "none: failed in setup",
-      downtimeLimitMs: options.limits?.downtimeLimitMs ?? 300,
-      maxIterations: options.limits?.maxIterations ?? 30,
-      maxTotalMs: options.limits?.maxTotalMs ?? 120_000,
-      autoConverge: options.limits?.autoConverge ?? false,
-    },
-    devices: [],
-  };
+    imprecise: options.imprecise ?? "refuse",
+    applied: "none: failed in setup",
+    limits: new ConvergencePolicy(options.limits).limits,
+  });
+  report.error = err.message;
+  report.failedPhase = err.phase;
+  return report;
 }
