@@ -19,106 +19,19 @@
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
-import { type ConvergenceLimits, ConvergencePolicy } from "./convergence.ts";
+import { ConvergencePolicy } from "./convergence.ts";
 import { MigrationError } from "./errors.ts";
+import {
+  type MigrateOptions,
+  MigrationFailure,
+  type MigrationRam,
+  type MigrationSink,
+} from "./precopy_types.ts";
 import { type IterationRow, type MigrationReport, newReport } from "./report.ts";
-import type { Workload } from "./workload.ts";
+
+export * from "./precopy_types.ts";
 
 const PAGE = 4096;
-
-/** The RAM being migrated: its regions, and zero-copy views. */
-export interface MigrationRam {
-  /** The regions, in order. */
-  readonly regions: readonly {
-    readonly gpa: bigint;
-    readonly size: bigint;
-    readonly pages: number;
-  }[];
-  /** A zero-copy view of guest RAM. */
-  view(gpa: bigint, length: number): Uint8Array;
-}
-
-/** Where the stream goes (a `StreamWriter`). */
-export interface MigrationSink {
-  /** Bytes written so far. */
-  readonly bytesWritten: number;
-  /** Writes the header. */
-  writeHeader(layout: readonly { gpa: bigint; size: bigint }[], pageSize: number): Promise<void>;
-  /** Writes a page range, eliding zero pages. */
-  writePages(
-    ram: {
-      layout: readonly { gpa: bigint; size: bigint }[];
-      view(gpa: bigint, length: number): Uint8Array;
-    },
-    gpa: bigint,
-    pages: number,
-  ): Promise<unknown>;
-  /** Writes a device's state. */
-  writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
-  /** Marks the end of an iteration. */
-  writeIteration(n: number): Promise<void>;
-  /** Writes the end marker with the source digest. */
-  writeEnd(digest: Uint8Array): Promise<void>;
-}
-
-/** Progress, once per iteration and at each phase. */
-export interface MigrationProgress {
-  /** `precopy`, `stop-and-copy` or `done`. */
-  readonly phase: string;
-  /** The iteration row, during pre-copy. */
-  readonly row?: IterationRow;
-  /** Bytes written so far. */
-  readonly bytes: number;
-}
-
-/** Options of {@linkcode migrate}. */
-export interface MigrateOptions {
-  /** The RAM. */
-  ram: MigrationRam;
-  /** The stream sink. */
-  sink: MigrationSink;
-  /** Dirty sources, merged each iteration (CPU tracker, VFIO container…). */
-  sources: DirtySource[];
-  /** The running workload, paused at stop-and-copy and throttled by auto-converge. */
-  workload?: Workload;
-  /** Devices whose state migrates. */
-  devices?: DeviceMigrator[];
-  /** Convergence limits. */
-  limits?: ConvergenceLimits;
-  /** What to do with an `all-mapped` (imprecise) device source: refuse (default) or allow. */
-  imprecise?: "refuse" | "allow";
-  /** The source RAM digest at the stop point (taken while paused). */
-  digest: () => { bytes: Uint8Array; hex: string };
-  /**
-   * What verifying the image costs at the stop point (both sides), ms; by
-   * default one digest is timed at setup and doubled.
-   */
-  verifyMs?: number;
-  /** Resolves with the destination's digest once it verified the image (live transports). */
-  destinationReady?: () => Promise<string | null>;
-  /** Where the stream goes, for the report. */
-  transport: string;
-  /** Called with progress. */
-  onProgress?: (p: MigrationProgress) => void;
-}
-
-/** A migration that failed carries its report. */
-export class MigrationFailure extends MigrationError {
-  /** The report up to the failure. */
-  readonly report: MigrationReport;
-
-  /**
-   * Creates the error.
-   *
-   * @param error The failure.
-   * @param report The report.
-   */
-  constructor(error: MigrationError, report: MigrationReport) {
-    super(error.phase, error.message, { cause: error.cause });
-    this.name = "MigrationFailure";
-    this.report = report;
-  }
-}
 
 function bitmapsFor(ram: MigrationRam): DirtyBitmap[] {
   return ram.regions.map((r) => new DirtyBitmap(r.pages));
@@ -134,6 +47,31 @@ function andNot(bitmaps: DirtyBitmap[], mask: DirtyBitmap[] | undefined): void {
     const w = b.words, m = mask[i].words;
     for (let j = 0; j < w.length; j++) if (w[j] !== 0) w[j] &= ~m[j];
   });
+}
+
+/** Sends every run of dirty pages, region by region. */
+async function sendDirty(
+  sink: MigrationSink,
+  ram: {
+    layout: readonly { gpa: bigint; size: bigint }[];
+    view(gpa: bigint, n: number): Uint8Array;
+  },
+  dirty: DirtyBitmap[],
+): Promise<{ sentPages: number; zeroPages: number }> {
+  let sentPages = 0;
+  let zeroPages = 0;
+  for (let i = 0; i < dirty.length; i++) {
+    const base = ram.layout[i].gpa;
+    const runs: [number, number][] = [];
+    dirty[i].forEachRun((first, n) => runs.push([first, n]));
+    for (const [first, n] of runs) {
+      const result = await sink.writePages(ram, base + BigInt(first * PAGE), n);
+      sentPages += n;
+      const z = (result as { zeroPages?: number } | undefined)?.zeroPages;
+      if (typeof z === "number") zeroPages += z;
+    }
+  }
+  return { sentPages, zeroPages };
 }
 
 function phaseOf(e: unknown, fallback: string): MigrationError {
@@ -246,19 +184,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
     for (let iteration = 0;; iteration++) {
       const before = sink.bytesWritten;
       const start = performance.now();
-      let sentPages = 0;
-      let zeroPages = 0;
-      for (let i = 0; i < dirty.length; i++) {
-        const region = ram.regions[i];
-        const runs: [number, number][] = [];
-        dirty[i].forEachRun((first, n) => runs.push([first, n]));
-        for (const [first, n] of runs) {
-          const result = await sink.writePages(ramAccess, region.gpa + BigInt(first * PAGE), n);
-          sentPages += n;
-          const z = (result as { zeroPages?: number } | undefined)?.zeroPages;
-          if (typeof z === "number") zeroPages += z;
-        }
-      }
+      const { sentPages, zeroPages } = await sendDirty(sink, ramAccess, dirty);
       await sink.writeIteration(iteration);
       const durationMs = performance.now() - start;
       const bytes = sink.bytesWritten - before;
@@ -336,15 +262,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
       states.push([d, await d.saveState()]);
     }
     phase = "stop-and-copy";
-    let stopCopyPages = 0;
-    for (let i = 0; i < dirty.length; i++) {
-      const runs: [number, number][] = [];
-      dirty[i].forEachRun((first, n) => runs.push([first, n]));
-      for (const [first, n] of runs) {
-        await sink.writePages(ramAccess, ram.regions[i].gpa + BigInt(first * PAGE), n);
-        stopCopyPages += n;
-      }
-    }
+    const stopCopyPages = (await sendDirty(sink, ramAccess, dirty)).sentPages;
     for (const [d, bytes] of states) {
       await sink.writeDeviceState(d.id, bytes);
       const entry = report.devices.find((e) => e.id === d.id)!;

@@ -1,0 +1,107 @@
+/**
+ * The inputs of the pre-copy engine and its failure: the RAM, the sink,
+ * progress events, options, and {@linkcode MigrationFailure}.
+ *
+ * @module
+ */
+
+import type { ConvergenceLimits } from "./convergence.ts";
+import type { DeviceMigrator } from "./device_migrator.ts";
+import type { DirtySource } from "./dirty_source.ts";
+import { MigrationError } from "./errors.ts";
+import type { IterationRow, MigrationReport } from "./report.ts";
+import type { Workload } from "./workload.ts";
+
+/** The RAM being migrated: its regions, and zero-copy views. */
+export interface MigrationRam {
+  /** The regions, in order. */
+  readonly regions: readonly {
+    readonly gpa: bigint;
+    readonly size: bigint;
+    readonly pages: number;
+  }[];
+  /** A zero-copy view of guest RAM. */
+  view(gpa: bigint, length: number): Uint8Array;
+}
+
+/** Where the stream goes (a `StreamWriter`). */
+export interface MigrationSink {
+  /** Bytes written so far. */
+  readonly bytesWritten: number;
+  /** Writes the header. */
+  writeHeader(layout: readonly { gpa: bigint; size: bigint }[], pageSize: number): Promise<void>;
+  /** Writes a page range, eliding zero pages. */
+  writePages(
+    ram: {
+      layout: readonly { gpa: bigint; size: bigint }[];
+      view(gpa: bigint, length: number): Uint8Array;
+    },
+    gpa: bigint,
+    pages: number,
+  ): Promise<unknown>;
+  /** Writes a device's state. */
+  writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
+  /** Marks the end of an iteration. */
+  writeIteration(n: number): Promise<void>;
+  /** Writes the end marker with the source digest. */
+  writeEnd(digest: Uint8Array): Promise<void>;
+}
+
+/** Progress, once per iteration and at each phase. */
+export interface MigrationProgress {
+  /** `precopy`, `stop-and-copy` or `done`. */
+  readonly phase: string;
+  /** The iteration row, during pre-copy. */
+  readonly row?: IterationRow;
+  /** Bytes written so far. */
+  readonly bytes: number;
+}
+
+/** Options of `migrate`. */
+export interface MigrateOptions {
+  /** The RAM. */
+  ram: MigrationRam;
+  /** The stream sink. */
+  sink: MigrationSink;
+  /** Dirty sources, merged each iteration (CPU tracker, VFIO container…). */
+  sources: DirtySource[];
+  /** The running workload, paused at stop-and-copy and throttled by auto-converge. */
+  workload?: Workload;
+  /** Devices whose state migrates. */
+  devices?: DeviceMigrator[];
+  /** Convergence limits. */
+  limits?: ConvergenceLimits;
+  /** What to do with an `all-mapped` (imprecise) device source: refuse (default) or allow. */
+  imprecise?: "refuse" | "allow";
+  /** The source RAM digest at the stop point (taken while paused). */
+  digest: () => { bytes: Uint8Array; hex: string };
+  /**
+   * What verifying the image costs at the stop point (both sides), ms; by
+   * default one digest is timed at setup and doubled.
+   */
+  verifyMs?: number;
+  /** Resolves with the destination's digest once it verified the image (live transports). */
+  destinationReady?: () => Promise<string | null>;
+  /** Where the stream goes, for the report. */
+  transport: string;
+  /** Called with progress. */
+  onProgress?: (p: MigrationProgress) => void;
+}
+
+/** A migration that failed carries its report. */
+export class MigrationFailure extends MigrationError {
+  /** The report up to the failure. */
+  readonly report: MigrationReport;
+
+  /**
+   * Creates the error.
+   *
+   * @param error The failure.
+   * @param report The report.
+   */
+  constructor(error: MigrationError, report: MigrationReport) {
+    super(error.phase, error.message, { cause: error.cause });
+    this.name = "MigrationFailure";
+    this.report = report;
+  }
+}
