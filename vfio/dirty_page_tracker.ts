@@ -28,7 +28,6 @@ import {
 import { EACCES, ENOTTY } from "../sys/errno.ts";
 import { IoctlError } from "../sys/errors.ts";
 import { hostView } from "../sys/host_memory.ts";
-import type { Syscalls } from "../sys/syscalls.ts";
 import { orBitsAt, popcount } from "./_bits.ts";
 import {
   VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
@@ -36,85 +35,23 @@ import {
   VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
 } from "./constants.ts";
-import type { DmaMapping } from "./dma_mapping.ts";
 import { DirtyTrackingUnavailableError, VfioStateError } from "./errors.ts";
 import { VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_UNMAP_DMA } from "./ioctls.ts";
+import {
+  dirtyBitmapBytes,
+  type DirtyBitmapReport,
+  type DirtyScope,
+  type DirtyTrackerOptions,
+  type TrackerContext,
+} from "./dirty_bitmap_report.ts";
+import {
+  checkDirtyRange,
+  mappedPages as countMappedPages,
+  planDirtyQueries,
+  type QueryGeometry,
+} from "./dirty_query_plan.ts";
 import { encodeDirtyPages } from "./uapi/dirty_pages.ts";
 import { encodeDmaUnmap } from "./uapi/dma.ts";
-import type { IommuInfo } from "./uapi/iommu_info.ts";
-
-/** Options for {@linkcode DirtyPageTracker}. */
-export interface DirtyTrackerOptions {
-  /**
-   * A per-query bitmap limit in bytes below the kernel's
-   * `max_dirty_bitmap_size` (a multiple of 8), to bound memory or to test
-   * the splitting of queries.
-   */
-  maxBitmapBytes?: bigint;
-}
-
-/**
- * What the container's bitmaps have been seen to mean:
- * - `unknown`: no query has covered a mapping yet;
- * - `all-mapped`: the last query reported every mapped page dirty, as the
- *   kernel does while any group has not pinned pages (every vfio-pci device);
- * - `partial`: the last query reported a subset of the mapped pages (the
- *   pinned-page scope, or a finer source).
- */
-export type DirtyScope = "unknown" | "all-mapped" | "partial";
-
-/** A dirty bitmap for an IOVA range. */
-export interface DirtyBitmapReport {
-  /** The first IOVA of the range. */
-  readonly iova: bigint;
-  /** Bytes in the range. */
-  readonly size: bigint;
-  /** The page size one bit stands for. */
-  readonly pgsize: bigint;
-  /** One bit per page relative to `iova`, little-endian, padded to 64-bit words. */
-  readonly bitmap: Uint32Array;
-  /** Pages in the range. */
-  readonly pages: number;
-  /** Set bits. */
-  readonly dirtyPages: number;
-  /** Pages of the range covered by mappings made through this container object. */
-  readonly mappedPages: number;
-  /** Every mapped page was reported dirty. */
-  readonly allMapped: boolean;
-  /** How many ioctls the report took. */
-  readonly queries: number;
-}
-
-/** What the container hands its tracker. */
-export interface TrackerContext {
-  /** The syscall boundary. */
-  readonly sys: Syscalls;
-  /** The container fd. */
-  readonly fd: number;
-  /** The container's IOMMU info, read before any bitmap is sized. */
-  readonly info: IommuInfo;
-  /** The live mappings, in IOVA order. */
-  readonly mappings: () => readonly DmaMapping[];
-  /** Whether tracking is already started (when a tracker replaces another). */
-  readonly running?: boolean;
-}
-
-/**
- * Returns the bitmap bytes the kernel requires for a page count:
- * `DIRTY_BITMAP_BYTES(n) = ALIGN(n, 64) / 8`.
- *
- * @param pages The page count.
- * @returns Bytes, a multiple of 8.
- *
- * @example
- * ```ts
- * import { dirtyBitmapBytes } from "./dirty_page_tracker.ts";
- * console.log(dirtyBitmapBytes(256n)); // 32n
- * ```
- */
-export function dirtyBitmapBytes(pages: bigint): bigint {
-  return ((pages + 63n) / 64n) * 8n;
-}
 
 /**
  * Device-side dirty page tracking for one container. Get it from
@@ -281,65 +218,13 @@ export class DirtyPageTracker {
     return this.#buf;
   }
 
-  #checkRange(what: string, iova: bigint, size: bigint): void {
-    if (size <= 0n || iova % this.pgsize !== 0n || size % this.pgsize !== 0n) {
-      throw new RangeError(
-        `Cannot ${what} at iova ${hex(iova)}: range ${hex(iova)}+${
-          hex(size)
-        } is empty or not aligned to the dirty page size ${hex(this.pgsize)}`,
-      );
-    }
-    const end = iova + size;
-    for (const m of this.#ctx.mappings()) {
-      if ((m.iova < iova && m.end > iova) || (m.iova < end && m.end > end)) {
-        throw new RangeError(
-          `Cannot ${what} at iova ${hex(iova)}: range ${hex(iova)}-${
-            hex(end)
-          } bisects the mapping ${hex(m.iova)}-${hex(m.end)} (a range must cover whole mappings)`,
-        );
-      }
-    }
-  }
-
-  /**
-   * Splits `[iova, iova + size)` into ranges whose bitmaps fit the limit and
-   * that never start or end inside a mapping.
-   */
-  #plan(what: string, iova: bigint, size: bigint): { iova: bigint; size: bigint }[] {
-    const maxPages = (this.maxBitmapBytes / 8n) * 64n;
-    const maxSpan = maxPages * this.pgsize;
-    const end = iova + size;
-    const mappings = this.#ctx.mappings();
-    const chunks: { iova: bigint; size: bigint }[] = [];
-    let start = iova;
-    while (start < end) {
-      let stop = start + maxSpan < end ? start + maxSpan : end;
-      const cut = mappings.find((m) => m.iova < stop && m.end > stop);
-      if (cut !== undefined) {
-        if (cut.iova <= start) {
-          throw new RangeError(
-            `Cannot ${what} at iova ${hex(cut.iova)}: the mapping of ${
-              hex(cut.size)
-            } bytes needs more than the ${this.maxBitmapBytes}-byte bitmap one query may pass`,
-          );
-        }
-        stop = cut.iova;
-      }
-      chunks.push({ iova: start, size: stop - start });
-      start = stop;
-    }
-    return chunks;
-  }
-
-  #mappedPages(iova: bigint, size: bigint): number {
-    const end = iova + size;
-    let mapped = 0n;
-    for (const m of this.#ctx.mappings()) {
-      const from = m.iova > iova ? m.iova : iova;
-      const to = m.end < end ? m.end : end;
-      if (to > from) mapped += (to - from) / this.pgsize;
-    }
-    return Number(mapped);
+  #geometry(what: string): QueryGeometry {
+    return {
+      what,
+      pgsize: this.pgsize,
+      maxBitmapBytes: this.maxBitmapBytes,
+      mappings: this.#ctx.mappings(),
+    };
   }
 
   #report(
@@ -370,10 +255,10 @@ export class DirtyPageTracker {
     size: bigint,
     call: (chunk: { iova: bigint; size: bigint }, bytes: bigint, addr: bigint) => void,
   ): { bitmap: Uint32Array; queries: number } {
-    this.#checkRange(what, iova, size);
+    checkDirtyRange(this.#geometry(what), iova, size);
     const pages = size / this.pgsize;
     const bitmap = new Uint32Array(Number(dirtyBitmapBytes(pages) / 4n));
-    const chunks = this.#plan(what, iova, size);
+    const chunks = planDirtyQueries(this.#geometry(what), iova, size);
     for (const chunk of chunks) {
       const chunkPages = chunk.size / this.pgsize;
       const bytes = dirtyBitmapBytes(chunkPages);
@@ -404,7 +289,7 @@ export class DirtyPageTracker {
         `Cannot query the dirty bitmap at iova ${hex(iova)}: tracking is not started`,
       );
     }
-    const mappedPages = this.#mappedPages(iova, size);
+    const mappedPages = countMappedPages(this.#geometry("count"), iova, size);
     const { bitmap, queries } = this.#run("query dirty pages", iova, size, (c, bytes, addr) => {
       this.#ctx.sys.ioctl(
         this.#ctx.fd,
@@ -442,7 +327,7 @@ export class DirtyPageTracker {
     unmapped: (iova: bigint, size: bigint) => void = () => {},
   ): { unmapped: bigint; dirty: DirtyBitmapReport } {
     let total = 0n;
-    const mappedPages = this.#mappedPages(iova, size);
+    const mappedPages = countMappedPages(this.#geometry("count"), iova, size);
     const { bitmap, queries } = this.#run("unmap DMA", iova, size, (c, bytes, addr) => {
       const arg = encodeDmaUnmap({
         flags: VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
@@ -457,3 +342,5 @@ export class DirtyPageTracker {
     return { unmapped: total, dirty: this.#report({ iova, size, mappedPages }, bitmap, queries) };
   }
 }
+
+export * from "./dirty_bitmap_report.ts";

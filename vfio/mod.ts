@@ -21,6 +21,7 @@
 export * from "./constants.ts";
 export * from "./container.ts";
 export * from "./device.ts";
+export * from "./region_mapping.ts";
 export * from "./device_migration.ts";
 export * from "./dirty_page_tracker.ts";
 export * from "./dma_mapping.ts";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { runMigrationScenario } from "../../migration/scenario.ts";
 import type { Workload } from "../../migration/workload.ts";
 import { VfioContainer } from "../../vfio/container.ts";
-import type { RegionMapping } from "../../vfio/device.ts";
+import type { RegionMapping } from "../../vfio/region_mapping.ts";
 import { EDU, groupAndDevice, waitDma } from "./_group.ts";
 
 const MiB = 1 << 20;
