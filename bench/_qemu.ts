@@ -109,17 +109,20 @@ export function collectStderr(child: Deno.ChildProcess): () => string {
  * ```
  */
 export async function ensureQemu(): Promise<void> {
-  const have = () =>
-    new Deno.Command(QEMU, { args: ["--version"], stdout: "null", stderr: "null" }).output()
-      .then((r) => r.success, () => false);
+  // Spawning a missing program throws synchronously: keep it inside the promise.
+  const run = (cmd: string, args: string[]) =>
+    Promise.resolve().then(() =>
+      new Deno.Command(cmd, {
+        args,
+        env: { DEBIAN_FRONTEND: "noninteractive" },
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).output()
+    ).then((r) => r.success, () => false);
+  const have = () => run(QEMU, ["--version"]);
+  const apt = (args: string[]) => run("apt-get", args);
   if (await have()) return;
-  const apt = (args: string[]) =>
-    new Deno.Command("apt-get", {
-      args,
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-      stdout: "null",
-      stderr: "null",
-    }).output().then((r) => r.success, () => false);
   if (!(await apt(["install", "-y", "qemu-system-x86"]))) {
     await apt(["update"]);
     await apt(["install", "-y", "qemu-system-x86"]);
@@ -197,9 +200,13 @@ export interface QemuResult {
   mbps: number;
   /** ram.duplicate (zero pages sent as a header only). */
   zeroPages: number;
+  /** ram.precopy-bytes: sent while the source was still "running". */
+  precopyBytes: number;
+  /** ram.downtime-bytes: sent in stop-and-copy. */
+  downtimeBytes: number;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -230,7 +237,7 @@ export async function qemuMigrate(o: {
     ...["-machine", "q35,memory-backend=mem", "-accel", "tcg", "-m", mib],
     ...["-nodefaults", "-display", "none", "-serial", "none", "-monitor", "none", "-S"],
   ];
-  const port = await freePort();
+  const port = freePort();
   const uri = `tcp:127.0.0.1:${port}`;
   const srcSock = `${o.dir}/src.qmp`, dstSock = `${o.dir}/dst.qmp`;
   const dst = spawnTracked(QEMU, [
@@ -296,7 +303,6 @@ export async function qemuMigrate(o: {
       if (performance.now() > deadline) throw new Error("timed out polling query-migrate");
       await new Promise((r) => setTimeout(r, 10));
     }
-    if (Deno.env.get("QDEBUG")) console.error(JSON.stringify(info));
     const ram = info.ram as Record<string, number>;
     return {
       wallMs,
@@ -306,6 +312,8 @@ export async function qemuMigrate(o: {
       multifdBytes: ram["multifd-bytes"] ?? 0,
       mbps: ram.mbps,
       zeroPages: ram.duplicate,
+      precopyBytes: ram["precopy-bytes"] ?? 0,
+      downtimeBytes: ram["downtime-bytes"] ?? 0,
     };
   } finally {
     finished = true;

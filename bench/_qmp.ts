@@ -25,12 +25,15 @@ export interface QmpEvent {
  * ```
  */
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
       promise,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
+          ms,
+        );
       }),
     ]);
   } finally {
@@ -79,7 +82,11 @@ export class QmpClient {
         const conn = await Deno.connect({ transport: "unix", path });
         const client = new QmpClient(conn);
         try {
-          await withTimeout(client.#greeting, Math.max(1, deadline - performance.now()), "QMP greeting");
+          await withTimeout(
+            client.#greeting,
+            Math.max(1, deadline - performance.now()),
+            "QMP greeting",
+          );
           await client.execute("qmp_capabilities", undefined, deadline - performance.now());
         } catch (e) {
           client.close();

@@ -1,0 +1,464 @@
+// deno-vmm's migration (mod.ts migrate -> receive) against QEMU 7.2's own
+// (a paused q35 TCG source over a prefilled tmpfs image, plain and best
+// configuration) and a C loopback-TCP pump, all moving the same RAM over
+// loopback TCP, alternating A B A B. Prints a table per case, writes
+// bench/out/migrate_vs_qemu.json and .svg.
+// Run: deno task bench:qemu [--ram 1G] [--pairs 3] [--dirty-rate 64M]
+import { parseArgs } from "node:util";
+import {
+  collectStderr,
+  ensureQemu,
+  killAllChildren,
+  qemuMigrate,
+  type QemuResult,
+  spawnTracked,
+  stopChild,
+  writeImage,
+} from "./_qemu.ts";
+import { withTimeout } from "./_qmp.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const out = `${root}bench/out`;
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    ram: { type: "string", default: "1G" },
+    pairs: { type: "string", default: "3" },
+    "dirty-rate": { type: "string", default: "64M" },
+  },
+});
+const gib = /^(\d+)G$/i.exec(values.ram)?.[1];
+const pairs = Number(values.pairs);
+if (!gib || Number(gib) < 1 || !(pairs >= 1)) {
+  console.error("bench:qemu: usage: --ram NG (N >= 1) --pairs N (N >= 1) --dirty-rate RATE");
+  Deno.exit(2);
+}
+const ramBytes = Number(gib) * 2 ** 30;
+const ramLabel = `${gib} GiB`;
+const RUN_TIMEOUT = 180_000 * Number(gib);
+const MiB = 2 ** 20;
+const SEED = 1;
+const ATTEMPTS = 3;
+// Temp dirs: RAM images and QMP sockets in /dev/shm (tmpfs), our reports in
+// the ordinary temp dir (Deno wants --allow-all to write under /dev).
+const scratch: string[] = [];
+
+function progress(text: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`[bench:qemu] ${text}\n`));
+}
+
+function cleanup(): void {
+  killAllChildren();
+  for (const dir of scratch.splice(0)) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* already gone */ }
+  }
+}
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  Deno.addSignalListener(sig, () => {
+    progress(`${sig}: killing children, removing temp files`);
+    cleanup();
+    Deno.exit(130);
+  });
+}
+globalThis.addEventListener("unload", cleanup);
+
+/** One measured run, in the units of the table. */
+interface Run {
+  wallMs: number;
+  downtimeMs: number;
+  wireBytes: number;
+  detail?: unknown;
+}
+
+async function buildPump(): Promise<string> {
+  const bin = `${out}/tcp_pump`;
+  const cc = await new Deno.Command("cc", {
+    args: ["-O2", "-o", bin, `${root}bench/c/tcp_pump.c`],
+    stderr: "piped",
+  }).output().catch((e) => {
+    throw new Error(`the C baseline needs a C compiler (apt-get install gcc): ${e.message}`);
+  });
+  if (!cc.success) throw new Error(`cc: ${new TextDecoder().decode(cc.stderr).trim()}`);
+  return bin;
+}
+
+async function cPump(bin: string): Promise<Run> {
+  const t = performance.now();
+  const child = spawnTracked(bin, [String(ramBytes)], false);
+  try {
+    const s = await withTimeout(child.status, RUN_TIMEOUT, "the C pump");
+    if (!s.success) throw new Error("the C pump failed");
+  } finally {
+    await stopChild(child);
+  }
+  return { wallMs: performance.now() - t, downtimeMs: NaN, wireBytes: ramBytes };
+}
+
+const PERMS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
+
+async function ours(fill: "random" | "half", workload: boolean, dir: string): Promise<Run> {
+  const cli = (args: string[]) =>
+    spawnTracked(Deno.execPath(), ["run", ...PERMS, `${root}mod.ts`, ...args], true);
+  const recv = cli([
+    ...["receive", "--from", "tcp:127.0.0.1:0", "--ram", values.ram, "--report", `${dir}/dst.json`],
+  ]);
+  const recvErr = collectStderr(recv);
+  let src: Deno.ChildProcess | undefined;
+  try {
+    let endpoint: string | undefined;
+    const deadline = performance.now() + RUN_TIMEOUT;
+    let exited = false;
+    recv.status.then(() => exited = true);
+    while (!(endpoint = /listening on (\S+)/.exec(recvErr())?.[1])) {
+      if (exited) throw new Error(`receive exited early: ${recvErr().trim()}`);
+      if (performance.now() > deadline) throw new Error("timed out waiting for receive to listen");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    src = cli([
+      ...["migrate", "--to", endpoint, "--ram", values.ram, "--fill", fill, "--seed", `${SEED}`],
+      ...(workload ? ["--workload", "random", "--dirty-rate", values["dirty-rate"]] : []),
+      ...["--report", `${dir}/src.json`],
+    ]);
+    const srcErr = collectStderr(src);
+    const [s, r] = await withTimeout(
+      Promise.all([src.status, recv.status]),
+      RUN_TIMEOUT,
+      "migrate and receive to exit",
+    );
+    if (!s.success) throw new Error(`migrate failed: ${srcErr().trim().split("\n").pop()}`);
+    if (!r.success) throw new Error(`receive failed: ${recvErr().trim().split("\n").pop()}`);
+    const rep = JSON.parse(await Deno.readTextFile(`${dir}/src.json`));
+    const dst = JSON.parse(await Deno.readTextFile(`${dir}/dst.json`));
+    if (rep.result !== "completed" || rep.sourceDigest !== dst.digest) {
+      throw new Error(`our migration did not verify (${rep.result})`);
+    }
+    return {
+      wallMs: rep.totalMs,
+      downtimeMs: rep.downtimeMs,
+      wireBytes: rep.totalBytes,
+      detail: { iterations: rep.iterations.length, zeroPages: dst.zeroPages },
+    };
+  } finally {
+    await Promise.all([recv, src].map((c) => c && stopChild(c)));
+    for (const f of ["src.json", "dst.json"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
+  }
+}
+
+function qemuRun(r: QemuResult): Run {
+  return { wallMs: r.wallMs, downtimeMs: r.downtimeMs, wireBytes: r.transferredBytes, detail: r };
+}
+
+const ENGINES = ["ours", "qemuPlain", "qemuBest", "cPump"] as const;
+type Engine = typeof ENGINES[number];
+const LABEL: Record<Engine, string> = {
+  ours: "ours (migrate -> receive)",
+  qemuPlain: "QEMU plain (1 channel, fresh RAM)",
+  qemuBest: "QEMU best (multifd 2, prealloc=on)",
+  cPump: "C loopback TCP pump (same bytes)",
+};
+interface Case {
+  id: string;
+  fill: "random" | "half";
+  workload: boolean;
+  title: string;
+  runs: Partial<Record<Engine, Run[]>>;
+  /** Attempts that failed (and were retried), with their messages. */
+  failures: { engine: Engine; pair: number; message: string }[];
+}
+const rate = values["dirty-rate"];
+const cases: Case[] = [];
+for (const workload of [false, true]) {
+  for (const fill of ["random", "half"] as const) {
+    cases.push({
+      id: `${fill}-${workload ? "workload" : "idle"}`,
+      fill,
+      workload,
+      title: `${fill === "random" ? "random (incompressible)" : "half-zero pages"}, ${
+        workload ? `workload ${rate}/s random writes` : "no workload"
+      }`,
+      runs: {},
+      failures: [],
+    });
+  }
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const GBps = (ms: number) => ramBytes / 1e9 / (ms / 1000);
+
+async function main(): Promise<void> {
+  Deno.mkdirSync(out, { recursive: true });
+  progress("checking qemu-system-x86_64 (apt-get install qemu-system-x86 if missing)");
+  await ensureQemu();
+  const version = new TextDecoder().decode(
+    (await new Deno.Command("qemu-system-x86_64", { args: ["--version"] }).output()).stdout,
+  ).split("\n")[0];
+  progress("building the C pump");
+  const pump = await buildPump();
+  const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "deno-vmm-vs-qemu-" });
+  scratch.push(shm);
+  const tmp = await Deno.makeTempDir({ prefix: "deno-vmm-vs-qemu-" });
+  scratch.push(tmp);
+  const images: Record<string, string> = {};
+  for (const fill of ["random", "half"] as const) {
+    progress(`writing the ${values.ram} ${fill} RAM image in /dev/shm (tmpfs)`);
+    images[fill] = `${shm}/${fill}.img`;
+    await writeImage(images[fill], ramBytes, fill, SEED);
+  }
+  const push = (c: Case, e: Engine, r: Run) => (c.runs[e] ??= []).push(r);
+  for (let p = 0; p < pairs; p++) {
+    for (const c of cases) {
+      const order: Engine[] = c.workload
+        ? ["cPump", "ours"]
+        : ["ours", "qemuPlain", "qemuBest", "cPump"];
+      if (p % 2 === 1) order.reverse();
+      for (const e of order) {
+        progress(`pair ${p + 1}/${pairs}, ${c.id}: ${LABEL[e]}`);
+        const once = async () =>
+          e === "ours"
+            ? await ours(c.fill, c.workload, tmp)
+            : e === "cPump"
+            ? await cPump(pump)
+            : qemuRun(
+              await qemuMigrate({
+                image: images[c.fill],
+                ramBytes,
+                config: e === "qemuBest"
+                  ? { multifd: true, prealloc: true }
+                  : { multifd: false, prealloc: false },
+                dir: shm,
+                timeoutMs: RUN_TIMEOUT,
+              }),
+            );
+        let r: Run | undefined;
+        // A failed run is recorded and retried, up to ATTEMPTS in all.
+        for (let attempt = 1; r === undefined; attempt++) {
+          try {
+            r = await once();
+          } catch (err) {
+            const message = (err as Error).message.trim().replace(/\s+/g, " ");
+            c.failures.push({ engine: e, pair: p + 1, message });
+            if (attempt >= ATTEMPTS) throw err;
+            progress(`  attempt ${attempt} failed (${message}); retrying`);
+          }
+        }
+        push(c, e, r);
+        progress(`  ${r.wallMs.toFixed(0)} ms, ${GBps(r.wallMs).toFixed(2)} GB/s`);
+      }
+    }
+  }
+  report(version);
+}
+
+function report(version: string): void {
+  const summary = cases.map((c) => {
+    const med: Partial<Record<Engine, Record<string, number>>> = {};
+    for (const e of ENGINES) {
+      const rs = c.runs[e];
+      if (!rs) continue;
+      const wallMs = median(rs.map((r) => r.wallMs));
+      med[e] = {
+        wallMs,
+        GBps: GBps(wallMs),
+        downtimeMs: median(rs.map((r) => r.downtimeMs)),
+        wireBytes: median(rs.map((r) => r.wireBytes)),
+      };
+    }
+    const ratio = (e: Engine) => med[e] ? med[e]!.wallMs / med.ours!.wallMs : null;
+    return { ...c, median: med, ratios: Object.fromEntries(ENGINES.map((e) => [e, ratio(e)])) };
+  });
+  console.log(
+    `${version}; ${ramLabel} of RAM over loopback TCP; median of ${pairs} alternating pairs`,
+  );
+  console.log(
+    "GB/s = RAM bytes / time until the destination has all of it (QEMU: its `completed`)",
+  );
+  for (const s of summary) {
+    console.log(`\n${ramLabel}, ${s.title}`);
+    console.log(
+      `  ${"engine".padEnd(36)}${"wall ms".padStart(9)}${"GB/s".padStart(7)}${
+        "downtime ms".padStart(13)
+      }${"wire MiB".padStart(10)}${"ours/this".padStart(11)}`,
+    );
+    for (const e of ENGINES) {
+      const m = s.median[e];
+      if (!m) {
+        console.log(
+          `  ${LABEL[e].padEnd(36)}  n/a: QEMU's source is paused (-S), no workload runs`,
+        );
+        continue;
+      }
+      console.log(
+        `  ${LABEL[e].padEnd(36)}${m.wallMs.toFixed(0).padStart(9)}${
+          m.GBps.toFixed(2).padStart(7)
+        }${(Number.isNaN(m.downtimeMs) ? "-" : m.downtimeMs.toFixed(0)).padStart(13)}${
+          (m.wireBytes / MiB).toFixed(1).padStart(10)
+        }${`${s.ratios[e]!.toFixed(2)}x`.padStart(11)}`,
+      );
+    }
+  }
+  for (const s of summary) {
+    for (const f of s.failures) {
+      console.log(
+        `note: ${s.id}, pair ${f.pair}, ${f.engine} attempt failed and was rerun: ${f.message}`,
+      );
+    }
+  }
+  // Multifd bytes are not split into precopy/downtime bytes in 7.2: use the plain runs.
+  const plain = cases.flatMap((c) => c.runs.qemuPlain ?? []).map((r) => r.detail as QemuResult);
+  const stopCopyShare = median(plain.map((q) => q.downtimeBytes / q.transferredBytes));
+  console.log(
+    `\nQEMU plain sent ${(stopCopyShare * 100).toFixed(0)} % of its bytes in stop-and-copy ` +
+      "(median): its source is paused and max-bandwidth x downtime-limit exceeds the RAM, " +
+      "so it skips pre-copy",
+  );
+  const get = (id: string) => summary.find((s) => s.id === id)!.ratios;
+  const aims = [
+    ["random: ours/QEMU plain >= 2", get("random-idle").qemuPlain!, 2],
+    ["random: ours/QEMU best >= 1", get("random-idle").qemuBest!, 1],
+    ["half-zero: ours/QEMU plain >= 1.5", get("half-idle").qemuPlain!, 1.5],
+    ["half-zero: ours/QEMU best >= 1.5", get("half-idle").qemuBest!, 1.5],
+    ...summary.map((s) => [`${s.id}: ours/C >= 0.6`, s.ratios.cPump!, 0.6] as const),
+  ] as const;
+  console.log("\naims");
+  for (const [what, got, want] of aims) {
+    console.log(`  ${what.padEnd(36)} ${got.toFixed(2)}x  ${got >= want ? "met" : "SHORT"}`);
+  }
+  const json = {
+    qemu: version,
+    ramBytes,
+    pairs,
+    dirtyRate: rate,
+    cases: summary,
+    aims: aims.map(([what, got, want]) => ({ what, got, want, met: got >= want })),
+  };
+  Deno.writeTextFileSync(`${out}/migrate_vs_qemu.json`, JSON.stringify(json, null, 2) + "\n");
+  Deno.writeTextFileSync(
+    `${out}/migrate_vs_qemu.svg`,
+    renderSvg({
+      title: `Migrating ${ramLabel} over loopback TCP: deno-vmm vs ${
+        version.replace(/ \(.*/, "").replace("QEMU emulator version", "QEMU")
+      }`,
+      subtitle:
+        `GB/s to destination complete, median of ${pairs} alternating pairs; dashed: C TCP pump`,
+      groups: summary.map((s) => ({
+        label: s.title,
+        values: [s.median.ours?.GBps, s.median.qemuPlain?.GBps, s.median.qemuBest?.GBps],
+      })),
+      series: ["ours", "QEMU plain", "QEMU best (multifd 2, prealloc)"],
+      reference: median(cases.flatMap((c) => c.runs.cPump ?? []).map((r) => GBps(r.wallMs))),
+    }),
+  );
+  console.log("\nJSON: bench/out/migrate_vs_qemu.json  SVG: bench/out/migrate_vs_qemu.svg");
+}
+
+function esc(s: string): string {
+  return s.replace(
+    /[&<>"]/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
+  );
+}
+
+/** Grouped bars (one group per case, one bar per engine) and a dashed reference line. */
+function renderSvg(o: {
+  title: string;
+  subtitle: string;
+  groups: { label: string; values: (number | undefined)[] }[];
+  series: string[];
+  reference: number;
+}): string {
+  const W = 900, H = 480, L = 60, R = 20, T = 92, B = 70;
+  const pw = W - L - R, ph = H - T - B;
+  const all = o.groups.flatMap((g) => g.values.filter((v) => v !== undefined)) as number[];
+  const top = Math.max(o.reference, ...all) * 1.15;
+  const step = top > 4 ? 1 : 0.5;
+  const yMax = Math.ceil(top / step) * step;
+  const y = (v: number) => T + ph - (v / yMax) * ph;
+  const colors = ["#2b6cb0", "#dd6b20", "#c53030"];
+  const slot = pw / o.groups.length, bw = Math.min(60, slot / (o.series.length + 1.2));
+  const s: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="#fff"/>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">${
+      esc(o.title)
+    }</text>`,
+    `<text x="${W / 2}" y="44" text-anchor="middle" fill="#444">${esc(o.subtitle)}</text>`,
+  ];
+  for (let v = 0; v <= yMax + 1e-9; v += step) {
+    s.push(
+      `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#e2e2e2"/>`,
+      `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`,
+    );
+  }
+  s.push(
+    `<text transform="translate(16 ${T + ph / 2}) rotate(-90)" text-anchor="middle">GB/s</text>`,
+    `<line x1="${L}" x2="${L}" y1="${T}" y2="${T + ph}" stroke="#000"/>`,
+    `<line x1="${L}" x2="${W - R}" y1="${T + ph}" y2="${T + ph}" stroke="#000"/>`,
+  );
+  o.groups.forEach((g, gi) => {
+    const x0 = L + gi * slot + (slot - bw * o.series.length) / 2;
+    g.values.forEach((v, si) => {
+      const x = x0 + si * bw;
+      if (v === undefined) {
+        s.push(
+          `<text x="${x + bw / 2}" y="${
+            T + ph - 6
+          }" text-anchor="middle" fill="#888" font-size="11">n/a</text>`,
+        );
+        return;
+      }
+      s.push(
+        `<rect x="${x + 2}" y="${y(v)}" width="${bw - 4}" height="${T + ph - y(v)}" fill="${
+          colors[si]
+        }"/>`,
+        `<text x="${x + bw / 2}" y="${y(v) - 4}" text-anchor="middle" font-size="11">${
+          v.toFixed(2)
+        }</text>`,
+      );
+    });
+    const [a, b] = g.label.split(", ");
+    s.push(
+      `<text x="${L + gi * slot + slot / 2}" y="${T + ph + 18}" text-anchor="middle">${
+        esc(a)
+      }</text>`,
+      `<text x="${L + gi * slot + slot / 2}" y="${T + ph + 34}" text-anchor="middle" fill="#444">${
+        esc(b ?? "")
+      }</text>`,
+    );
+  });
+  s.push(
+    `<line x1="${L}" x2="${W - R}" y1="${y(o.reference)}" y2="${
+      y(o.reference)
+    }" stroke="#222" stroke-dasharray="6 4"/>`,
+    `<text x="${W - R - 4}" y="${y(o.reference) - 5}" text-anchor="end">C loopback TCP ${
+      o.reference.toFixed(2)
+    } GB/s</text>`,
+  );
+  const legend = [...o.series];
+  let lx = L + 10;
+  legend.forEach((name, i) => {
+    s.push(
+      `<rect x="${lx}" y="60" width="14" height="14" fill="${colors[i]}"/>`,
+      `<text x="${lx + 20}" y="72">${esc(name)}</text>`,
+    );
+    lx += 40 + name.length * 7;
+  });
+  s.push(
+    `<text x="${W / 2}" y="${
+      H - 10
+    }" text-anchor="middle" fill="#666" font-size="11">QEMU's source is paused (-S), so the workload cases are ours only</text>`,
+    "</svg>",
+  );
+  return s.join("\n") + "\n";
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  console.error(`bench:qemu: ${(e as Error).message.split("\n")[0]}`);
+  code = 1;
+} finally {
+  cleanup();
+}
+Deno.exit(code);
