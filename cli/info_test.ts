@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { SyscallError } from "../sys/errors.ts";
+import { FakeKernel } from "../tests/fake_kernel.ts";
+import { describeError, UsageError } from "./describe_error.ts";
+import { runInfo } from "./info.ts";
+
+function capture(args: string[], kernel: FakeKernel): string {
+  const lines: string[] = [];
+  assert.equal(runInfo(args, { syscalls: kernel, write: (l) => lines.push(l) }), 0);
+  return lines.join("\n");
+}
+
+Deno.test("runInfo() --json prints the documented keys", () => {
+  const kernel = new FakeKernel();
+  const j = JSON.parse(capture(["--group", "26", "--json"], kernel));
+  assert.deepEqual(Object.keys(j), ["apiVersion", "extensions", "iommu"]);
+  assert.equal(j.apiVersion, 0);
+  assert.equal(j.extensions.VFIO_TYPE1v2_IOMMU, true);
+  assert.deepEqual(j.iommu.iovaPgsizes, [4096, 2097152, 1073741824]);
+  assert.deepEqual(j.iommu.iovaRanges[1], { start: "0xfef00000", end: "0x7fffffffff" });
+  assert.equal(j.iommu.dmaAvail, 65535);
+  assert.deepEqual(j.iommu.migration, {
+    pgsizes: [4096],
+    maxDirtyBitmapSize: 268435456,
+    maxBytesPerQuery: 268435456 * 8 * 4096,
+  });
+  assert.equal(kernel.openFds, 0, "info closes what it opened");
+});
+
+Deno.test("runInfo() shows the bitmap geometry, and null migration without the cap", () => {
+  const text = capture(["--group", "26"], new FakeKernel());
+  assert.match(text, /bitmap per GiB\s+32768 bytes/);
+  assert.match(text, /most memory \/ query\s+8 TiB/);
+  const j = JSON.parse(
+    capture(["--group", "26", "--json"], new FakeKernel({ migrationCap: null })),
+  );
+  assert.equal(j.iommu.migration, null);
+  const noGroup = JSON.parse(capture(["--json"], new FakeKernel()));
+  assert.equal(noGroup.iommu, null);
+});
+
+Deno.test("runInfo() errors read as one line naming the path, errno and remedy", () => {
+  const denied = new FakeKernel({ deniedPaths: ["/dev/vfio/26"] });
+  let err: unknown;
+  try {
+    runInfo(["--group", "26"], { syscalls: denied, write: () => {} });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof SyscallError);
+  const eacces = describeError(err);
+  assert.match(
+    eacces,
+    /^open \/dev\/vfio\/26 failed: EACCES \(13\): (user \S+ \(uid \d+\)|uid \d+) lacks read-write permission on \/dev\/vfio\/26/,
+  );
+  assert.equal(eacces.split("\n").length, 1);
+  assert.equal(denied.openFds, 0);
+  assert.throws(
+    () => runInfo(["--group", "99"], { syscalls: new FakeKernel(), write: () => {} }),
+    (e: unknown) =>
+      /^No VFIO group 99: open \/dev\/vfio\/99 failed: ENOENT \(2\)/.test(describeError(e)),
+  );
+  assert.throws(
+    () =>
+      runInfo(["--container", "/dev/vfio/nope"], { syscalls: new FakeKernel(), write: () => {} }),
+    (e: unknown) => /ENOENT \(2\): the vfio modules may not be loaded/.test(describeError(e)),
+  );
+  assert.throws(() => runInfo(["--bogus"]), UsageError);
+  assert.throws(() => runInfo(["--group", "abc"]), /--group takes a group number/);
+});
+
+Deno.test("mod.ts info without VFIO prints one line and exits non-zero", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      new URL("../mod.ts", import.meta.url).pathname,
+      "info",
+      "--container",
+      "/nonexistent/vfio",
+    ],
+    stderr: "piped",
+    stdout: "piped",
+  }).output();
+  const err = new TextDecoder().decode(out.stderr).trim();
+  assert.equal(out.code, 1);
+  assert.equal(err.split("\n").length, 1, err);
+  assert.match(
+    err,
+    /^deno-vmm: open \/nonexistent\/vfio failed: ENOENT \(2\): the vfio modules may not be loaded/,
+  );
+});
