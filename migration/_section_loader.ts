@@ -14,6 +14,8 @@ import {
   MAX_RUN_BYTES,
   SECTION_HEADER_BYTES,
   SectionType,
+  SPARSE_HEAD_BYTES,
+  sparseBitmapBytes,
 } from "./stream_format.ts";
 import { clearPages } from "./zero_pages.ts";
 
@@ -23,6 +25,7 @@ const NAMES: Record<number, string> = {
   [SectionType.DEVICE_STATE]: "Device state",
   [SectionType.ITERATION]: "Iteration",
   [SectionType.END]: "END",
+  [SectionType.SPARSE]: "Sparse run",
 };
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -34,7 +37,7 @@ export class SectionLoader {
   #start = 0;
   #deviceBytes = 0;
   #summary: ReceiveSummary = {
-    sections: { ram: 0, zero: 0, deviceState: 0, iteration: 0, end: 0 },
+    sections: { ram: 0, zero: 0, sparse: 0, deviceState: 0, iteration: 0, end: 0 },
     pages: 0,
     zeroPages: 0,
     bytes: 0,
@@ -79,6 +82,9 @@ export class SectionLoader {
           break;
         case SectionType.DEVICE_STATE:
           crc = await this.#deviceState(h.arg, h.length, seed);
+          break;
+        case SectionType.SPARSE:
+          crc = await this.#sparseRun(h.arg, h.length, seed);
           break;
         case SectionType.ITERATION:
           if (h.length !== 0n) this.#fail(`Iteration section has length ${h.length}, expected 0`);
@@ -127,6 +133,54 @@ export class SectionLoader {
     this.#summary.sections.ram++;
     this.#summary.pages += view.length / this.#options.pageSize;
     return crc32(view, seed);
+  }
+
+  async #sparseRun(gpa: bigint, length: bigint, seed: number): Promise<number> {
+    const buf = this.#buf;
+    const pageSize = this.#options.pageSize;
+    if (length < BigInt(SPARSE_HEAD_BYTES)) this.#fail(`Sparse run length ${length} is too short`);
+    const head = (buf.takeNow(SPARSE_HEAD_BYTES) ??
+      await buf.take(SPARSE_HEAD_BYTES, "a sparse run")).slice();
+    const hv = new DataView(head.buffer);
+    const pages = hv.getUint32(0, true);
+    if (hv.getUint32(4, true) !== 0) this.#fail("Sparse run has a non-zero reserved field");
+    if (pages === 0 || pages * pageSize > MAX_RUN_BYTES) {
+      this.#fail(`Sparse run of ${pages} pages is not in 1 to ${MAX_RUN_BYTES / pageSize}`);
+    }
+    const span = pages * pageSize;
+    this.#checkRun(gpa, BigInt(span), "Sparse run", MAX_RUN_BYTES);
+    const bitmapBytes = sparseBitmapBytes(pages);
+    if (length < BigInt(SPARSE_HEAD_BYTES + bitmapBytes)) {
+      this.#fail(`Sparse run length ${length} cannot hold the bitmap of ${pages} pages`);
+    }
+    const bitmap = (await buf.take(bitmapBytes, "a sparse run bitmap")).slice();
+    let crc = crc32(bitmap, crc32(head, seed));
+    let sent = 0;
+    for (let i = 0; i < bitmapBytes * 8; i++) {
+      if ((bitmap[i >> 3] >> (i & 7)) & 1) {
+        if (i >= pages) this.#fail(`Sparse run bitmap marks page ${i} of ${pages}`);
+        sent++;
+      }
+    }
+    if (length !== BigInt(SPARSE_HEAD_BYTES + bitmapBytes + sent * pageSize)) {
+      this.#fail(`Sparse run length ${length} does not match its bitmap (${sent} pages sent)`);
+    }
+    // One view for the run; pages are read straight into it, or cleared.
+    const view = this.#ram.view(gpa, span);
+    for (let i = 0; i < pages; i++) {
+      const page = view.subarray(i * pageSize, (i + 1) * pageSize);
+      if ((bitmap[i >> 3] >> (i & 7)) & 1) {
+        if (!buf.readIntoNow(page)) await buf.readInto(page, "a sparse run page");
+        crc = crc32(page, crc);
+      } else {
+        clearPages(page, pageSize);
+      }
+    }
+    const s = this.#summary;
+    s.sections.sparse++;
+    s.pages += sent;
+    s.zeroPages += pages - sent;
+    return crc;
   }
 
   #zeroRun(gpa: bigint, length: bigint): void {

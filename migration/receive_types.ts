@@ -33,6 +33,8 @@ export interface SectionCounts {
   ram: number;
   /** Zero-page runs. */
   zero: number;
+  /** Sparse runs (pages sent and zero pages interleaved). */
+  sparse: number;
   /** Device-state sections. */
   deviceState: number;
   /** Iteration markers. */

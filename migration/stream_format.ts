@@ -12,7 +12,7 @@ import type { RamRegionLayout } from "./ram_access.ts";
 /** The first 8 bytes of every stream: `DVMM-MIG`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("DVMM-MIG");
 /** The format version this module writes and reads. */
-export const STREAM_VERSION = 1;
+export const STREAM_VERSION = 2;
 /** Bytes of the stream header before the region table: magic, version, page size, count, reserved. */
 export const STREAM_HEADER_FIXED_BYTES = 24;
 /** Bytes of one region-table entry: GPA and size, both u64. */
@@ -46,7 +46,31 @@ export const SectionType = {
   ITERATION: 4,
   /** End marker: payload = the source's RAM digest. */
   END: 5,
+  /**
+   * Sparse run: arg = GPA; payload = page count (u32), reserved (u32), a
+   * bitmap of the pages sent (u64 words), then those pages; the others are zero.
+   */
+  SPARSE: 6,
 } as const;
+
+/** Bytes before a sparse run's bitmap: page count (u32) and reserved (u32). */
+export const SPARSE_HEAD_BYTES = 8;
+
+/**
+ * The bitmap bytes of a sparse run of `pages` pages (u64 words).
+ *
+ * @param pages Pages in the run.
+ * @returns Bytes.
+ *
+ * @example
+ * ```ts
+ * import { sparseBitmapBytes } from "./stream_format.ts";
+ * console.log(sparseBitmapBytes(1024)); // 128
+ * ```
+ */
+export function sparseBitmapBytes(pages: number): number {
+  return Math.ceil(pages / 64) * 8;
+}
 
 /** A section type code. */
 export type SectionType = typeof SectionType[keyof typeof SectionType];

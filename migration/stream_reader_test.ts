@@ -69,7 +69,14 @@ Deno.test("receiveStream() loads a stream with every section type and reports it
     digest: sha256Ram,
     onIteration: (n) => seen.push(n),
   });
-  assert.deepEqual(s.sections, { ram: 1, zero: 1, deviceState: 1, iteration: 1, end: 1 });
+  assert.deepEqual(s.sections, {
+    ram: 1,
+    zero: 1,
+    sparse: 0,
+    deviceState: 1,
+    iteration: 1,
+    end: 1,
+  });
   assert.equal(s.pages, 2);
   assert.equal(s.zeroPages, 1);
   assert.equal(s.bytes, off.length);
@@ -116,7 +123,7 @@ Deno.test("receiveStream() rejects a flipped byte in the stream header", async (
   const [bytes] = await sampleStream();
   assertError(await reject(flipped(bytes, 30)), 0, /^Stream header checksum mismatch$/);
   assertError(await reject(flipped(bytes, 2)), 0, /^Bad magic/);
-  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 17, expected 1$/);
+  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 18, expected 2$/);
 });
 
 Deno.test("receiveStream() rejects a flipped byte in a RAM run", async () => {

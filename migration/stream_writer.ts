@@ -14,9 +14,14 @@ import {
   MAX_DIGEST_BYTES,
   MAX_RUN_BYTES,
   SectionType,
+  SPARSE_HEAD_BYTES,
+  sparseBitmapBytes,
 } from "./stream_format.ts";
 import type { StreamSink } from "./transport.ts";
 import { pageRuns } from "./zero_pages.ts";
+
+// More runs than this in one run-sized chunk make a sparse section instead.
+const SPARSE_MIN_RUNS = 8;
 
 /** Options for {@linkcode StreamWriter}. */
 export interface StreamWriterOptions {
@@ -78,6 +83,7 @@ export class StreamWriter {
   #pageSize = 0;
   #maxRun: number;
   #snapshot: Uint8Array | undefined;
+  #sparseBuf: Uint8Array | undefined;
 
   /**
    * Creates a writer over a sink; nothing is written until `writeHeader()`.
@@ -189,7 +195,27 @@ export class StreamWriter {
         );
         this.#checkRange(cur, chunk);
         const view = ram.view(cur, chunk);
-        for (const run of pageRuns(view, this.#pageSize, { maxRunBytes: this.#maxRun })) {
+        const runs = [...pageRuns(view, this.#pageSize, { maxRunBytes: this.#maxRun })];
+        const window = this.#maxRunAligned();
+        for (let i = 0; i < runs.length;) {
+          // Where data and zero pages interleave finely, one sparse section
+          // carries a run-sized window instead of a section per run.
+          let j = i;
+          while (j < runs.length && runs[j].offset + runs[j].length - runs[i].offset <= window) j++;
+          if (j - i > SPARSE_MIN_RUNS) {
+            const from = runs[i].offset;
+            const to = runs[j - 1].offset + runs[j - 1].length;
+            const sent = await this.#sparseRun(
+              cur + BigInt(from),
+              view.subarray(from, to),
+              runs.slice(i, j),
+            );
+            result.pages += sent;
+            result.zeroPages += (to - from) / this.#pageSize - sent;
+            i = j;
+            continue;
+          }
+          const run = runs[i++];
           const at = cur + BigInt(run.offset);
           const wait = run.zero
             ? this.#zeroRun(at, run.length)
@@ -328,6 +354,38 @@ export class StreamWriter {
       payload.set(bytes);
     }
     return this.#framer.section(SectionType.RAM, gpa, BigInt(payload.length), [payload]);
+  }
+
+  // Copies the non-zero pages of `part` behind a bitmap into one section;
+  // the copy is what is checksummed and sent, so RAM may change meanwhile.
+  async #sparseRun(
+    gpa: bigint,
+    part: Uint8Array,
+    runs: readonly { zero: boolean; offset: number; length: number }[],
+  ): Promise<number> {
+    const pageSize = this.#pageSize;
+    const pages = part.length / pageSize;
+    const bitmapBytes = sparseBitmapBytes(pages);
+    const head = new Uint8Array(SPARSE_HEAD_BYTES + bitmapBytes);
+    new DataView(head.buffer).setUint32(0, pages, true);
+    this.#sparseBuf ??= new Uint8Array(this.#maxRunAligned());
+    const pagesOut = this.#sparseBuf;
+    let used = 0;
+    const base = runs[0].offset;
+    for (const run of runs) {
+      if (run.zero) continue;
+      const from = run.offset - base;
+      pagesOut.set(part.subarray(from, from + run.length), used);
+      used += run.length;
+      for (let p = from / pageSize; p < (from + run.length) / pageSize; p++) {
+        head[SPARSE_HEAD_BYTES + (p >> 3)] |= 1 << (p & 7);
+      }
+    }
+    await this.#framer.section(SectionType.SPARSE, gpa, BigInt(head.length + used), [
+      head,
+      pagesOut.subarray(0, used),
+    ]);
+    return used / pageSize;
   }
 
   #zeroRun(gpa: bigint, length: number): Promise<void> | undefined {

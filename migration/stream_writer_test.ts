@@ -20,7 +20,14 @@ Deno.test("StreamWriter.writePages() splits zero and data pages and batches runs
   dst.view(30n * P, PAGE).fill(3); // a stale page the zero run must clear
   const s = await receiveStream(new MemorySource(sink.bytes()), dst, { digest: sha256Ram });
   // data: 4 + 4 + 2 pages, then 1; zero: pages 10-19 and 21-63
-  assert.deepEqual(s.sections, { ram: 4, zero: 2, deviceState: 0, iteration: 0, end: 1 });
+  assert.deepEqual(s.sections, {
+    ram: 4,
+    zero: 2,
+    sparse: 0,
+    deviceState: 0,
+    iteration: 0,
+    end: 1,
+  });
   assert.equal(s.bytes, w.bytesWritten);
   assert.equal(sink.bytes().length, w.bytesWritten);
   assert.equal(sink.writes, 1); // small sections went out in one batched write
@@ -125,7 +132,8 @@ Deno.test("StreamWriter waits for each sink write and holds at most one batch", 
   const ram = arrayRam([{ gpa: 0n, size: 4096n * P }]); // 16 MiB, alternating zero pages
   const v = ram.view(0n, 4096 * PAGE);
   for (let o = 0; o < v.length; o += 2 * PAGE) v[o] = 1;
-  const w = new StreamWriter(sink, { batchBytes: 64 * 1024 });
+  // Runs (and so sparse sections) of at most one batch: no write may exceed it.
+  const w = new StreamWriter(sink, { batchBytes: 64 * 1024, maxRunBytes: 64 * 1024 });
   await w.writeHeader(ram.layout, PAGE);
   let done = false;
   const sending = w.writePages(ram, 0n, 4096).then(() => (done = true));

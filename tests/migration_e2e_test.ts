@@ -154,7 +154,9 @@ async function corrupted(change: (bytes: Uint8Array) => Uint8Array) {
   const r = await runMigrationScenario({
     ram: 32 * MiB,
     fill: (v) => {
-      for (let i = 0; i < v.length; i += 8192) v[i] = 1 + (i % 251); // every other page zero
+      // Pages 0-1023 alternate (sparse runs), 1024-1087 are data (a RAM run), the rest zero.
+      for (let i = 0; i < 1024 * 4096; i += 8192) v[i] = 1 + (i % 251);
+      v.fill(5, 1024 * 4096, 1088 * 4096);
     },
     transport: "file",
     devices: [device],
@@ -177,6 +179,7 @@ const NAMES: [number, string][] = [
   [SectionType.DEVICE_STATE, "device state"],
   [SectionType.ITERATION, "iteration"],
   [SectionType.END, "END"],
+  [SectionType.SPARSE, "sparse run"],
 ];
 
 Deno.test("receiveGuest() rejects a flipped byte in the header and in each section type", async () => {
