@@ -22,12 +22,20 @@ export type FillPattern = "random" | "zero" | "half";
  * ```
  */
 export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed: number }): void {
-  if (options.pattern === "zero") return;
   const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+  // Zero pages are written too, as a running guest's would be: reading a
+  // never-touched page of shared memory would fault a fresh page in.
+  if (options.pattern === "zero") {
+    words.fill(0);
+    return;
+  }
   let x = options.seed >>> 0 || 0x9e3779b9;
   const perPage = 1024;
   for (let page = 0; page * perPage < words.length; page++) {
-    if (options.pattern === "half" && page % 2 === 1) continue;
+    if (options.pattern === "half" && page % 2 === 1) {
+      words.fill(0, page * perPage, (page + 1) * perPage);
+      continue;
+    }
     const end = Math.min(words.length, (page + 1) * perPage);
     for (let i = page * perPage; i < end; i++) {
       x ^= x << 13;
