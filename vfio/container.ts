@@ -30,6 +30,7 @@ import {
 import { DmaMapping } from "./dma_mapping.ts";
 import { VfioStateError } from "./errors.ts";
 import { VfioGroup } from "./group.ts";
+import { checkIovaRange } from "./iova_check.ts";
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_GET_API_VERSION,
@@ -319,33 +320,11 @@ export class VfioContainer implements Disposable {
   }
 
   #validate(what: string, iova: bigint, size: bigint, vaddr?: bigint): void {
-    const page = this.minPageSize;
-    if (size <= 0n) throw new RangeError(`Cannot ${what} at iova ${hex(iova)}: size is 0`);
-    if (iova % page !== 0n) {
-      throw new RangeError(
-        `Cannot ${what} at iova ${hex(iova)}: not aligned to the IOMMU page size ${hex(page)}`,
-      );
-    }
-    if (size % page !== 0n) {
-      throw new RangeError(
-        `Cannot ${what} at iova ${hex(iova)}: size ${hex(size)} is not a multiple of ${hex(page)}`,
-      );
-    }
-    if (vaddr !== undefined && vaddr % page !== 0n) {
-      throw new RangeError(
-        `Cannot ${what} at iova ${hex(iova)}: vaddr ${hex(vaddr)} is not aligned to ${hex(page)}`,
-      );
-    }
-    const last = iova + size - 1n;
-    const ranges = this.#ranges ?? [];
-    if (ranges.length > 0 && !ranges.some((r) => iova >= r.start && last <= r.end)) {
-      const list = ranges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(", ");
-      throw new RangeError(
-        `Cannot ${what} at iova ${hex(iova)}: ${hex(iova)}-${
-          hex(last)
-        } is outside the IOVA ranges (${list})`,
-      );
-    }
+    checkIovaRange({ what, page: this.minPageSize, ranges: this.#ranges ?? [] }, {
+      iova,
+      size,
+      vaddr,
+    });
   }
 
   /**

@@ -28,6 +28,7 @@ export * from "./dma_mapping.ts";
 export * from "./errors.ts";
 export * from "./group.ts";
 export * from "./ioctls.ts";
+export * from "./iova_check.ts";
 export * from "./uapi/cap_chain.ts";
 export * from "./uapi/device_feature.ts";
 export * from "./uapi/device_info.ts";
