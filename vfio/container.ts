@@ -8,7 +8,7 @@
  * @module
  */
 
-import { hex, type HostAddress, type Iova } from "../sys/address.ts";
+import type { HostAddress, Iova } from "../sys/address.ts";
 import { O_CLOEXEC, O_RDWR } from "../sys/constants.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
