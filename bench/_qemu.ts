@@ -152,7 +152,7 @@ export async function ensureQemu(): Promise<void> {
 export async function writeImage(
   path: string,
   bytes: number,
-  pattern: "random" | "half",
+  pattern: "random" | "half" | "zero",
   seed: number,
 ): Promise<void> {
   const chunk = 64 * 2 ** 20;
@@ -164,7 +164,7 @@ export async function writeImage(
     const n = Math.min(chunk, bytes - done);
     buf.fill(0);
     for (let page = 0; page * 1024 < n / 4; page++) {
-      if (pattern === "half" && page % 2 === 1) continue;
+      if (pattern === "zero" || (pattern === "half" && page % 2 === 1)) continue;
       for (let i = page * 1024, end = i + 1024; i < end; i++) {
         x ^= x << 13;
         x ^= x >>> 17;

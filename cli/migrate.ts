@@ -43,9 +43,11 @@ const MiB = 2 ** 20;
 export function summarize(r: MigrationReport): string {
   const lines = [
     `migration ${r.result}: ${(r.ramBytes / MiB).toFixed(0)} MiB over ${r.transport}`,
-    `  iterations ${r.iterations.length}, stream ${(r.totalBytes / MiB).toFixed(1)} MiB, total ${
-      r.totalMs.toFixed(0)
-    } ms, throughput ${(r.ramBytes / 1e6 / (r.totalMs / 1000 || 1)).toFixed(0)} MB/s`,
+    `  iterations ${r.iterations.length}, stream ${(r.totalBytes / MiB).toFixed(1)} MiB, image in ${
+      r.imageMs === undefined ? "-" : `${r.imageMs.toFixed(0)} ms`
+    }, throughput ${
+      r.imageMs === undefined ? "-" : (r.ramBytes / 1e6 / (r.imageMs / 1000 || 1)).toFixed(0)
+    } MB/s; verified, total ${r.totalMs.toFixed(0)} ms`,
     `  downtime ${r.downtimeMs === null ? "-" : `${r.downtimeMs.toFixed(0)} ms`} (expected ${
       r.expectedDowntimeMs === null ? "-" : `${r.expectedDowntimeMs.toFixed(0)} ms`
     }, limit ${r.policy.downtimeLimitMs} ms)`,

@@ -89,6 +89,7 @@ export async function runReceive(args: string[]): Promise<number> {
     const got = await receiveGuest({
       memory,
       from: listener,
+      zeroed: true, // fresh memory, only ever written by this stream
       onAccepted: () => progress.update("receiving…"),
       onIteration: (n) => progress.update(`receiving: iteration ${n} done`),
     });

@@ -18,6 +18,7 @@ import {
   sparseBitmapBytes,
 } from "./stream_format.ts";
 import { clearPages } from "./zero_pages.ts";
+import { WrittenPages } from "./_written_pages.ts";
 
 const NAMES: Record<number, string> = {
   [SectionType.RAM]: "RAM run",
@@ -26,6 +27,7 @@ const NAMES: Record<number, string> = {
   [SectionType.ITERATION]: "Iteration",
   [SectionType.END]: "END",
   [SectionType.SPARSE]: "Sparse run",
+  [SectionType.COMPLETE]: "COMPLETE",
 };
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -36,6 +38,10 @@ export class SectionLoader {
   #options: ReceiveOptions & { pageSize: number };
   #start = 0;
   #deviceBytes = 0;
+  // Set at COMPLETE: the destination's digest, computed while the source computes its own.
+  #ours: Uint8Array | undefined;
+  #written: WrittenPages | undefined;
+  #scratchBuf = new Uint8Array(0);
   #summary: ReceiveSummary = {
     sections: { ram: 0, zero: 0, sparse: 0, deviceState: 0, iteration: 0, end: 0 },
     pages: 0,
@@ -51,6 +57,13 @@ export class SectionLoader {
     this.#buf = buf;
     this.#ram = ram;
     this.#options = options;
+    if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
+  }
+
+  // A reusable buffer of `n` bytes (at most one run, 64 MiB).
+  #scratch(n: number): Uint8Array {
+    if (this.#scratchBuf.length < n) this.#scratchBuf = new Uint8Array(Math.max(n, 4 << 20));
+    return this.#scratchBuf.subarray(0, n);
   }
 
   async run(): Promise<ReceiveSummary> {
@@ -71,6 +84,9 @@ export class SectionLoader {
       const name = NAMES[h.type];
       if (name === undefined) this.#fail(`Unknown section type ${h.type}`);
       if (h.flags !== 0) this.#fail(`${name} section has non-zero flags 0x${h.flags.toString(16)}`);
+      if (this.#ours !== undefined && h.type !== SectionType.END) {
+        this.#fail(`${name} section after COMPLETE (only END may follow)`);
+      }
       let crc: number;
       switch (h.type) {
         case SectionType.RAM:
@@ -87,13 +103,18 @@ export class SectionLoader {
           crc = await this.#sparseRun(h.arg, h.length, seed);
           break;
         case SectionType.ITERATION:
-          if (h.length !== 0n) this.#fail(`Iteration section has length ${h.length}, expected 0`);
+        case SectionType.COMPLETE:
+          if (h.length !== 0n) this.#fail(`${name} section has length ${h.length}, expected 0`);
+          if (h.type === SectionType.COMPLETE && h.arg !== 0n) {
+            this.#fail(`COMPLETE section has arg ${h.arg}, expected 0`);
+          }
           crc = seed;
           break;
         default:
           if (h.arg !== 0n || h.length === 0n || h.length > BigInt(MAX_DIGEST_BYTES)) {
             this.#fail(`END section digest length ${h.length} is not in 1 to ${MAX_DIGEST_BYTES}`);
           }
+          if (this.#ours === undefined) this.#fail("END section before COMPLETE");
           this.#summary.digest = (await buf.take(Number(h.length), "the END section")).slice();
           crc = crc32(this.#summary.digest, seed);
       }
@@ -104,6 +125,7 @@ export class SectionLoader {
       // Sections without payload take effect only once their checksum holds.
       if (h.type === SectionType.ZERO) this.#zeroRun(h.arg, h.length);
       if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
+      if (h.type === SectionType.COMPLETE) await this.#complete();
       if (h.type === SectionType.END) return await this.#end();
     }
   }
@@ -118,7 +140,7 @@ export class SectionLoader {
       : !(await this.#buf.atEnd());
     if (trailing) this.#fail("Data follows the END section");
     s.bytes = this.#buf.offset;
-    const ours = await this.#options.digest(this.#ram);
+    const ours = this.#ours!;
     if (ours.length !== s.digest.length || !ours.every((b, i) => b === s.digest[i])) {
       this.#start = endStart;
       this.#fail("RAM digest mismatch: the received image differs from the source's");
@@ -126,9 +148,16 @@ export class SectionLoader {
     return s;
   }
 
+  // The image is in: tell the caller, then digest RAM (nothing after COMPLETE may change it).
+  async #complete(): Promise<void> {
+    await this.#options.onComplete?.();
+    this.#ours = await this.#options.digest(this.#ram);
+  }
+
   async #ramRun(gpa: bigint, length: bigint, seed: number): Promise<number> {
     this.#checkRun(gpa, length, "RAM run", MAX_RUN_BYTES);
     const view = this.#ram.view(gpa, Number(length));
+    this.#written?.mark(gpa, view.length / this.#options.pageSize);
     if (!this.#buf.readIntoNow(view)) await this.#buf.readInto(view, "a RAM run");
     this.#summary.sections.ram++;
     this.#summary.pages += view.length / this.#options.pageSize;
@@ -165,15 +194,29 @@ export class SectionLoader {
     if (length !== BigInt(SPARSE_HEAD_BYTES + bitmapBytes + sent * pageSize)) {
       this.#fail(`Sparse run length ${length} does not match its bitmap (${sent} pages sent)`);
     }
-    // One view for the run; pages are read straight into it, or cleared.
+    // The sent pages arrive back to back: read them in one piece, checksum
+    // them, then put each in place. Zero pages are cleared, unless the RAM
+    // started zeroed and the stream never wrote them.
+    const data = this.#scratch(sent * pageSize);
+    if (!buf.readIntoNow(data)) await buf.readInto(data, "a sparse run's pages");
+    crc = crc32(data, crc);
     const view = this.#ram.view(gpa, span);
+    const w = this.#written?.locate(gpa);
+    let at = 0;
     for (let i = 0; i < pages; i++) {
-      const page = view.subarray(i * pageSize, (i + 1) * pageSize);
+      const off = i * pageSize;
       if ((bitmap[i >> 3] >> (i & 7)) & 1) {
-        if (!buf.readIntoNow(page)) await buf.readInto(page, "a sparse run page");
-        crc = crc32(page, crc);
+        view.set(data.subarray(at, at + pageSize), off);
+        at += pageSize;
+        if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
+      } else if (w === undefined) {
+        clearPages(view.subarray(off, off + pageSize), pageSize);
       } else {
-        clearPages(page, pageSize);
+        const p = w.page + i;
+        if ((w.bits[p >>> 5] >>> (p & 31)) & 1) {
+          view.fill(0, off, off + pageSize);
+          w.bits[p >>> 5] &= ~(1 << (p & 31));
+        }
       }
     }
     const s = this.#summary;
@@ -186,9 +229,16 @@ export class SectionLoader {
   #zeroRun(gpa: bigint, length: bigint): void {
     const pageSize = this.#options.pageSize;
     const chunk = BigInt(MAX_RUN_BYTES);
+    const written = this.#written;
     for (let off = 0n; off < length; off += chunk) {
       const n = Number(length - off < chunk ? length - off : chunk);
-      clearPages(this.#ram.view(gpa + off, n), pageSize);
+      const at = gpa + off;
+      if (written === undefined) clearPages(this.#ram.view(at, n), pageSize);
+      else {
+        written.takeRuns(at, n / pageSize, (first, count) => {
+          this.#ram.view(at + BigInt(first * pageSize), count * pageSize).fill(0);
+        });
+      }
     }
     this.#summary.sections.zero++;
     this.#summary.zeroPages += Number(length) / pageSize;

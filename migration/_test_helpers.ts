@@ -84,14 +84,15 @@ export interface SampleOffsets {
   ram: number;
   zero: number;
   device: number;
+  complete: number;
   end: number;
   length: number;
 }
 
 /**
  * One section of every type: header, iteration 1, a RAM run of pages 0-1
- * (random), a zero run of page 2, device state "dev0", END with the digest of
- * a RAM that is zero elsewhere.
+ * (random), a zero run of page 2, device state "dev0", COMPLETE, END with
+ * the digest of a RAM that is zero elsewhere.
  */
 export async function sampleStream(): Promise<[Uint8Array, SampleOffsets]> {
   const src = arrayRam(LAYOUT);
@@ -107,7 +108,9 @@ export async function sampleStream(): Promise<[Uint8Array, SampleOffsets]> {
   await w.writeZeroRun(2n * BigInt(PAGE), 1);
   const device = w.bytesWritten;
   await w.writeDeviceState("dev0", new Uint8Array([1, 2, 3, 4, 5]));
+  const complete = w.bytesWritten;
+  await w.writeComplete();
   const end = w.bytesWritten;
   await w.writeEnd(sha256Ram(src));
-  return [sink.bytes(), { iteration, ram, zero, device, end, length: w.bytesWritten }];
+  return [sink.bytes(), { iteration, ram, zero, device, complete, end, length: w.bytesWritten }];
 }

@@ -1,11 +1,13 @@
 /**
- * The destination's answer on a live transport: after the END section, the
- * destination writes one frame back on the same connection, saying whether it
- * verified the image and with which digest. Downtime ends when the source
- * reads it.
+ * The destination's answers on a live transport, written back on the same
+ * connection: at the COMPLETE section an interim frame saying it holds the
+ * whole image (downtime ends when the source reads it), then after END a
+ * final frame saying whether it verified the image and with which digest. A
+ * destination that fails at any point writes a failure frame instead.
  *
- * Frame: magic `DVMA` (4 bytes), status u32 (0 = verified), length u32, then
- * that many bytes of UTF-8 text (the digest in hex, or the error message).
+ * Frame: magic `DVMA` (4 bytes), status u32 (0 = verified, 1 = failed,
+ * 2 = image complete), length u32, then that many bytes of UTF-8 text (the
+ * digest in hex, the error message, or nothing).
  *
  * @module
  */
@@ -19,8 +21,13 @@ const MAX_TEXT = 4096;
 export interface DestinationAck {
   /** Whether the destination verified the image. */
   readonly ok: boolean;
-  /** The destination digest (hex) when `ok`, else its error message. */
+  /** The destination digest (hex) when verified, else its error message. */
   readonly text: string;
+  /**
+   * True for the interim answer to COMPLETE: the image is in and is being
+   * verified (`ok` is true, `text` empty).
+   */
+  readonly image?: boolean;
 }
 
 /**
@@ -39,7 +46,7 @@ export async function writeAck(sink: StreamSink, ack: DestinationAck): Promise<v
   const frame = new Uint8Array(12 + text.byteLength);
   const v = new DataView(frame.buffer);
   v.setUint32(0, MAGIC, true);
-  v.setUint32(4, ack.ok ? 0 : 1, true);
+  v.setUint32(4, !ack.ok ? 1 : ack.image ? 2 : 0, true);
   v.setUint32(8, text.byteLength, true);
   frame.set(text, 12);
   await sink.write(frame);
@@ -80,5 +87,9 @@ export async function readAck(source: StreamSource): Promise<DestinationAck> {
   if (length > MAX_TEXT) throw new RangeError(`Destination answer of ${length} bytes is too long`);
   const text = new Uint8Array(length);
   await readFull(source, text);
-  return { ok: status === 0, text: new TextDecoder().decode(text) };
+  if (status > 2) throw new RangeError(`Destination answer has an unknown status ${status}`);
+  const decoded = new TextDecoder().decode(text);
+  return status === 2
+    ? { ok: true, text: decoded, image: true }
+    : { ok: status === 0, text: decoded };
 }

@@ -28,8 +28,10 @@ export interface ReceivedGuest {
  * Receives a migration into `memory`.
  *
  * @param options The RAM, where to listen (an endpoint string or a listener),
- *   progress, a signal that stops waiting for the source, and the devices
- *   whose state the stream restores (by id; a state for an unknown id fails).
+ *   progress, a signal that stops waiting for the source, the devices
+ *   whose state the stream restores (by id; a state for an unknown id fails),
+ *   and `zeroed` when `memory` is fresh (all zero): zero pages the stream
+ *   never wrote are then left alone.
  * @returns The summary, once the image is verified.
  * @throws {MigrationError} Phase `destination`, naming the stream offset and
  *   reason: the image in `memory` is partial and must be discarded.
@@ -45,6 +47,7 @@ export async function receiveGuest(options: {
   onIteration?: (n: number) => void;
   onAccepted?: () => void;
   signal?: AbortSignal;
+  zeroed?: boolean;
   devices?: readonly { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
 }): Promise<ReceivedGuest> {
   const listener = typeof options.from === "string" ? listenEndpoint(options.from) : options.from;
@@ -67,6 +70,9 @@ export async function receiveGuest(options: {
         return d.bytes;
       },
       onIteration: options.onIteration,
+      // The image is in: the source's downtime ends with this answer.
+      onComplete: live ? () => writeAck(channel, { ok: true, text: "", image: true }) : undefined,
+      zeroed: options.zeroed,
       expectEof: !live,
     });
     // Devices are restored once the RAM is verified, before the source hears "ready".

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { digestMemory, pageCrcs } from "../memory/digest.ts";
+import { digestMemory } from "../memory/digest.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { guestAddress } from "../sys/address.ts";
 import type { MigrationRam } from "./precopy.ts";
@@ -64,27 +64,4 @@ export function ramDigest(memory: GuestMemory): { bytes: Uint8Array; hex: string
   const bytes = new Uint8Array(hex.length / 2);
   for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
   return { bytes, hex };
-}
-
-/**
- * Estimates what verifying the image costs at the stop point, both sides,
- * from a digest of at most 32 MiB (after a warm-up) scaled to the whole RAM.
- *
- * @param memory The guest RAM.
- * @returns Milliseconds.
- *
- * @example
- * ```ts ignore
- * console.log(estimateVerifyMs(memory));
- * ```
- */
-export function estimateVerifyMs(memory: GuestMemory): number {
-  const r = memory.regions[0];
-  const sample = Number(r.size < 32n << 20n ? r.size : 32n << 20n);
-  const view = memory.readView(r.gpa, sample);
-  pageCrcs(view); // a first pass warms the JIT and the checksum path up
-  const t0 = performance.now();
-  pageCrcs(view);
-  const ms = performance.now() - t0;
-  return 2 * ms * (Number(memory.size) / sample);
 }

@@ -2,8 +2,9 @@
  * The pre-copy engine: send all RAM, then send what the merged dirty sources
  * report, iteration by iteration, until the convergence policy says the rest
  * fits the downtime limit; then pause the workload, take a final harvest from
- * every source, save device state, send the rest, and wait for the
- * destination to verify the image.
+ * every source, save device state, send the rest, mark the image complete
+ * (downtime ends when the destination answers), and wait for the
+ * destination to verify the image against the source's digest.
  *
  * Device-side dirty tracking with type1 reports every mapped page dirty while
  * a group has not pinned pages (every vfio-pci device). Pre-copy of those
@@ -166,15 +167,6 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
       } MiB sent in the bulk pass and again in full at stop-and-copy`;
     }
     const fixedBytes = fixed ? count(fixed) * PAGE : 0;
-    // The image is verified end to end while the guest is paused: the source
-    // digests its RAM, the destination its own. Time one digest now so the
-    // expected downtime counts both.
-    let verifyMs = options.verifyMs;
-    if (verifyMs === undefined) {
-      const d0 = performance.now();
-      options.digest();
-      verifyMs = 2 * (performance.now() - d0);
-    }
     await sink.writeHeader(layout, PAGE);
 
     // Pre-copy: iteration 0 sends everything.
@@ -213,7 +205,6 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
         durationMs,
         dirtyBytes: dirtyPages * PAGE,
         fixedBytes,
-        overheadMs: verifyMs,
         elapsedMs: performance.now() - t0,
       });
       const row: IterationRow = {
@@ -269,15 +260,22 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
       entry.migrated = true;
       entry.stateBytes = bytes.byteLength;
     }
-    const digestAt = performance.now();
+    await sink.writeComplete();
+    phase = "destination";
+    await options.destinationImage?.();
+    const imageAt = performance.now();
+    report.downtimeMs = imageAt - pausedAt;
+    report.imageMs = imageAt - t0;
+    report.stopCopyPages = stopCopyPages;
+    // Verification: the source digests its paused RAM while the destination
+    // digests its own; the destination answers END with the verdict.
+    phase = "stop-and-copy";
     const digest = options.digest();
-    report.verifyMs = performance.now() - digestAt;
+    report.verifyMs = performance.now() - imageAt;
     report.sourceDigest = digest.hex;
     await sink.writeEnd(digest.bytes);
     phase = "destination";
     report.destinationDigest = options.destinationReady ? await options.destinationReady() : null;
-    report.downtimeMs = performance.now() - pausedAt;
-    report.stopCopyPages = stopCopyPages;
     // The destination owns a verified image now: a source that fails to stop
     // tracking is worth a warning, not a failed migration.
     for (const s of started) {

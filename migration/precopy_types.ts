@@ -43,6 +43,8 @@ export interface MigrationSink {
   writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
   /** Marks the end of an iteration. */
   writeIteration(n: number): Promise<void>;
+  /** Marks the image complete (every page and device state sent) and flushes. */
+  writeComplete(): Promise<void>;
   /** Writes the end marker with the source digest. */
   writeEnd(digest: Uint8Array): Promise<void>;
 }
@@ -76,10 +78,10 @@ export interface MigrateOptions {
   /** The source RAM digest at the stop point (taken while paused). */
   digest: () => { bytes: Uint8Array; hex: string };
   /**
-   * What verifying the image costs at the stop point (both sides), ms; by
-   * default one digest is timed at setup and doubled.
+   * Resolves once the destination holds the whole image (live transports):
+   * downtime ends there. Verification follows, outside the downtime.
    */
-  verifyMs?: number;
+  destinationImage?: () => Promise<void>;
   /** Resolves with the destination's digest once it verified the image (live transports). */
   destinationReady?: () => Promise<string | null>;
   /** Where the stream goes, for the report. */

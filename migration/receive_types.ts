@@ -8,7 +8,10 @@ import type { RamAccess } from "./ram_access.ts";
 
 /** Options for `receiveStream()`. */
 export interface ReceiveOptions {
-  /** Computes the destination's RAM digest, compared with the END section's. */
+  /**
+   * Computes the destination's RAM digest, compared with the END section's.
+   * Called once, at COMPLETE, while the source computes its own.
+   */
   digest(ram: RamAccess): Uint8Array | Promise<Uint8Array>;
   /** The destination's page size; the stream's must equal it. Default 4096. */
   pageSize?: number;
@@ -16,6 +19,18 @@ export interface ReceiveOptions {
   maxDeviceStateBytes?: number;
   /** Size of the read buffer for small sections; default 256 KiB. */
   bufferBytes?: number;
+  /**
+   * Called at the COMPLETE section, before the digest: the destination holds
+   * the whole image. A live destination answers the source here, which ends
+   * the downtime.
+   */
+  onComplete?: () => void | Promise<void>;
+  /**
+   * The RAM is all zero before the stream (fresh anonymous or memfd memory).
+   * Zero pages the stream has not written are then left alone, not read;
+   * default false.
+   */
+  zeroed?: boolean;
   /** Called at each iteration marker, for progress. */
   onIteration?: (iteration: number) => void;
   /**

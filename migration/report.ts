@@ -56,13 +56,21 @@ export interface MigrationReport {
   iterations: IterationRow[];
   /** Stop-and-copy: pages sent while paused. */
   stopCopyPages: number;
-  /** From pause to destination-ready, ms (null when it did not get that far). */
+  /**
+   * From pause to the destination holding the whole image, ms (its answer
+   * to COMPLETE; on a file, COMPLETE written). Null when it did not get that far.
+   */
   downtimeMs: number | null;
-  /** What the policy expected the downtime to be, ms (pages to send and verification). */
+  /** What the policy expected the downtime to be, ms. */
   expectedDowntimeMs: number | null;
-  /** Of the downtime, the source's digest of its RAM at the stop point, ms. */
+  /** From start to the destination holding the whole image, ms. */
+  imageMs?: number;
+  /**
+   * The source's digest of its RAM at the stop point, ms: verification runs
+   * after the downtime, while the destination digests its own RAM.
+   */
   verifyMs?: number;
-  /** From start to end, ms. */
+  /** From start to end (the destination verified the image), ms. */
   totalMs: number;
   /** Bytes written to the stream. */
   totalBytes: number;

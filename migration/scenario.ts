@@ -156,6 +156,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
   const received = listener
     ? receiveGuest({
       memory: destination,
+      zeroed: true,
       from: listener,
       signal: abort.signal,
       devices: s.destinationDevices,
@@ -202,6 +203,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     }
     dest = await receiveGuest({
       memory: destination,
+      zeroed: true,
       from: `file:${file}`,
       devices: s.destinationDevices,
     }).then(

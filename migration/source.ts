@@ -12,13 +12,14 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { VfioContainer } from "../vfio/container.ts";
 import { DirtyTrackingUnavailableError } from "../vfio/errors.ts";
 import { readAck } from "./ack.ts";
+import type { StreamSource } from "./transport.ts";
 import { type ConvergenceLimits, ConvergencePolicy } from "./convergence.ts";
 import { CpuDirtySource } from "./cpu_dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import { parseEndpoint } from "./endpoint.ts";
 import { MigrationError } from "./errors.ts";
-import { estimateVerifyMs, ramDigest, sourceRam } from "./guest_ram.ts";
+import { ramDigest, sourceRam } from "./guest_ram.ts";
 import { connectEndpoint } from "./open_endpoint.ts";
 import { migrate, MigrationFailure, type MigrationProgress } from "./precopy.ts";
 import { type MigrationReport, newReport } from "./report.ts";
@@ -129,16 +130,8 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       limits: options.limits,
       imprecise: options.imprecise,
       digest: () => ramDigest(memory),
-      verifyMs: estimateVerifyMs(memory),
-      destinationReady: live
-        ? async () => {
-          const ack = await readAck(ch);
-          if (!ack.ok) {
-            throw new MigrationError("destination", `Destination rejected the image: ${ack.text}`);
-          }
-          return ack.text;
-        }
-        : undefined,
+      destinationImage: live ? async () => void await destinationAck(ch, true) : undefined,
+      destinationReady: live ? () => destinationAck(ch, false) : undefined,
       transport: options.to,
       onProgress: options.onProgress,
     });
@@ -155,6 +148,22 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     channel?.close();
     selection.tracker[Symbol.dispose]();
   }
+}
+
+// Reads the destination's next answer: the interim "image complete" one, or
+// the final verdict (its digest).
+async function destinationAck(from: StreamSource, image: boolean): Promise<string> {
+  const ack = await readAck(from);
+  if (!ack.ok) {
+    throw new MigrationError("destination", `Destination rejected the image: ${ack.text}`);
+  }
+  if ((ack.image ?? false) !== image) {
+    throw new MigrationError(
+      "destination",
+      `Destination answered out of order: expected ${image ? "image complete" : "its verdict"}`,
+    );
+  }
+  return ack.text;
 }
 
 function failedReport(options: MigrateGuestOptions, err: MigrationError): MigrationReport {

@@ -1,5 +1,5 @@
 /**
- * The migration stream format, version 1: constants, the stream header codec
+ * The migration stream format, version 3: constants, the stream header codec
  * and the section header codec. See `STREAM.md` for the byte layout. All
  * integers are little-endian; checksums are CRC-32 (`node:zlib` `crc32`).
  *
@@ -12,7 +12,7 @@ import type { RamRegionLayout } from "./ram_access.ts";
 /** The first 8 bytes of every stream: `DVMM-MIG`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("DVMM-MIG");
 /** The format version this module writes and reads. */
-export const STREAM_VERSION = 2;
+export const STREAM_VERSION = 3;
 /** Bytes of the stream header before the region table: magic, version, page size, count, reserved. */
 export const STREAM_HEADER_FIXED_BYTES = 24;
 /** Bytes of one region-table entry: GPA and size, both u64. */
@@ -51,6 +51,13 @@ export const SectionType = {
    * bitmap of the pages sent (u64 words), then those pages; the others are zero.
    */
   SPARSE: 6,
+  /**
+   * Image complete: every page and device state of the image has been sent;
+   * only END follows. arg = 0, no payload. The destination answers it at once
+   * (it now holds the whole image) and starts its digest while the source
+   * computes its own.
+   */
+  COMPLETE: 7,
 } as const;
 
 /** Bytes before a sparse run's bitmap: page count (u32) and reserved (u32). */

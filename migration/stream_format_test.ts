@@ -19,7 +19,7 @@ import {
 
 Deno.test("stream format pins its sizes, codes and magic", () => {
   assert.deepEqual([...STREAM_MAGIC], [...new TextEncoder().encode("DVMM-MIG")]);
-  assert.equal(STREAM_VERSION, 2);
+  assert.equal(STREAM_VERSION, 3);
   assert.equal(STREAM_HEADER_FIXED_BYTES, 24);
   assert.equal(SECTION_HEADER_BYTES, 28);
   assert.equal(SECTION_TRAILER_BYTES, 4);
@@ -31,6 +31,7 @@ Deno.test("stream format pins its sizes, codes and magic", () => {
     ITERATION: 4,
     END: 5,
     SPARSE: 6,
+    COMPLETE: 7,
   });
   assert.equal(streamHeaderBytes(2), 60);
 });
@@ -40,7 +41,7 @@ Deno.test("encodeStreamHeader() lays out fields little-endian with a trailing CR
   const v = new DataView(h.buffer);
   assert.equal(h.length, 44);
   assert.equal(new TextDecoder().decode(h.subarray(0, 8)), "DVMM-MIG");
-  assert.equal(v.getUint32(8, true), 2);
+  assert.equal(v.getUint32(8, true), 3);
   assert.equal(v.getUint32(12, true), 4096);
   assert.equal(v.getUint32(16, true), 1);
   assert.equal(v.getUint32(20, true), 0);

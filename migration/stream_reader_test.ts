@@ -100,6 +100,8 @@ Deno.test("receiveStream() rejects a truncated file at every kind of point", asy
       [off.ram + 28 + 100, /^Stream truncated in a RAM run: /],
       [off.zero + 30, /^Stream truncated in the Zero run section checksum/],
       [off.device + 30, /^Stream truncated in a device state section/],
+      [off.complete + 20, /^Stream truncated in a section header/],
+      [off.complete + 30, /^Stream truncated in the COMPLETE section checksum/],
       [off.end + 28 + 10, /^Stream truncated in the END section/],
       [off.length - 1, /^Stream truncated in the END section checksum/],
     ];
@@ -123,7 +125,7 @@ Deno.test("receiveStream() rejects a flipped byte in the stream header", async (
   const [bytes] = await sampleStream();
   assertError(await reject(flipped(bytes, 30)), 0, /^Stream header checksum mismatch$/);
   assertError(await reject(flipped(bytes, 2)), 0, /^Bad magic/);
-  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 18, expected 2$/);
+  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 19, expected 3$/);
 });
 
 Deno.test("receiveStream() rejects a flipped byte in a RAM run", async () => {
