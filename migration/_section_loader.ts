@@ -41,7 +41,6 @@ export class SectionLoader {
   // Set at COMPLETE: the destination's digest, computed while the source computes its own.
   #ours: Uint8Array | undefined;
   #written: WrittenPages | undefined;
-  #scratchBuf = new Uint8Array(0);
   #summary: ReceiveSummary = {
     sections: { ram: 0, zero: 0, sparse: 0, deviceState: 0, iteration: 0, end: 0 },
     pages: 0,
@@ -58,12 +57,6 @@ export class SectionLoader {
     this.#ram = ram;
     this.#options = options;
     if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
-  }
-
-  // A reusable buffer of `n` bytes (at most one run, 64 MiB).
-  #scratch(n: number): Uint8Array {
-    if (this.#scratchBuf.length < n) this.#scratchBuf = new Uint8Array(Math.max(n, 4 << 20));
-    return this.#scratchBuf.subarray(0, n);
   }
 
   async run(): Promise<ReceiveSummary> {
@@ -194,20 +187,17 @@ export class SectionLoader {
     if (length !== BigInt(SPARSE_HEAD_BYTES + bitmapBytes + sent * pageSize)) {
       this.#fail(`Sparse run length ${length} does not match its bitmap (${sent} pages sent)`);
     }
-    // The sent pages arrive back to back: read them in one piece, checksum
-    // them, then put each in place. Zero pages are cleared, unless the RAM
-    // started zeroed and the stream never wrote them.
-    const data = this.#scratch(sent * pageSize);
-    if (!buf.readIntoNow(data)) await buf.readInto(data, "a sparse run's pages");
-    crc = crc32(data, crc);
+    // One view for the run; sent pages are read straight into it (through the
+    // small read buffer, which stays in cache). Zero pages are cleared, unless
+    // the RAM started zeroed and the stream never wrote them.
     const view = this.#ram.view(gpa, span);
     const w = this.#written?.locate(gpa);
-    let at = 0;
     for (let i = 0; i < pages; i++) {
       const off = i * pageSize;
       if ((bitmap[i >> 3] >> (i & 7)) & 1) {
-        view.set(data.subarray(at, at + pageSize), off);
-        at += pageSize;
+        const page = view.subarray(off, off + pageSize);
+        if (!buf.readIntoNow(page)) await buf.readInto(page, "a sparse run page");
+        crc = crc32(page, crc);
         if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
       } else if (w === undefined) {
         clearPages(view.subarray(off, off + pageSize), pageSize);

@@ -104,7 +104,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
   const { ram, sink, sources } = options;
   const policy = new ConvergencePolicy(options.limits);
   const imprecise = options.imprecise ?? "refuse";
-  const t0 = performance.now();
+  const t0 = options.startedAt ?? performance.now();
   const layout = ram.regions.map((r) => ({ gpa: r.gpa, size: r.size }));
   const ramAccess = { layout, view: (gpa: bigint, n: number) => ram.view(gpa, n) };
   const report = newReport({

@@ -86,6 +86,12 @@ export interface MigrateOptions {
   destinationReady?: () => Promise<string | null>;
   /** Where the stream goes, for the report. */
   transport: string;
+  /**
+   * When the migration started (`performance.now()`), if before this call:
+   * the caller's setup (starting dirty tracking, connecting) then counts in
+   * `imageMs` and `totalMs`. Default: now.
+   */
+  startedAt?: number;
   /** Called with progress. */
   onProgress?: (p: MigrationProgress) => void;
 }

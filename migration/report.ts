@@ -63,7 +63,7 @@ export interface MigrationReport {
   downtimeMs: number | null;
   /** What the policy expected the downtime to be, ms. */
   expectedDowntimeMs: number | null;
-  /** From start to the destination holding the whole image, ms. */
+  /** From start (dirty tracking and connect included) to the destination holding the whole image, ms. */
   imageMs?: number;
   /**
    * The source's digest of its RAM at the stop point, ms: verification runs

@@ -67,6 +67,7 @@ export interface MigrateGuestOptions {
  * ```
  */
 export async function migrateGuest(options: MigrateGuestOptions): Promise<MigrationReport> {
+  const startedAt = performance.now();
   const { memory } = options;
   const endpoint = parseEndpoint(options.to);
   const selection = selectDirtyTracker(memory);
@@ -133,6 +134,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       destinationImage: live ? async () => void await destinationAck(ch, true) : undefined,
       destinationReady: live ? () => destinationAck(ch, false) : undefined,
       transport: options.to,
+      startedAt,
       onProgress: options.onProgress,
     });
   } catch (e) {
