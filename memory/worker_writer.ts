@@ -221,6 +221,7 @@ export class WorkerWriter implements AsyncDisposable {
     if (this.#state === "paused") return;
     const p = this.#until("paused");
     Atomics.store(this.#control, 0, CMD_PAUSE);
+    Atomics.notify(this.#control, 0); // wakes a Worker sleeping out its rate limit
     await p;
   }
 

@@ -61,15 +61,22 @@ async function sendDirty(
 ): Promise<{ sentPages: number; zeroPages: number }> {
   let sentPages = 0;
   let zeroPages = 0;
+  const zerosOf = (result: unknown) => {
+    const z = (result as { zeroPages?: number } | undefined)?.zeroPages;
+    if (typeof z === "number") zeroPages += z;
+  };
   for (let i = 0; i < dirty.length; i++) {
     const base = ram.layout[i].gpa;
-    const runs: [number, number][] = [];
-    dirty[i].forEachRun((first, n) => runs.push([first, n]));
-    for (const [first, n] of runs) {
-      const result = await sink.writePages(ram, base + BigInt(first * PAGE), n);
-      sentPages += n;
-      const z = (result as { zeroPages?: number } | undefined)?.zeroPages;
-      if (typeof z === "number") zeroPages += z;
+    const runs: number[] = [];
+    dirty[i].forEachRun((first, n) => void runs.push(first, n));
+    for (let k = 1; k < runs.length; k += 2) sentPages += runs[k];
+    if (sink.writePageRuns) {
+      // Scattered dirty pages go in one call per region.
+      if (runs.length > 0) zerosOf(await sink.writePageRuns(ram, base, runs));
+      continue;
+    }
+    for (let k = 0; k < runs.length; k += 2) {
+      zerosOf(await sink.writePages(ram, base + BigInt(runs[k] * PAGE), runs[k + 1]));
     }
   }
   return { sentPages, zeroPages };

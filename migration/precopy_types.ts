@@ -39,6 +39,19 @@ export interface MigrationSink {
     gpa: bigint,
     pages: number,
   ): Promise<unknown>;
+  /**
+   * Writes many page runs of one region (pairs of first page after `gpa`
+   * and count), eliding zero pages. Optional: without it each run is a
+   * `writePages` call.
+   */
+  writePageRuns?(
+    ram: {
+      layout: readonly { gpa: bigint; size: bigint }[];
+      view(gpa: bigint, length: number): Uint8Array;
+    },
+    gpa: bigint,
+    runs: readonly number[],
+  ): Promise<unknown>;
   /** Writes a device's state. */
   writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
   /** Marks the end of an iteration. */

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { LAYOUT, MemorySink, MemorySource, PAGE, sameRam, sha256Ram } from "./_test_helpers.ts";
+import {
+  LAYOUT,
+  MemorySink,
+  MemorySource,
+  PAGE,
+  randomRam,
+  sameRam,
+  sha256Ram,
+} from "./_test_helpers.ts";
 import { arrayRam } from "./ram_access.ts";
 import { receiveStream } from "./stream_reader.ts";
 import { StreamWriter } from "./stream_writer.ts";
@@ -149,4 +157,39 @@ Deno.test("StreamWriter waits for each sink write and holds at most one batch", 
   assert.equal(maxOutstanding, 1);
   assert.ok(maxBytes <= 64 * 1024, `a write of ${maxBytes} bytes`);
   assert.ok(released > 100, `${released} writes`);
+});
+
+Deno.test("StreamWriter.writePageRuns() sends scattered runs like writePages() does", async () => {
+  const src = randomRam(LAYOUT, true); // even pages zero
+  // Runs in region 1 (at 0x100000): single pages (data and zero), and a long run.
+  const runs = [1, 1, 2, 1, 5, 1, 9, 20, 31, 1];
+  const viaRuns = new MemorySink();
+  const a = new StreamWriter(viaRuns);
+  await a.writeHeader(LAYOUT, PAGE);
+  const got = await a.writePageRuns(src, 0x100000n, runs);
+  await a.writeEnd(new Uint8Array(1));
+  const viaPages = new MemorySink();
+  const b = new StreamWriter(viaPages);
+  await b.writeHeader(LAYOUT, PAGE);
+  const sum = { pages: 0, zeroPages: 0 };
+  for (let k = 0; k < runs.length; k += 2) {
+    const r = await b.writePages(src, 0x100000n + BigInt(runs[k]) * P, runs[k + 1]);
+    sum.pages += r.pages;
+    sum.zeroPages += r.zeroPages;
+  }
+  await b.writeEnd(new Uint8Array(1));
+  assert.deepEqual(got, sum);
+  assert.deepEqual(got, { pages: 2 + 10 + 1, zeroPages: 1 + 10 });
+  assert.deepEqual(viaRuns.bytes(), viaPages.bytes(), "the same stream, byte for byte");
+});
+
+Deno.test("StreamWriter.writePageRuns() rejects malformed runs and runs past the region", async () => {
+  const src = arrayRam(LAYOUT);
+  const w = new StreamWriter(new MemorySink());
+  await w.writeHeader(LAYOUT, PAGE);
+  for (const runs of [[1], [3, 1, 2, 1], [0, 0], [1.5, 1], [-1, 2]]) {
+    await assert.rejects(w.writePageRuns(src, 0n, runs), RangeError, JSON.stringify(runs));
+  }
+  await assert.rejects(w.writePageRuns(src, 0n, [60, 8]), /outside one region/);
+  assert.deepEqual(await w.writePageRuns(src, 0n, []), { pages: 0, zeroPages: 0 });
 });

@@ -80,7 +80,7 @@ export function* pageRuns(
   }
   const cap = options.maxRunBytes ?? 4 << 20;
   const maxRun = Math.max(pageSize, cap - cap % pageSize);
-  const scan = new PageScanner(bytes, pageSize);
+  const scan = new ZeroPageScanner(bytes, pageSize);
   let start = 0;
   let zero = true;
   for (let off = 0; off < bytes.length; off += pageSize) {
@@ -95,13 +95,30 @@ export function* pageRuns(
   if (bytes.length > 0) yield { zero, offset: start, length: bytes.length - start };
 }
 
-// Tests pages of one byte range: a Uint32Array peek at the first 16 bytes,
-// then memcmp against zeros.
-class PageScanner {
+/**
+ * Tests pages of one byte range for zero: a 16-byte peek, then `memcmp`
+ * against zeros (`Buffer.compare`). Make one per range and ask it per page.
+ *
+ * @example
+ * ```ts
+ * import { ZeroPageScanner } from "./zero_pages.ts";
+ * const bytes = new Uint8Array(8192);
+ * bytes[5000] = 1;
+ * const scan = new ZeroPageScanner(bytes, 4096);
+ * console.log(scan.isZeroPage(0), scan.isZeroPage(4096)); // true false
+ * ```
+ */
+export class ZeroPageScanner {
   #buf: Buffer;
   #words: Uint32Array | undefined;
   #pageSize: number;
 
+  /**
+   * Prepares to scan `bytes`.
+   *
+   * @param bytes The range.
+   * @param pageSize The page size in bytes.
+   */
   constructor(bytes: Uint8Array, pageSize: number) {
     this.#buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#pageSize = pageSize;
@@ -110,6 +127,12 @@ class PageScanner {
       : undefined;
   }
 
+  /**
+   * Whether the page at `off` is all zero.
+   *
+   * @param off Byte offset of the page in the range (a multiple of the page size).
+   * @returns True for a zero page.
+   */
   isZeroPage(off: number): boolean {
     const w = this.#words;
     if (w !== undefined) {
@@ -148,7 +171,7 @@ export function clearPages(bytes: Uint8Array, pageSize: number): number {
   if (bytes.length % pageSize !== 0) {
     throw new RangeError(`Cannot clear ${bytes.length} bytes: not a multiple of page ${pageSize}`);
   }
-  const scan = new PageScanner(bytes, pageSize);
+  const scan = new ZeroPageScanner(bytes, pageSize);
   let written = 0;
   for (let off = 0; off < bytes.length; off += pageSize) {
     if (!scan.isZeroPage(off)) {
