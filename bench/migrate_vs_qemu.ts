@@ -360,7 +360,7 @@ function report(version: string): void {
       subtitle:
         `GB/s to destination complete, median of ${pairs} alternating pairs; dashed: C TCP pump`,
       groups: summary.map((s) => ({
-        label: s.title,
+        label: s.title.replace("workload ", ""),
         values: [s.median.ours?.GBps, s.median.qemuPlain?.GBps, s.median.qemuBest?.GBps],
       })),
       series: ["ours", "QEMU plain", "QEMU best (multifd 2, prealloc)"],

@@ -187,28 +187,39 @@ export class SectionLoader {
     if (length !== BigInt(SPARSE_HEAD_BYTES + bitmapBytes + sent * pageSize)) {
       this.#fail(`Sparse run length ${length} does not match its bitmap (${sent} pages sent)`);
     }
-    // One view for the run; sent pages are read straight into it (through the
-    // small read buffer, which stays in cache). Zero pages are cleared, unless
-    // the RAM started zeroed and the stream never wrote them.
+    // Sent pages are taken from the read buffer as many at a time as it
+    // holds (one checksum call per batch), and copied into place; zero pages
+    // on the way are cleared, unless the RAM started zeroed and the stream
+    // never wrote them.
     const view = this.#ram.view(gpa, span);
     const w = this.#written?.locate(gpa);
-    for (let i = 0; i < pages; i++) {
+    const sentPage = (i: number) => ((bitmap[i >> 3] >> (i & 7)) & 1) === 1;
+    const zeroPage = (i: number) => {
       const off = i * pageSize;
-      if ((bitmap[i >> 3] >> (i & 7)) & 1) {
-        const page = view.subarray(off, off + pageSize);
-        if (!buf.readIntoNow(page)) await buf.readInto(page, "a sparse run page");
-        crc = crc32(page, crc);
-        if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
-      } else if (w === undefined) {
-        clearPages(view.subarray(off, off + pageSize), pageSize);
-      } else {
-        const p = w.page + i;
-        if ((w.bits[p >>> 5] >>> (p & 31)) & 1) {
-          view.fill(0, off, off + pageSize);
-          w.bits[p >>> 5] &= ~(1 << (p & 31));
-        }
+      if (w === undefined) return void clearPages(view.subarray(off, off + pageSize), pageSize);
+      const p = w.page + i;
+      if ((w.bits[p >>> 5] >>> (p & 31)) & 1) {
+        view.fill(0, off, off + pageSize);
+        w.bits[p >>> 5] &= ~(1 << (p & 31));
       }
+    };
+    let i = 0;
+    for (let left = sent; left > 0;) {
+      let k = Math.min(left, Math.floor(buf.buffered / pageSize));
+      let batch = k > 0 ? buf.takeNow(k * pageSize)! : undefined;
+      if (batch === undefined) {
+        batch = await buf.take(pageSize, "a sparse run page");
+        k = 1;
+      }
+      crc = crc32(batch, crc);
+      for (let c = 0; c < k; c++, i++) {
+        while (!sentPage(i)) zeroPage(i++);
+        view.set(batch.subarray(c * pageSize, (c + 1) * pageSize), i * pageSize);
+        if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
+      }
+      left -= k;
     }
+    for (; i < pages; i++) zeroPage(i);
     const s = this.#summary;
     s.sections.sparse++;
     s.pages += sent;
