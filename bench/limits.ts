@@ -208,6 +208,7 @@ src.fill(g(0n), { length: SIZE, value: 1 });
   const bm = new DirtyBitmap(BITMAP_PAGES);
   const runsOut = new Uint32Array(BITMAP_PAGES + 2);
   const idxOut = new Uint32Array(BITMAP_PAGES);
+  const idxOurs = new Uint32Array(BITMAP_PAGES);
   let sink = 0;
   const pairs = new Uint32Array(BITMAP_PAGES + 2);
   let n = 0;
@@ -231,8 +232,9 @@ src.fill(g(0n), { length: SIZE, value: 1 });
       c: () => void (sink += cScan.runs(bm, runsOut)),
     },
     {
-      name: "pageIndexes()",
-      ours: () => void (sink += bm.pageIndexes().length),
+      // Both write into a preallocated array.
+      name: "pageIndexesInto()",
+      ours: () => void (sink += bm.pageIndexesInto(idxOurs)),
       c: () => void (sink += cScan.indexes(bm, idxOut)),
     },
   ];
@@ -249,7 +251,8 @@ src.fill(g(0n), { length: SIZE, value: 1 });
     if (
       cScan.count(bm) !== bm.count() || cRuns * 2 !== n || cIdx !== idx.length ||
       pairs.subarray(0, n).some((v, i) => v !== runsOut[i]) ||
-      idx.some((v, i) => v !== idxOut[i])
+      idx.some((v, i) => v !== idxOut[i]) || bm.pageIndexesInto(idxOurs) !== cIdx ||
+      idxOurs.subarray(0, cIdx).some((v, i) => v !== idxOut[i])
     ) {
       throw new Error(`bitmap scan: C and DirtyBitmap disagree at ${label}`);
     }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { ctz32, popcount, popcount32, setBitRange, skipCleanWords } from "../sys/bits.ts";
+
 /** Bytes per page tracked by a bitmap bit. */
 export const DIRTY_PAGE_SIZE = 4096;
 
@@ -131,7 +133,7 @@ export class DirtyBitmap {
         `Cannot set pages [${first}, ${first + count}): the bitmap has ${this.pages} pages`,
       );
     }
-    setBits(this.words, first, first + count);
+    setBitRange(this.words, first, first + count);
   }
 
   /**
@@ -140,16 +142,7 @@ export class DirtyBitmap {
    * @returns The number of dirty pages.
    */
   count(): number {
-    const w = this.words;
-    let n = 0;
-    for (let i = 0; i < w.length; i++) {
-      let v = w[i];
-      if (v === 0) continue;
-      v = v - ((v >>> 1) & 0x55555555);
-      v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
-      n += (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
-    }
-    return n;
+    return popcount(this.words);
   }
 
   /**
@@ -166,7 +159,7 @@ export class DirtyBitmap {
   /** Sets every page's bit (the bits past `pages` stay clear). */
   fillAll(): void {
     this.words.fill(0);
-    setBits(this.words, 0, this.pages);
+    setBitRange(this.words, 0, this.pages);
   }
 
   /** Clears every bit. */
@@ -210,7 +203,13 @@ export class DirtyBitmap {
   forEachRun(fn: (first: number, count: number) => void): void {
     const w = this.words;
     let runStart = -1;
-    for (let i = 0; i < w.length; i++) {
+    const len = w.length;
+    for (let i = 0; i < len; i++) {
+      if (runStart < 0) {
+        // Outside a run, clean words go eight at a time.
+        i = skipCleanWords(w, i);
+        if (i >= len) break;
+      }
       const v = w[i];
       if (runStart < 0 ? v === 0 : v === 0xffffffff) continue;
       const base = i << 5;
@@ -219,12 +218,12 @@ export class DirtyBitmap {
         if (runStart < 0) {
           const rest = v >>> bit;
           if (rest === 0) break;
-          bit += ctz(rest);
+          bit += ctz32(rest);
           runStart = base + bit;
         } else {
           const rest = ~v >>> bit;
           if (rest === 0) break;
-          bit += ctz(rest);
+          bit += ctz32(rest);
           fn(runStart, base + bit - runStart);
           runStart = -1;
         }
@@ -250,37 +249,52 @@ export class DirtyBitmap {
    * @returns The dirty page indexes.
    */
   pageIndexes(): number[] {
-    const out: number[] = [];
+    const out: number[] = new Array(this.count());
     const w = this.words;
+    let k = 0;
     for (let i = 0; i < w.length; i++) {
       let v = w[i];
+      if (v === 0) continue;
+      const base = i << 5;
       while (v !== 0) {
         const low = v & -v;
-        out.push((i << 5) + 31 - Math.clz32(low));
+        out[k++] = base + 31 - Math.clz32(low);
         v ^= low;
       }
     }
     return out;
   }
-}
 
-/** Count of trailing zero bits of a non-zero 32-bit value. */
-function ctz(v: number): number {
-  return 31 - Math.clz32(v & -v);
-}
-
-/** Sets bits `[from, to)` of `words`. */
-function setBits(words: Uint32Array, from: number, to: number): void {
-  let i = from >>> 5;
-  const last = (to - 1) >>> 5;
-  const headMask = (0xffffffff << (from & 31)) >>> 0;
-  const tailBits = to & 31;
-  const tailMask = tailBits === 0 ? 0xffffffff : ((1 << tailBits) - 1) >>> 0;
-  if (i === last) {
-    words[i] |= headMask & tailMask;
-    return;
+  /**
+   * Writes the indexes of set bits, in order, into `out` without allocating.
+   *
+   * @param out Room for at least `count()` indexes.
+   * @returns How many indexes were written.
+   * @throws {RangeError} If `out` is too short.
+   */
+  pageIndexesInto(out: Uint32Array): number {
+    const w = this.words;
+    const len = w.length;
+    let k = 0;
+    for (let i = 0; i < len; i++) {
+      i = skipCleanWords(w, i);
+      if (i >= len) break;
+      let v = w[i];
+      if (v === 0) continue;
+      const base = i << 5;
+      if (k + 32 > out.length && k + popcount32(v) > out.length) {
+        throw new RangeError(`Cannot list dirty pages: ${out.length} entries are too few`);
+      }
+      if (v === 0xffffffff) {
+        for (let b = 0; b < 32; b++) out[k++] = base + b;
+        continue;
+      }
+      while (v !== 0) {
+        const low = v & -v;
+        out[k++] = base + 31 - Math.clz32(low);
+        v ^= low;
+      }
+    }
+    return k;
   }
-  words[i++] |= headMask;
-  if (i < last) words.fill(0xffffffff, i, last);
-  words[last] |= tailMask;
 }

@@ -74,3 +74,20 @@ Deno.test("DirtyBitmap.set() rejects pages outside the bitmap", () => {
   assert.ok(!bm.test(9));
   assert.throws(() => new DirtyBitmap(10, { words: new Uint32Array(1) }), /need 2/);
 });
+
+Deno.test("DirtyBitmap.pageIndexesInto() lists the set bits without allocating and checks room", () => {
+  const bm = new DirtyBitmap(4096);
+  const want: number[] = [];
+  for (let i = 0; i < 4096; i++) {
+    if (i % 7 === 0 || (i >= 1024 && i < 1600)) {
+      bm.set(i);
+      want.push(i);
+    }
+  }
+  const out = new Uint32Array(4096);
+  assert.equal(bm.pageIndexesInto(out), want.length);
+  assert.deepEqual([...out.subarray(0, want.length)], want);
+  assert.deepEqual(bm.pageIndexes(), want);
+  assert.throws(() => bm.pageIndexesInto(new Uint32Array(want.length - 1)), RangeError);
+  assert.equal(new DirtyBitmap(100).pageIndexesInto(new Uint32Array(0)), 0);
+});

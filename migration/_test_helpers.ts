@@ -1,6 +1,8 @@
 // Shared helpers for the stream and transport tests (not part of the API).
 
 import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
+import { encodeSectionHeader } from "./stream_format.ts";
 import { arrayRam, type RamAccess, type RamRegionLayout } from "./ram_access.ts";
 import type { StreamSink, StreamSource } from "./transport.ts";
 import { StreamWriter } from "./stream_writer.ts";
@@ -113,4 +115,29 @@ export async function sampleStream(): Promise<[Uint8Array, SampleOffsets]> {
   const end = w.bytesWritten;
   await w.writeEnd(sha256Ram(src));
   return [sink.bytes(), { iteration, ram, zero, device, complete, end, length: w.bytesWritten }];
+}
+
+/** A section with valid header and trailer CRCs. */
+export function section(
+  type: number,
+  arg: bigint,
+  length: bigint,
+  payload: Uint8Array = new Uint8Array(0),
+): Uint8Array {
+  const out = new Uint8Array(28 + payload.length + 4);
+  const seed = encodeSectionHeader(out, 0, { type, flags: 0, arg, length });
+  out.set(payload, 28);
+  new DataView(out.buffer).setUint32(28 + payload.length, crc32(payload, seed), true);
+  return out;
+}
+
+/** The parts, end to end. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

@@ -3,6 +3,7 @@
 // leave never-written pages of zero runs alone: reading them would cost as
 // much as the stream's data, and would populate fresh memory.
 
+import { setBitRange } from "../sys/bits.ts";
 import type { RamRegionLayout } from "./ram_access.ts";
 
 // One bit per page, per region.
@@ -33,11 +34,7 @@ export class WrittenPages {
   // Marks `pages` pages from `gpa` written.
   mark(gpa: bigint, pages: number): void {
     const { bits, page } = this.locate(gpa);
-    let p = page;
-    const end = page + pages;
-    for (; p < end && (p & 31) !== 0; p++) bits[p >>> 5] |= 1 << (p & 31);
-    for (; p + 32 <= end; p += 32) bits[p >>> 5] = 0xffff_ffff;
-    for (; p < end; p++) bits[p >>> 5] |= 1 << (p & 31);
+    setBitRange(bits, page, page + pages);
   }
 
   // Calls `each(first, n)` (page offsets from `gpa`) for every run of written

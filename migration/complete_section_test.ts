@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { crc32 } from "node:zlib";
 import {
+  concat,
   LAYOUT,
   MemorySink,
   MemorySource,
@@ -8,31 +8,14 @@ import {
   randomRam,
   sameRam,
   sampleStream,
+  section,
   sha256Ram,
 } from "./_test_helpers.ts";
 import { arrayRam, type RamAccess } from "./ram_access.ts";
 import { StreamError } from "./stream_error.ts";
-import { encodeSectionHeader, encodeStreamHeader, SectionType } from "./stream_format.ts";
+import { encodeStreamHeader, SectionType } from "./stream_format.ts";
 import { receiveStream } from "./stream_reader.ts";
 import { StreamWriter } from "./stream_writer.ts";
-
-function section(type: number, arg: bigint, length: bigint, payload = new Uint8Array(0)) {
-  const out = new Uint8Array(28 + payload.length + 4);
-  const seed = encodeSectionHeader(out, 0, { type, flags: 0, arg, length });
-  out.set(payload, 28);
-  new DataView(out.buffer).setUint32(28 + payload.length, crc32(payload, seed), true);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 async function reject(bytes: Uint8Array, ram: RamAccess = arrayRam(LAYOUT)): Promise<StreamError> {
   const err = await receiveStream(new MemorySource(bytes), ram, { digest: sha256Ram })

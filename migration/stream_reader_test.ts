@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import { crc32 } from "node:zlib";
 import {
+  concat,
   LAYOUT,
   MemorySink,
   MemorySource,
   PAGE,
   sameRam,
   sampleStream,
+  section,
   sha256Ram,
 } from "./_test_helpers.ts";
 import { arrayRam } from "./ram_access.ts";
@@ -30,25 +31,6 @@ function assertError(e: StreamError, offset: number, reason: RegExp) {
   assert.match(e.reason, reason);
   assert.equal(e.offset, offset, `offset of "${e.reason}"`);
   assert.equal(e.message, `Cannot receive migration stream at offset ${offset}: ${e.reason}`);
-}
-
-/** A section with valid header and trailer CRCs. */
-function section(type: number, arg: bigint, length: bigint, payload = new Uint8Array(0)) {
-  const out = new Uint8Array(28 + payload.length + 4);
-  const seed = encodeSectionHeader(out, 0, { type, flags: 0, arg, length });
-  out.set(payload, 28);
-  new DataView(out.buffer).setUint32(28 + payload.length, crc32(payload, seed), true);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 const HEADER = encodeStreamHeader(LAYOUT, PAGE);

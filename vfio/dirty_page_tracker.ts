@@ -28,7 +28,7 @@ import {
 import { EACCES, ENOTTY } from "../sys/errno.ts";
 import { IoctlError } from "../sys/errors.ts";
 import { hostView } from "../sys/host_memory.ts";
-import { orBitsAt, popcount } from "./_bits.ts";
+import { orBitsAt, popcount } from "../sys/bits.ts";
 import {
   VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
