@@ -193,9 +193,11 @@ export async function runDemo(args: string[]): Promise<number> {
       [
         "",
         `demo ${srcStatus.success && dstStatus.success && same ? "succeeded" : "FAILED"}:`,
-        `  source:      ${src.result}, ${src.iterations.length} iterations, total ${
-          src.totalMs.toFixed(0)
-        } ms, downtime ${src.downtimeMs?.toFixed(0) ?? "-"} ms`,
+        `  source:      ${src.result}, ${src.iterations.length} iterations, image at the destination in ${
+          src.imageMs?.toFixed(0) ?? "-"
+        } ms, verified at ${src.totalMs.toFixed(0)} ms, downtime ${
+          src.downtimeMs?.toFixed(0) ?? "-"
+        } ms`,
         `  destination: ${dst.result}${dst.error ? ` (${dst.error})` : ""}`,
         `  digests:     ${same ? "equal" : "DIFFERENT"} (${
           (src.sourceDigest ?? "-").slice(0, 16)
