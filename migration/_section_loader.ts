@@ -177,13 +177,8 @@ export class SectionLoader {
     }
     const bitmap = (await buf.take(bitmapBytes, "a sparse run bitmap")).slice();
     let crc = crc32(bitmap, crc32(head, seed));
-    let sent = 0;
-    for (let i = 0; i < bitmapBytes * 8; i++) {
-      if ((bitmap[i >> 3] >> (i & 7)) & 1) {
-        if (i >= pages) this.#fail(`Sparse run bitmap marks page ${i} of ${pages}`);
-        sent++;
-      }
-    }
+    const sent = sparseBits(bitmap, pages);
+    if (sent < 0) this.#fail(`Sparse run bitmap marks page ${-1 - sent} of ${pages}`);
     if (length !== BigInt(SPARSE_HEAD_BYTES + bitmapBytes + sent * pageSize)) {
       this.#fail(`Sparse run length ${length} does not match its bitmap (${sent} pages sent)`);
     }
@@ -193,16 +188,6 @@ export class SectionLoader {
     // never wrote them.
     const view = this.#ram.view(gpa, span);
     const w = this.#written?.locate(gpa);
-    const sentPage = (i: number) => ((bitmap[i >> 3] >> (i & 7)) & 1) === 1;
-    const zeroPage = (i: number) => {
-      const off = i * pageSize;
-      if (w === undefined) return void clearPages(view.subarray(off, off + pageSize), pageSize);
-      const p = w.page + i;
-      if ((w.bits[p >>> 5] >>> (p & 31)) & 1) {
-        view.fill(0, off, off + pageSize);
-        w.bits[p >>> 5] &= ~(1 << (p & 31));
-      }
-    };
     let i = 0;
     for (let left = sent; left > 0;) {
       let k = Math.min(left, Math.floor(buf.buffered / pageSize));
@@ -212,14 +197,10 @@ export class SectionLoader {
         k = 1;
       }
       crc = crc32(batch, crc);
-      for (let c = 0; c < k; c++, i++) {
-        while (!sentPage(i)) zeroPage(i++);
-        view.set(batch.subarray(c * pageSize, (c + 1) * pageSize), i * pageSize);
-        if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
-      }
+      i = placeBatch(view, batch, k, bitmap, i, pageSize, w);
       left -= k;
     }
-    for (; i < pages; i++) zeroPage(i);
+    for (; i < pages; i++) zeroOne(view, i, pageSize, w);
     const s = this.#summary;
     s.sections.sparse++;
     s.pages += sent;
@@ -313,4 +294,54 @@ export class SectionLoader {
   #fail(reason: string): never {
     throw new StreamError(this.#start, reason);
   }
+}
+
+// The per-page loops live in plain functions: V8 optimizes a plain function's
+// loop while it runs, but not one inside an async function.
+
+type Written = { bits: Uint32Array; page: number } | undefined;
+
+// The set bits of a sparse run's bitmap, or -1 - i for the first bit i at or past `pages`.
+function sparseBits(bitmap: Uint8Array, pages: number): number {
+  let sent = 0;
+  for (let b = 0; b < bitmap.length; b++) {
+    let v = bitmap[b];
+    for (let i = b * 8; v !== 0; i++, v >>= 1) {
+      if ((v & 1) === 0) continue;
+      if (i >= pages) return -1 - i;
+      sent++;
+    }
+  }
+  return sent;
+}
+
+// Makes page i of a sparse run zero: cleared, or left alone if the RAM
+// started zeroed and the stream never wrote it.
+function zeroOne(view: Uint8Array, i: number, pageSize: number, w: Written): void {
+  const off = i * pageSize;
+  if (w === undefined) return void clearPages(view.subarray(off, off + pageSize), pageSize);
+  const p = w.page + i;
+  if ((w.bits[p >>> 5] >>> (p & 31)) & 1) {
+    view.fill(0, off, off + pageSize);
+    w.bits[p >>> 5] &= ~(1 << (p & 31));
+  }
+}
+
+// Puts the `k` pages of `batch` at the next sent pages from page i, making
+// the zero pages passed on the way zero; returns the page after the last.
+function placeBatch(
+  view: Uint8Array,
+  batch: Uint8Array,
+  k: number,
+  bitmap: Uint8Array,
+  i: number,
+  pageSize: number,
+  w: Written,
+): number {
+  for (let c = 0; c < k; c++, i++) {
+    while (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) zeroOne(view, i++, pageSize, w);
+    view.set(batch.subarray(c * pageSize, (c + 1) * pageSize), i * pageSize);
+    if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
+  }
+  return i;
 }

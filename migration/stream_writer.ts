@@ -18,7 +18,7 @@ import {
   sparseBitmapBytes,
 } from "./stream_format.ts";
 import type { StreamSink } from "./transport.ts";
-import { pageRuns, ZeroPageScanner } from "./zero_pages.ts";
+import { type PageRun, pageRunList, ZeroPageScanner } from "./zero_pages.ts";
 
 // More runs than this in one run-sized chunk make a sparse section instead.
 const SPARSE_MIN_RUNS = 8;
@@ -250,27 +250,26 @@ export class StreamWriter {
       );
       this.#checkRange(cur, chunk);
       const view = ram.view(cur, chunk);
-      const runs = [...pageRuns(view, this.#pageSize, { maxRunBytes: this.#maxRun })];
-      const window = this.#maxRunAligned();
-      for (let i = 0; i < runs.length;) {
-        // Where data and zero pages interleave finely, one sparse section
-        // carries a run-sized window instead of a section per run.
-        let j = i;
-        while (j < runs.length && runs[j].offset + runs[j].length - runs[i].offset <= window) j++;
-        if (j - i > SPARSE_MIN_RUNS) {
+      const runs = pageRunList(view, this.#pageSize, { maxRunBytes: this.#maxRun });
+      const groups = groupRuns(runs, this.#maxRunAligned(), SPARSE_MIN_RUNS);
+      for (let g = 0; g < groups.length; g += 2) {
+        const i = groups[g];
+        const j = groups[g + 1];
+        if (j - i > 1) {
           const from = runs[i].offset;
           const to = runs[j - 1].offset + runs[j - 1].length;
           const sent = await this.#sparseRun(
             cur + BigInt(from),
             view.subarray(from, to),
-            runs.slice(i, j),
+            runs,
+            i,
+            j,
           );
           result.pages += sent;
           result.zeroPages += (to - from) / this.#pageSize - sent;
-          i = j;
           continue;
         }
-        const run = runs[i++];
+        const run = runs[i];
         const at = cur + BigInt(run.offset);
         const wait = run.zero
           ? this.#zeroRun(at, run.length)
@@ -438,26 +437,17 @@ export class StreamWriter {
   async #sparseRun(
     gpa: bigint,
     part: Uint8Array,
-    runs: readonly { zero: boolean; offset: number; length: number }[],
+    runs: readonly PageRun[],
+    i: number,
+    j: number,
   ): Promise<number> {
     const pageSize = this.#pageSize;
     const pages = part.length / pageSize;
-    const bitmapBytes = sparseBitmapBytes(pages);
-    const head = new Uint8Array(SPARSE_HEAD_BYTES + bitmapBytes);
+    const head = new Uint8Array(SPARSE_HEAD_BYTES + sparseBitmapBytes(pages));
     new DataView(head.buffer).setUint32(0, pages, true);
     this.#sparseBuf ??= new Uint8Array(this.#maxRunAligned());
     const pagesOut = this.#sparseBuf;
-    let used = 0;
-    const base = runs[0].offset;
-    for (const run of runs) {
-      if (run.zero) continue;
-      const from = run.offset - base;
-      pagesOut.set(part.subarray(from, from + run.length), used);
-      used += run.length;
-      for (let p = from / pageSize; p < (from + run.length) / pageSize; p++) {
-        head[SPARSE_HEAD_BYTES + (p >> 3)] |= 1 << (p & 7);
-      }
-    }
+    const used = packSparse(part, runs, i, j, pageSize, head, pagesOut);
     await this.#framer.section(SectionType.SPARSE, gpa, BigInt(head.length + used), [
       head,
       pagesOut.subarray(0, used),
@@ -468,4 +458,48 @@ export class StreamWriter {
   #zeroRun(gpa: bigint, length: number): Promise<void> | undefined {
     if (length > 0) return this.#framer.section(SectionType.ZERO, gpa, BigInt(length), []);
   }
+}
+
+// The hot loops live in plain functions: V8 optimizes a plain function's loop
+// while it runs, but not one inside an async function or a generator.
+
+// Pairs [i, j) of runs: more than `minRuns` runs that fit in one window become
+// one sparse section; otherwise a pair holds one run.
+function groupRuns(runs: readonly PageRun[], window: number, minRuns: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < runs.length;) {
+    const start = runs[i].offset;
+    let j = i;
+    while (j < runs.length && runs[j].offset + runs[j].length - start <= window) j++;
+    const end = j - i > minRuns ? j : i + 1;
+    out.push(i, end);
+    i = end;
+  }
+  return out;
+}
+
+// Copies the data runs of runs[i..j) (offsets from runs[i]) into `out` and
+// sets their bits after the sparse head; returns the bytes copied.
+function packSparse(
+  part: Uint8Array,
+  runs: readonly PageRun[],
+  i: number,
+  j: number,
+  pageSize: number,
+  head: Uint8Array,
+  out: Uint8Array,
+): number {
+  let used = 0;
+  const base = runs[i].offset;
+  for (let k = i; k < j; k++) {
+    const run = runs[k];
+    if (run.zero) continue;
+    const from = run.offset - base;
+    out.set(part.subarray(from, from + run.length), used);
+    used += run.length;
+    for (let p = from / pageSize; p < (from + run.length) / pageSize; p++) {
+      head[SPARSE_HEAD_BYTES + (p >> 3)] |= 1 << (p & 7);
+    }
+  }
+  return used;
 }
