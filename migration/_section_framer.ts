@@ -10,6 +10,9 @@ import {
 } from "./stream_format.ts";
 import type { StreamSink } from "./transport.ts";
 
+// Parts up to this size before a large payload are copied into the batch.
+const SMALL_PART_BYTES = 16 * 1024;
+
 export class SectionFramer {
   #sink: StreamSink;
   #batch: Uint8Array;
@@ -62,14 +65,27 @@ export class SectionFramer {
   ): Promise<void> {
     const small = payload < this.#direct;
     const framing = SECTION_HEADER_BYTES + SECTION_TRAILER_BYTES;
-    if (this.#used + framing + (small ? payload : 0) > this.#batch.length) await this.flush();
+    // Leading small parts (a sparse run's bitmap) ride in the batch with the header.
+    let lead = 0;
+    let leadBytes = 0;
+    while (lead < parts.length - 1 && leadBytes + parts[lead].length <= SMALL_PART_BYTES) {
+      leadBytes += parts[lead++].length;
+    }
+    const room = framing + (small ? payload : leadBytes);
+    if (this.#used + room > this.#batch.length) await this.flush();
     if (small) return this.#encodeSmall(type, arg, length, parts, payload);
-    // Large payload: header into the batch, flush, then the payload itself (zero-copy).
+    // Large payload: header (and small leading parts) into the batch, flush,
+    // then the rest of the payload itself (zero-copy).
     let crc = encodeSectionHeader(this.#batch, this.#used, { type, flags: 0, arg, length });
     this.#used += SECTION_HEADER_BYTES;
-    for (const p of parts) crc = crc32(p, crc);
+    for (let i = 0; i < lead; i++) {
+      this.#batch.set(parts[i], this.#used);
+      crc = crc32(this.#batch.subarray(this.#used, this.#used + parts[i].length), crc);
+      this.#used += parts[i].length;
+    }
+    for (let i = lead; i < parts.length; i++) crc = crc32(parts[i], crc);
     await this.flush();
-    for (const p of parts) await this.#sink.write(p);
+    for (let i = lead; i < parts.length; i++) await this.#sink.write(parts[i]);
     this.#trailer(crc, payload);
   }
 
