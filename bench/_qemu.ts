@@ -128,8 +128,11 @@ export async function ensureQemu(): Promise<void> {
     await apt(["install", "-y", "qemu-system-x86"]);
   }
   if (!(await have())) {
+    const root = Deno.uid() === 0;
     throw new Error(
-      `${QEMU} is missing and "apt-get install -y qemu-system-x86" failed: install the Debian package qemu-system-x86`,
+      `${QEMU} is missing and "apt-get install -y qemu-system-x86" failed${
+        root ? "" : " (apt-get needs root: run `sudo apt-get install -y qemu-system-x86`)"
+      }: install the Debian package qemu-system-x86`,
     );
   }
 }
