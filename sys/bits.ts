@@ -25,9 +25,15 @@ export function popcount32(v: number): number {
   return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
 }
 
+// Set bits of every 16-bit value: two loads count a word, about twice as
+// fast here as arithmetic on it.
+const BITS16 = new Uint8Array(65536);
+for (let i = 1; i < 65536; i++) BITS16[i] = (i & 1) + BITS16[i >>> 1];
+
 /**
  * Counts the set bits of `words`, eight words at a time: eight clean or
- * eight full words cost one test.
+ * eight full words cost one test; others are counted 16 bits at a time
+ * from a table.
  *
  * @param words The bitmap.
  * @returns The count.
@@ -39,6 +45,7 @@ export function popcount32(v: number): number {
  * ```
  */
 export function popcount(words: Uint32Array): number {
+  const t = BITS16;
   let n = 0;
   const len = words.length;
   let i = 0;
@@ -50,10 +57,12 @@ export function popcount(words: Uint32Array): number {
       n += 256;
       continue;
     }
-    n += popcount32(w0) + popcount32(w1) + popcount32(w2) + popcount32(w3) +
-      popcount32(w4) + popcount32(w5) + popcount32(w6) + popcount32(w7);
+    n += t[w0 & 0xffff] + t[w0 >>> 16] + t[w1 & 0xffff] + t[w1 >>> 16] +
+      t[w2 & 0xffff] + t[w2 >>> 16] + t[w3 & 0xffff] + t[w3 >>> 16] +
+      t[w4 & 0xffff] + t[w4 >>> 16] + t[w5 & 0xffff] + t[w5 >>> 16] +
+      t[w6 & 0xffff] + t[w6 >>> 16] + t[w7 & 0xffff] + t[w7 >>> 16];
   }
-  for (; i < len; i++) n += popcount32(words[i]);
+  for (; i < len; i++) n += t[words[i] & 0xffff] + t[words[i] >>> 16];
   return n;
 }
 
