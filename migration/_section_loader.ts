@@ -151,10 +151,12 @@ export class SectionLoader {
     this.#checkRun(gpa, length, "RAM run", MAX_RUN_BYTES);
     const view = this.#ram.view(gpa, Number(length));
     this.#written?.mark(gpa, view.length / this.#options.pageSize);
-    if (!this.#buf.readIntoNow(view)) await this.#buf.readInto(view, "a RAM run");
+    let crc = seed;
+    if (this.#buf.readIntoNow(view)) crc = crc32(view, seed);
+    else await this.#buf.readInto(view, "a RAM run", (chunk) => crc = crc32(chunk, crc));
     this.#summary.sections.ram++;
     this.#summary.pages += view.length / this.#options.pageSize;
-    return crc32(view, seed);
+    return crc;
   }
 
   async #sparseRun(gpa: bigint, length: bigint, seed: number): Promise<number> {

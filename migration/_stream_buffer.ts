@@ -64,26 +64,33 @@ export class StreamBuffer {
   }
 
   /** Fills all of `view` with the next bytes: buffered ones first, then direct reads. */
-  async readInto(view: Uint8Array, what: string): Promise<void> {
+  async readInto(
+    view: Uint8Array,
+    what: string,
+    onChunk?: (chunk: Uint8Array) => void,
+  ): Promise<void> {
     let done = Math.min(view.length, this.#end - this.#start);
     view.set(this.#buf.subarray(this.#start, this.#start + done));
     this.#start += done;
     this.#consumed += done;
+    if (done > 0) onChunk?.(view.subarray(0, done));
     while (done < view.length) {
       const left = view.length - done;
+      let n: number;
       if (left >= DIRECT_READ_BYTES) {
-        const n = await this.#read(view.subarray(done));
+        n = await this.#read(view.subarray(done));
         if (n === 0) this.#truncated(left, what);
-        done += n;
         this.#consumed += n;
       } else {
         if (!(await this.#fill(1))) this.#truncated(left, what);
-        const n = Math.min(left, this.#end - this.#start);
+        n = Math.min(left, this.#end - this.#start);
         view.set(this.#buf.subarray(this.#start, this.#start + n), done);
         this.#start += n;
         this.#consumed += n;
-        done += n;
       }
+      // Each piece is handed over while it is still in cache.
+      onChunk?.(view.subarray(done, done + n));
+      done += n;
     }
   }
 
