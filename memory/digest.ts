@@ -14,6 +14,7 @@
 
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
+import { type GuestAddress, guestAddress } from "../sys/address.ts";
 import type { GuestMemory } from "./guest_memory.ts";
 
 /** The algorithms: per-page CRC-32 combined with SHA-256, or SHA-256 of the bytes. */
@@ -87,14 +88,24 @@ export function digestMemory(
     header.setBigUint64(8, r.size, true);
     hash.update(new Uint8Array(header.buffer));
     const size = Number(r.size);
+    const bytes = memory.readView(r.gpa, size);
+    // Unpopulated pages are zero: they are hashed without being read.
+    const pieces = populatedPieces(memory, r.gpa, size);
     if (algorithm === "sha256") {
-      for (let off = 0; off < size; off += STREAM_CHUNK) {
-        const n = Math.min(STREAM_CHUNK, size - off);
-        hash.update(memory.readView(r.gpa, size).subarray(off, off + n));
+      for (const [off, len, data] of pieces) {
+        const step = data ? STREAM_CHUNK : ZEROS.length;
+        for (let at = off; at < off + len; at += step) {
+          const n = Math.min(step, off + len - at);
+          hash.update(data ? bytes.subarray(at, at + n) : ZEROS.subarray(0, n));
+        }
       }
       continue;
     }
-    const pages = pageCrcs(regionBytes(memory, r.index));
+    const pages = new Uint32Array(size / 4096);
+    for (const [off, len, data] of pieces) {
+      if (data) pages.set(pageCrcs(bytes.subarray(off, off + len)), off / 4096);
+      else pages.fill(ZERO_PAGE_CRC, off / 4096, (off + len) / 4096);
+    }
     crcs.push(pages);
     hash.update(new Uint8Array(pages.buffer));
   }
@@ -103,9 +114,37 @@ export function digestMemory(
 }
 
 /** A read-only use of a region's bytes that does not count as a write. */
-function regionBytes(memory: GuestMemory, index: number): Uint8Array {
-  const r = memory.regions[index];
-  return memory.readView(r.gpa, Number(r.size));
+const ZEROS = new Uint8Array(1 << 20);
+const ZERO_PAGE_CRC = crc32(new Uint8Array(4096));
+const HOLE_QUERY_BYTES = 1 << 28;
+
+// [offset, length, populated] pieces covering a region, in order; when the
+// kernel cannot say, one populated piece.
+function populatedPieces(
+  memory: GuestMemory,
+  gpa: GuestAddress,
+  size: number,
+): [number, number, boolean][] {
+  const out: [number, number, boolean][] = [];
+  let at = 0;
+  // Asked a chunk at a time, as the stream writer does, so each chunk's
+  // holes are found up to the per-query limit.
+  for (let chunk = 0; chunk < size; chunk += HOLE_QUERY_BYTES) {
+    let holes: [number, number][] = [];
+    try {
+      const n = Math.min(HOLE_QUERY_BYTES, size - chunk);
+      holes = memory.unpopulatedRanges(guestAddress(BigInt(gpa) + BigInt(chunk)), n);
+    } catch {
+      // The kernel cannot say: read the chunk.
+    }
+    for (const [off, len] of holes) {
+      if (chunk + off > at) out.push([at, chunk + off - at, true]);
+      out.push([chunk + off, len, false]);
+      at = chunk + off + len;
+    }
+  }
+  if (at < size) out.push([at, size - at, true]);
+  return out;
 }
 
 /**

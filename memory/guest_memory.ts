@@ -6,6 +6,7 @@
  * @module
  */
 
+import { unpopulatedRanges } from "./unpopulated.ts";
 import type { GuestAddress, HostAddress } from "../sys/address.ts";
 import { guestAddress, hex, hostAddress } from "../sys/address.ts";
 import { hostView } from "../sys/host_memory.ts";
@@ -531,6 +532,28 @@ export class GuestMemory implements Disposable {
       );
     }
     return this.#u8[p[0]].subarray(p[1], p[1] + p[2]);
+  }
+
+  /**
+   * The pages of `[gpa, gpa + length)` that hold no memory yet (never
+   * written): they read as zero, and a reader that skips them neither faults
+   * nor, on memfd, allocates them. See `unpopulated.ts` for how each backing
+   * answers; huge-page regions report none.
+   *
+   * @param gpa The first address (page-aligned).
+   * @param length Bytes (whole pages), inside one region.
+   * @returns `[offset, length]` byte ranges from `gpa`, ascending, page-aligned.
+   * @throws {RangeError} In a hole, across two regions, unaligned, or once closed.
+   * @throws {SyscallError} If the kernel cannot be asked.
+   */
+  unpopulatedRanges(gpa: GuestAddress, length: number): [number, number][] {
+    const p = this.#pieces("look for unpopulated pages in", gpa, length);
+    if (p.length > 3) {
+      throw new RangeError(
+        `Cannot look for unpopulated pages at GPA ${hex(gpa)}: the range spans two regions`,
+      );
+    }
+    return unpopulatedRanges(this.#regions[p[0]], p[1], p[2]);
   }
 
   /**

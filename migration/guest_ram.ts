@@ -26,6 +26,8 @@ export function sourceRam(memory: GuestMemory): MigrationRam & RamAccess {
     regions: memory.regions,
     layout: memory.regions.map((r) => ({ gpa: r.gpa, size: r.size })),
     view: (gpa, length) => memory.readView(guestAddress(gpa), length),
+    // Never-written pages go as zero without being read (or, on memfd, allocated).
+    unpopulated: (gpa, length) => memory.unpopulatedRanges(guestAddress(gpa), length),
   };
 }
 

@@ -18,6 +18,7 @@
  */
 
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
+import type { RamAccess } from "./ram_access.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import { ConvergencePolicy } from "./convergence.ts";
@@ -53,10 +54,7 @@ function andNot(bitmaps: DirtyBitmap[], mask: DirtyBitmap[] | undefined): void {
 /** Sends every run of dirty pages, region by region. */
 async function sendDirty(
   sink: MigrationSink,
-  ram: {
-    layout: readonly { gpa: bigint; size: bigint }[];
-    view(gpa: bigint, n: number): Uint8Array;
-  },
+  ram: RamAccess,
   dirty: DirtyBitmap[],
 ): Promise<{ sentPages: number; zeroPages: number }> {
   let sentPages = 0;
@@ -113,7 +111,11 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
   const imprecise = options.imprecise ?? "refuse";
   const t0 = options.startedAt ?? performance.now();
   const layout = ram.regions.map((r) => ({ gpa: r.gpa, size: r.size }));
-  const ramAccess = { layout, view: (gpa: bigint, n: number) => ram.view(gpa, n) };
+  const ramAccess: RamAccess = {
+    layout,
+    view: (gpa, n) => ram.view(gpa, n),
+    unpopulated: ram.unpopulated && ((gpa, n) => ram.unpopulated!(gpa, n)),
+  };
   const report = newReport({
     transport: options.transport,
     ramBytes: Number(layout.reduce((n, r) => n + r.size, 0n)),

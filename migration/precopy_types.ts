@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { RamAccess } from "./ram_access.ts";
 import type { ConvergenceLimits } from "./convergence.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
@@ -22,6 +23,8 @@ export interface MigrationRam {
   }[];
   /** A zero-copy view of guest RAM. */
   view(gpa: bigint, length: number): Uint8Array;
+  /** Optional: never-written ranges of `[gpa, gpa + length)` (see `RamAccess.unpopulated`). */
+  unpopulated?(gpa: bigint, length: number): [number, number][];
 }
 
 /** Where the stream goes (a `StreamWriter`). */
@@ -32,10 +35,7 @@ export interface MigrationSink {
   writeHeader(layout: readonly { gpa: bigint; size: bigint }[], pageSize: number): Promise<void>;
   /** Writes a page range, eliding zero pages. */
   writePages(
-    ram: {
-      layout: readonly { gpa: bigint; size: bigint }[];
-      view(gpa: bigint, length: number): Uint8Array;
-    },
+    ram: RamAccess,
     gpa: bigint,
     pages: number,
   ): Promise<unknown>;
@@ -45,10 +45,7 @@ export interface MigrationSink {
    * `writePages` call.
    */
   writePageRuns?(
-    ram: {
-      layout: readonly { gpa: bigint; size: bigint }[];
-      view(gpa: bigint, length: number): Uint8Array;
-    },
+    ram: RamAccess,
     gpa: bigint,
     runs: readonly number[],
   ): Promise<unknown>;

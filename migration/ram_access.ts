@@ -24,6 +24,13 @@ export interface RamAccess {
    * @throws {RangeError} If the range is not inside one region of the layout.
    */
   view(gpa: bigint, length: number): Uint8Array;
+  /**
+   * Optional: the ranges of `[gpa, gpa + length)` that hold no memory yet
+   * (never written, so zero), as `[offset, length]` byte pairs from `gpa`,
+   * ascending and page-aligned. The writer sends them as zero without
+   * reading them.
+   */
+  unpopulated?(gpa: bigint, length: number): [number, number][];
 }
 
 /**

@@ -250,7 +250,10 @@ export class StreamWriter {
       );
       this.#checkRange(cur, chunk);
       const view = ram.view(cur, chunk);
-      const runs = pageRunList(view, this.#pageSize, { maxRunBytes: this.#maxRun });
+      const runs = pageRunList(view, this.#pageSize, {
+        maxRunBytes: this.#maxRun,
+        knownZero: ram.unpopulated?.(cur, chunk),
+      });
       const groups = groupRuns(runs, this.#maxRunAligned(), SPARSE_MIN_RUNS);
       for (let g = 0; g < groups.length; g += 2) {
         const i = groups[g];

@@ -27,6 +27,11 @@ export interface PageRun {
 export interface PageRunsOptions {
   /** Cap on a data run's length in bytes (rounded down to whole pages); default 4 MiB. */
   maxRunBytes?: number;
+  /**
+   * Byte ranges known to be zero, `[offset, length]` from the start,
+   * ascending and page-aligned: counted as zero pages without being read.
+   */
+  knownZero?: readonly (readonly [number, number])[];
 }
 
 /**
@@ -108,10 +113,15 @@ export function pageRunList(
   const maxRun = Math.max(pageSize, cap - cap % pageSize);
   const scan = new ZeroPageScanner(bytes, pageSize);
   const out: PageRun[] = [];
+  const known = options.knownZero ?? [];
+  let k = 0;
   let start = 0;
   let zero = true;
-  for (let off = 0; off < bytes.length; off += pageSize) {
-    const z = scan.isZeroPage(off);
+  for (let off = 0, step = pageSize; off < bytes.length; off += step) {
+    while (k < known.length && known[k][0] + known[k][1] <= off) k++;
+    const inKnown = k < known.length && known[k][0] <= off;
+    step = inKnown ? known[k][0] + known[k][1] - off : pageSize;
+    const z = inKnown || scan.isZeroPage(off);
     if (off === 0) zero = z;
     else if (z !== zero || (!zero && off - start >= maxRun)) {
       out.push({ zero, offset: start, length: off - start });

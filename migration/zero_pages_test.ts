@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { clearPages, isZero, pageRuns } from "./zero_pages.ts";
+import { clearPages, isZero, pageRunList, pageRuns } from "./zero_pages.ts";
 
 const PAGE = 4096;
 
@@ -72,4 +72,24 @@ Deno.test("clearPages() writes only the pages that are not zero", () => {
   assert.equal(clearPages(b, PAGE), 2);
   assert.equal(isZero(b), true);
   assert.equal(clearPages(b, PAGE), 0);
+});
+
+Deno.test("pageRunList() counts knownZero ranges as zero without reading them", () => {
+  const P = 4096;
+  const bytes = new Uint8Array(16 * P).fill(1); // every page has data...
+  // ...but pages 2-5 and 9 are declared never written: they must not be read.
+  const runs = pageRunList(bytes, P, { knownZero: [[2 * P, 4 * P], [9 * P, P]] });
+  assert.deepEqual(runs.map((r) => [r.zero, r.offset / P, r.length / P]), [
+    [false, 0, 2],
+    [true, 2, 4],
+    [false, 6, 3],
+    [true, 9, 1],
+    [false, 10, 6],
+  ]);
+  // Known-zero ranges merge with scanned zero pages around them.
+  bytes.fill(0, 6 * P, 7 * P);
+  assert.deepEqual(
+    pageRunList(bytes, P, { knownZero: [[2 * P, 4 * P]] }).map((r) => [r.zero, r.offset / P]),
+    [[false, 0], [true, 2], [false, 7]],
+  );
 });

@@ -50,6 +50,8 @@ export const LIBC_SYMBOLS = {
     parameters: ["buffer", "u32"],
     result: "i32",
   },
+  // off_t lseek(int fd, off_t offset, int whence);
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   // int ftruncate(int fd, off_t length);
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   // long syscall(long number, long a1, long a2, long a3);

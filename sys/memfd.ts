@@ -9,6 +9,7 @@
 
 import { errno, libc } from "./_libc.ts";
 import { SyscallError } from "./errors.ts";
+import { ENXIO } from "./errno.ts";
 
 /** `memfd_create(2)`: close on exec. */
 export const MFD_CLOEXEC = 1;
@@ -78,4 +79,54 @@ export function madvise(addr: bigint, options: { length: bigint; advice: number 
   if (libc().madvise(addr, options.length, options.advice) < 0) {
     throw new SyscallError("madvise", errno());
   }
+}
+
+/** `lseek` whence: the next offset holding data. */
+export const SEEK_DATA = 3;
+/** `lseek` whence: the next offset in a hole. */
+export const SEEK_HOLE = 4;
+
+/**
+ * The holes of a file within `[start, end)`: ranges that hold no data and
+ * read as zero without anything being allocated, found with `lseek`
+ * `SEEK_DATA` / `SEEK_HOLE`. On tmpfs (memfd) holes are whole pages, and a
+ * page swapped out still counts as data.
+ *
+ * @param fd An open file.
+ * @param start First byte.
+ * @param end One past the last byte.
+ * @param limit Stop after this many holes (two system calls each); the
+ *   rest of the range is then not reported. Default: no limit.
+ * @returns `[from, to)` byte ranges, ascending, inside `[start, end)`.
+ * @throws {SyscallError} If `lseek` fails other than for "no more data".
+ *
+ * @example
+ * ```ts ignore
+ * import { fileHoles } from "./memfd.ts";
+ * console.log(fileHoles(fd, 0n, 1n << 20n)); // [[0n, 1048576n]] for a fresh memfd
+ * ```
+ */
+export function fileHoles(
+  fd: number,
+  start: bigint,
+  end: bigint,
+  limit = Infinity,
+): [bigint, bigint][] {
+  const out: [bigint, bigint][] = [];
+  let pos = start;
+  while (pos < end && out.length < limit) {
+    const data = libc().lseek(fd, pos, SEEK_DATA);
+    if (data < 0n) {
+      const err = errno();
+      if (err !== ENXIO) throw new SyscallError("lseek SEEK_DATA", err);
+      out.push([pos, end]); // no data from here to the end of the file
+      break;
+    }
+    if (data > pos) out.push([pos, data < end ? data : end]);
+    if (data >= end) break;
+    const hole = libc().lseek(fd, data, SEEK_HOLE);
+    if (hole < 0n) throw new SyscallError("lseek SEEK_HOLE", errno());
+    pos = hole;
+  }
+  return out;
 }
