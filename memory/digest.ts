@@ -14,7 +14,7 @@
 
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import { type GuestAddress, guestAddress } from "../sys/address.ts";
+import type { GuestAddress } from "../sys/address.ts";
 import type { GuestMemory } from "./guest_memory.ts";
 
 /** The algorithms: per-page CRC-32 combined with SHA-256, or SHA-256 of the bytes. */
@@ -116,7 +116,6 @@ export function digestMemory(
 /** A read-only use of a region's bytes that does not count as a write. */
 const ZEROS = new Uint8Array(1 << 20);
 const ZERO_PAGE_CRC = crc32(new Uint8Array(4096));
-const HOLE_QUERY_BYTES = 1 << 28;
 
 // [offset, length, populated] pieces covering a region, in order; when the
 // kernel cannot say, one populated piece.
@@ -127,21 +126,17 @@ function populatedPieces(
 ): [number, number, boolean][] {
   const out: [number, number, boolean][] = [];
   let at = 0;
-  // Asked a chunk at a time, as the stream writer does, so each chunk's
-  // holes are found up to the per-query limit.
-  for (let chunk = 0; chunk < size; chunk += HOLE_QUERY_BYTES) {
-    let holes: [number, number][] = [];
-    try {
-      const n = Math.min(HOLE_QUERY_BYTES, size - chunk);
-      holes = memory.unpopulatedRanges(guestAddress(BigInt(gpa) + BigInt(chunk)), n);
-    } catch {
-      // The kernel cannot say: read the chunk.
-    }
-    for (const [off, len] of holes) {
-      if (chunk + off > at) out.push([at, chunk + off - at, true]);
-      out.push([chunk + off, len, false]);
-      at = chunk + off + len;
-    }
+  // Asked once for the whole region: each answer costs a walk to the next hole.
+  let holes: [number, number][] = [];
+  try {
+    holes = memory.unpopulatedRanges(gpa, size);
+  } catch {
+    // The kernel cannot say: read everything.
+  }
+  for (const [off, len] of holes) {
+    if (off > at) out.push([at, off - at, true]);
+    out.push([off, len, false]);
+    at = off + len;
   }
   if (at < size) out.push([at, size - at, true]);
   return out;

@@ -21,8 +21,8 @@ import type { GuestRegion } from "./guest_region.ts";
 const PAGE = 4096;
 const PAGEMAP_CHUNK_PAGES = 16384; // 128 KiB of pagemap entries a read
 // Finely interleaved holes cost two lseek calls each: past this many, the
-// rest of the range is scanned instead (a zero check costs less).
-const MAX_HOLES = 1024;
+// rest of the range is reported populated (reading it costs less).
+const MAX_HOLES = 4096;
 
 /**
  * The unpopulated pages of `[offset, offset + length)` in `region`.

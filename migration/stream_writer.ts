@@ -21,6 +21,21 @@ import type { StreamSink } from "./transport.ts";
 import { type PageRun, pageRunList, ZeroPageScanner } from "./zero_pages.ts";
 import { groupRuns, packSparse } from "./_sparse_plan.ts";
 
+// Ranges shorter than this are scanned without asking for never-written pages.
+const HOLE_QUERY_MIN_BYTES = 16 << 20;
+
+// The holes of `list` (offsets from the span start) inside [from, from + length),
+// relative to `from`.
+function holesIn(list: [number, number][], from: number, length: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [off, len] of list) {
+    const a = Math.max(off, from);
+    const b = Math.min(off + len, from + length);
+    if (b > a) out.push([a - from, b - a]);
+  }
+  return out;
+}
+
 // More runs than this in one run-sized chunk make a sparse section instead.
 const SPARSE_MIN_RUNS = 8;
 
@@ -240,20 +255,33 @@ export class StreamWriter {
   async #pages(ram: RamAccess, gpa: bigint, pages: number, result: WritePagesResult) {
     let cur = gpa;
     let left = BigInt(this.#pagesToBytes(pages));
+    // Never-written ranges of the current region's span, asked once per span:
+    // the kernel's answer costs a walk to the next hole, however far.
+    let holes: { at: bigint; list: [number, number][] } | undefined;
     while (left > 0n) {
       const i = findRegion(this.#layout, cur, 1n);
       if (i < 0) {
         throw new RangeError(`Cannot send pages: GPA 0x${cur.toString(16)} is in no region`);
       }
       const r = this.#layout[i];
+      const regionLeft = r.gpa + r.size - cur;
       const chunk = Number(
-        [left, r.gpa + r.size - cur, 1n << 28n].reduce((a, b) => a < b ? a : b),
+        [left, regionLeft, 1n << 28n].reduce((a, b) => a < b ? a : b),
       );
       this.#checkRange(cur, chunk);
+      if (holes === undefined || holes.at < r.gpa) {
+        const span = left < regionLeft ? left : regionLeft;
+        holes = {
+          at: cur,
+          list: ram.unpopulated && span >= HOLE_QUERY_MIN_BYTES
+            ? ram.unpopulated(cur, Number(span))
+            : [],
+        };
+      }
       const view = ram.view(cur, chunk);
       const runs = pageRunList(view, this.#pageSize, {
         maxRunBytes: this.#maxRun,
-        knownZero: ram.unpopulated?.(cur, chunk),
+        knownZero: holesIn(holes.list, Number(cur - holes.at), chunk),
       });
       const groups = groupRuns(runs, this.#maxRunAligned(), SPARSE_MIN_RUNS);
       for (let g = 0; g < groups.length; g += 2) {

@@ -193,3 +193,32 @@ Deno.test("StreamWriter.writePageRuns() rejects malformed runs and runs past the
   await assert.rejects(w.writePageRuns(src, 0n, [60, 8]), /outside one region/);
   assert.deepEqual(await w.writePageRuns(src, 0n, []), { pages: 0, zeroPages: 0 });
 });
+
+Deno.test("StreamWriter asks RAM for never-written ranges once per large span, never per small run", async () => {
+  // Each answer costs the kernel a walk to the next hole (O(file) on tmpfs).
+  const layout = [{ gpa: 0n, size: 64n << 20n }];
+  const base = arrayRam(layout);
+  const asked: [bigint, number][] = [];
+  const ram = {
+    ...base,
+    layout: base.layout,
+    view: (gpa: bigint, n: number) => base.view(gpa, n),
+    unpopulated(gpa: bigint, n: number): [number, number][] {
+      asked.push([gpa, n]);
+      return [[0, n]]; // all never written
+    },
+  };
+  const sink = new MemorySink();
+  const w = new StreamWriter(sink);
+  await w.writeHeader(layout, PAGE);
+  assert.deepEqual(await w.writePages(ram, 0n, (64 << 20) / PAGE), {
+    pages: 0,
+    zeroPages: (64 << 20) / PAGE,
+  });
+  assert.deepEqual(asked, [[0n, 64 << 20]], "one question for the whole span");
+  asked.length = 0;
+  const runs: number[] = [];
+  for (let p = 0; p < 4000; p += 8) runs.push(p, 2);
+  await w.writePageRuns(ram, 0n, runs);
+  assert.deepEqual(asked, [], "small runs are scanned, not asked about");
+});
