@@ -3,7 +3,7 @@
 // configuration) and a C loopback-TCP pump, all moving the same RAM over
 // loopback TCP, alternating A B A B. Prints a table per case, writes
 // bench/out/migrate_vs_qemu.json and .svg.
-// Run: deno task bench:qemu [--ram 1G] [--pairs 3] [--dirty-rate 64M]
+// Run: deno task bench:qemu [--ram 1G] [--pairs 5] [--dirty-rate 64M]
 import { parseArgs } from "node:util";
 import {
   collectStderr,
@@ -24,7 +24,7 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     ram: { type: "string", default: "1G" },
-    pairs: { type: "string", default: "3" },
+    pairs: { type: "string", default: "5" },
     "dirty-rate": { type: "string", default: "64M" },
   },
 });
