@@ -17,7 +17,7 @@ export function renderBarChart(o: {
   reference: number;
   footnote: string;
 }): string {
-  const W = 1000, H = 480, L = 60, R = 20, T = 92, B = 70;
+  const W = 1100, H = 480, L = 60, R = 20, T = 92, B = 70;
   const pw = W - L - R, ph = H - T - B;
   const all = o.groups.flatMap((g) => g.values.filter((v) => v !== undefined)) as number[];
   // Bars past 2.5x the reference (all-zero RAM barely touches the wire) are

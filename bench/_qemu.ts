@@ -155,9 +155,15 @@ export async function ensureQemu(): Promise<void> {
 export async function writeImage(
   path: string,
   bytes: number,
-  pattern: "random" | "half" | "zero",
+  pattern: "random" | "half" | "zero" | "untouched",
   seed: number,
 ): Promise<void> {
+  if (pattern === "untouched") {
+    // A sparse file: every page a hole, as a fresh guest's RAM.
+    using f = await Deno.open(path, { write: true, create: true, truncate: true });
+    await f.truncate(bytes);
+    return;
+  }
   const chunk = 64 * 2 ** 20;
   const buf = new Uint8Array(chunk);
   const words = new Uint32Array(buf.buffer);

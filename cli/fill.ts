@@ -1,12 +1,12 @@
 /**
- * Fills guest RAM with demo content: incompressible random bytes, zero, or
- * every other page zero.
+ * Fills guest RAM with demo content: incompressible random bytes, zero, every
+ * other page zero, or nothing at all (a fresh guest whose RAM was never written).
  *
  * @module
  */
 
 /** What the RAM holds before migration. */
-export type FillPattern = "random" | "zero" | "half";
+export type FillPattern = "random" | "zero" | "half" | "untouched";
 
 /**
  * Fills a view (xorshift32 words: fast, deterministic for a seed).
@@ -22,6 +22,7 @@ export type FillPattern = "random" | "zero" | "half";
  * ```
  */
 export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed: number }): void {
+  if (options.pattern === "untouched") return; // never written: zero, and not even allocated
   const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
   // Zero pages are written too, as a running guest's would be: reading a
   // never-touched page of shared memory would fault a fresh page in.

@@ -25,7 +25,7 @@ import { peakRssBytes } from "../sys/procfs.ts";
 
 /** The usage text of `migrate`. */
 export const MIGRATE_USAGE =
-  "usage: mod.ts migrate --to tcp:HOST:PORT|unix:PATH|file:PATH --ram SIZE [--workload random|sequential|hotspot --dirty-rate RATE] [--group N] [--downtime-ms N] [--auto-converge] [--allow-imprecise-device-dirty] [--max-iterations N] [--max-seconds N] [--max-bandwidth RATE] [--fill random|zero|half] [--seed N] [--report FILE]";
+  "usage: mod.ts migrate --to tcp:HOST:PORT|unix:PATH|file:PATH --ram SIZE [--workload random|sequential|hotspot --dirty-rate RATE] [--group N] [--downtime-ms N] [--auto-converge] [--allow-imprecise-device-dirty] [--max-iterations N] [--max-seconds N] [--max-bandwidth RATE] [--fill random|zero|half|untouched] [--seed N] [--report FILE]";
 
 const MiB = 2 ** 20;
 
@@ -148,7 +148,7 @@ export async function runMigrate(args: string[]): Promise<number> {
   };
   const fill: FillPattern = values.fill === undefined
     ? "random"
-    : parseChoice("--fill", values.fill, ["random", "zero", "half"] as const);
+    : parseChoice("--fill", values.fill, ["random", "zero", "half", "untouched"] as const);
   const seed = values.seed === undefined ? 1 : parseInteger("--seed", values.seed);
 
   const progress = new Progress();
