@@ -2,6 +2,7 @@
 // and `migrate`), side by side with a C loopback-TCP pump of the same bytes,
 // alternating A B A B. Prints the medians and the ratio to the C baseline, and
 // each side's peak RSS. Run: deno task bench:migrate [--ram 1G] [--pairs 3]
+import { buildC } from "./_limits_common.ts";
 import { parseArgs } from "node:util";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -20,18 +21,6 @@ Deno.mkdirSync(out, { recursive: true });
 
 function progress(text: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`[bench] ${text}\n`));
-}
-
-async function buildPump(): Promise<string> {
-  const bin = `${out}/tcp_pump`;
-  const cc = await new Deno.Command("cc", {
-    args: ["-O2", "-o", bin, `${root}bench/c/tcp_pump.c`],
-    stderr: "piped",
-  }).output().catch((e) => {
-    throw new Error(`The C baseline needs a C compiler (apt-get install gcc): ${e.message}`);
-  });
-  if (!cc.success) throw new Error(new TextDecoder().decode(cc.stderr));
-  return bin;
 }
 
 async function cPump(bin: string): Promise<number> {
@@ -113,7 +102,7 @@ async function ours(run: number) {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const bin = await buildPump();
+const bin = buildC("tcp_pump.c", "tcp_pump");
 const c: number[] = [];
 const o: Awaited<ReturnType<typeof ours>>[] = [];
 for (let i = 0; i < pairs; i++) {

@@ -4,6 +4,7 @@
 // loopback TCP, alternating A B A B. Prints a table per case, writes
 // bench/out/migrate_vs_qemu.json and .svg.
 // Run: deno task bench:qemu [--ram 1G] [--pairs 5] [--dirty-rate 64M]
+import { buildC } from "./_limits_common.ts";
 import { parseArgs } from "node:util";
 import {
   collectStderr,
@@ -74,18 +75,6 @@ interface Run {
   /** Ours: from the image to both digests compared (QEMU does not verify). */
   verifyMs?: number;
   detail?: unknown;
-}
-
-async function buildPump(): Promise<string> {
-  const bin = `${out}/tcp_pump`;
-  const cc = await new Deno.Command("cc", {
-    args: ["-O2", "-o", bin, `${root}bench/c/tcp_pump.c`],
-    stderr: "piped",
-  }).output().catch((e) => {
-    throw new Error(`the C baseline needs a C compiler (apt-get install gcc): ${e.message}`);
-  });
-  if (!cc.success) throw new Error(`cc: ${new TextDecoder().decode(cc.stderr).trim()}`);
-  return bin;
 }
 
 async function cPump(bin: string): Promise<Run> {
@@ -210,7 +199,7 @@ async function main(): Promise<void> {
     (await new Deno.Command("qemu-system-x86_64", { args: ["--version"] }).output()).stdout,
   ).split("\n")[0];
   progress("building the C pump");
-  const pump = await buildPump();
+  const pump = buildC("tcp_pump.c", "tcp_pump");
   const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "deno-vmm-vs-qemu-" });
   scratch.push(shm);
   const tmp = await Deno.makeTempDir({ prefix: "deno-vmm-vs-qemu-" });
