@@ -5,6 +5,7 @@
 
 import { setBitRange } from "../sys/bits.ts";
 import type { RamRegionLayout } from "./ram_access.ts";
+import { findRegion } from "./stream_format.ts";
 
 // One bit per page, per region.
 export class WrittenPages {
@@ -22,13 +23,9 @@ export class WrittenPages {
 
   // The bitmap and page index of `gpa`, which the caller has checked lies in a region.
   locate(gpa: bigint): { bits: Uint32Array; page: number } {
-    for (let i = 0; i < this.#layout.length; i++) {
-      const r = this.#layout[i];
-      if (gpa >= r.gpa && gpa < r.gpa + r.size) {
-        return { bits: this.#bits[i], page: Number((gpa - r.gpa) / this.#pageSize) };
-      }
-    }
-    throw new RangeError(`GPA 0x${gpa.toString(16)} is in no region`);
+    const i = findRegion(this.#layout, gpa, 1n);
+    if (i < 0) throw new RangeError(`GPA 0x${gpa.toString(16)} is in no region`);
+    return { bits: this.#bits[i], page: Number((gpa - this.#layout[i].gpa) / this.#pageSize) };
   }
 
   // Marks `pages` pages from `gpa` written.
