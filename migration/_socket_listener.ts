@@ -1,5 +1,5 @@
-// A StreamListener over a Deno.Listener (TCP or unix) that accepts exactly one
-// connection and closes itself after it.
+// A StreamListener over a Deno.Listener (TCP or unix): accept() takes one
+// connection and closes; acceptNext() takes the next and goes on listening.
 
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
 import { type AcceptOptions, StreamChannel, type StreamListener } from "./transport.ts";
@@ -7,13 +7,12 @@ import { type AcceptOptions, StreamChannel, type StreamListener } from "./transp
 export interface SocketListenerOptions {
   /** Runs once, after the listener closes (unix: remove the socket file). */
   onClose?: () => void;
-  /** Runs on the accepted connection before it is wrapped (TCP: no delay). */
+  /** Runs on each accepted connection before it is wrapped (TCP: no delay, keepalive). */
   onAccept?: (conn: Deno.Conn) => void;
 }
 
 export class SocketListener implements StreamListener {
   #listener: Deno.Listener | null;
-  #accepted = false;
   #options: SocketListenerOptions;
   readonly endpoint: Endpoint;
 
@@ -24,12 +23,17 @@ export class SocketListener implements StreamListener {
   }
 
   async accept(options: AcceptOptions = {}): Promise<StreamChannel> {
+    try {
+      return await this.acceptNext(options);
+    } finally {
+      this.close();
+    }
+  }
+
+  async acceptNext(options: AcceptOptions = {}): Promise<StreamChannel> {
     const label = formatEndpoint(this.endpoint);
     const listener = this.#listener;
-    if (listener === null || this.#accepted) {
-      throw new TypeError(`Cannot accept on ${label}: the listener already accepted or closed`);
-    }
-    this.#accepted = true;
+    if (listener === null) throw new TypeError(`Cannot accept on ${label}: the listener is closed`);
     const { signal } = options;
     const abort = () => this.close();
     try {
@@ -42,13 +46,12 @@ export class SocketListener implements StreamListener {
         conn.close();
         throw e;
       }
-      return new StreamChannel(conn, label);
+      return new StreamChannel(conn, label, { peer: peerOf(conn) });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw e;
     } finally {
       signal?.removeEventListener("abort", abort);
-      this.close();
     }
   }
 
@@ -68,4 +71,12 @@ export class SocketListener implements StreamListener {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function peerOf(conn: Deno.Conn): string | undefined {
+  const a = conn.remoteAddr;
+  if (a.transport === "tcp" || a.transport === "udp") {
+    return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+  }
+  return undefined;
 }

@@ -5,7 +5,7 @@
  */
 
 import { type Endpoint, parseEndpoint } from "./endpoint.ts";
-import type { StreamChannel, StreamListener } from "./transport.ts";
+import type { ConnectOptions, StreamChannel, StreamListener } from "./transport.ts";
 import { connectFile, listenFile } from "./transport_file.ts";
 import { connectTcp, listenTcp } from "./transport_tcp.ts";
 import { connectUnix, listenUnix } from "./transport_unix.ts";
@@ -15,10 +15,14 @@ import { connectUnix, listenUnix } from "./transport_unix.ts";
  * truncates) `file:` ones.
  *
  * @param endpoint An endpoint string or a parsed {@linkcode Endpoint}.
+ * @param options A bound on the connect and then on each read and write
+ *   (sockets), and an abort signal that closes the channel.
  * @returns The open channel; the caller closes it (`using`).
  * @throws {TypeError} If the endpoint string is malformed (as a rejection).
  * @throws {RangeError} If the TCP port is out of range (as a rejection).
- * @throws {Deno.errors.ConnectionRefused} And other `Deno.errors` from the connect or open.
+ * @throws {Deno.errors.ConnectionRefused} And other `Deno.errors` from the connect or open,
+ *   naming the endpoint.
+ * @throws {Deno.errors.TimedOut} If the connect gets no answer within `timeoutMs`.
  *
  * @example Stream to a file
  * ```ts
@@ -31,15 +35,18 @@ import { connectUnix, listenUnix } from "./transport_unix.ts";
  * await Deno.remove(path);
  * ```
  */
-export async function connectEndpoint(endpoint: string | Endpoint): Promise<StreamChannel> {
+export async function connectEndpoint(
+  endpoint: string | Endpoint,
+  options: ConnectOptions = {},
+): Promise<StreamChannel> {
   const ep = typeof endpoint === "string" ? parseEndpoint(endpoint) : endpoint;
   switch (ep.transport) {
     case "tcp":
-      return await connectTcp(ep);
+      return await connectTcp(ep, options);
     case "unix":
-      return await connectUnix(ep);
+      return await connectUnix(ep, options);
     case "file":
-      return await connectFile(ep);
+      return await connectFile(ep, options);
   }
 }
 

@@ -7,7 +7,13 @@
  */
 
 import type { Endpoint } from "./endpoint.ts";
-import { type AcceptOptions, StreamChannel, type StreamListener } from "./transport.ts";
+import {
+  type AcceptOptions,
+  type ConnectOptions,
+  rethrowNamed,
+  StreamChannel,
+  type StreamListener,
+} from "./transport.ts";
 
 /** A parsed file endpoint. */
 export type FileEndpoint = Extract<Endpoint, { transport: "file" }>;
@@ -16,8 +22,10 @@ export type FileEndpoint = Extract<Endpoint, { transport: "file" }>;
  * Creates (or truncates) the file for writing a stream.
  *
  * @param endpoint The file path.
+ * @param options An abort signal that closes the file (a file needs no progress bound).
  * @returns The channel; close it when the stream is written.
- * @throws {Deno.errors.NotFound} If the directory does not exist (and other `Deno.errors`).
+ * @throws {Deno.errors.NotFound} If the directory does not exist (and other
+ *   `Deno.errors`), naming the path.
  *
  * @example Write a stream file
  * ```ts
@@ -31,9 +39,17 @@ export type FileEndpoint = Extract<Endpoint, { transport: "file" }>;
  * await Deno.remove(path);
  * ```
  */
-export async function connectFile(endpoint: FileEndpoint): Promise<StreamChannel> {
-  const file = await Deno.open(endpoint.path, { write: true, create: true, truncate: true });
-  return new StreamChannel(file, `file:${endpoint.path}`);
+export async function connectFile(
+  endpoint: FileEndpoint,
+  options: ConnectOptions = {},
+): Promise<StreamChannel> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(endpoint.path, { write: true, create: true, truncate: true });
+  } catch (e) {
+    rethrowNamed(e, `create file:${endpoint.path}`);
+  }
+  return new StreamChannel(file, `file:${endpoint.path}`, { signal: options.signal });
 }
 
 /**
@@ -75,8 +91,17 @@ class FileListener implements StreamListener {
     }
     this.#state = "done";
     options.signal?.throwIfAborted();
-    const file = await Deno.open(this.endpoint.path, { read: true });
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(this.endpoint.path, { read: true });
+    } catch (e) {
+      rethrowNamed(e, `open file:${this.endpoint.path}`);
+    }
     return new StreamChannel(file, `file:${this.endpoint.path}`);
+  }
+
+  acceptNext(options: AcceptOptions = {}): Promise<StreamChannel> {
+    return this.accept(options);
   }
 
   close(): void {

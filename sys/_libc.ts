@@ -64,6 +64,10 @@ export const LIBC_SYMBOLS = {
   memcpy: { parameters: ["u64", "u64", "u64"], result: "u64" },
   // int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  // int socket(int domain, int type, int protocol);
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int connect(int fd, const struct sockaddr *addr, socklen_t len);
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // uid_t getuid(void);
   getuid: { parameters: [], result: "u32" },
   // int *__errno_location(void);
