@@ -6,8 +6,13 @@ import type { StreamBuffer } from "./_stream_buffer.ts";
 import type { RamAccess } from "./ram_access.ts";
 import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
 import { StreamError } from "./stream_error.ts";
+import { peerText } from "./peer_text.ts";
 import {
   decodeSectionHeader,
+  DEFAULT_DEVICE_STATE_BYTES,
+  DEFAULT_DEVICE_STATE_CHUNKS,
+  DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
+  DEVICE_CHUNK_OVERHEAD_BYTES,
   findRegion,
   MAX_DEVICE_ID_BYTES,
   MAX_DIGEST_BYTES,
@@ -38,6 +43,9 @@ export class SectionLoader {
   #options: ReceiveOptions & { pageSize: number };
   #start = 0;
   #deviceBytes = 0;
+  #deviceChunks = 0;
+  #devices: ReadonlySet<string>;
+  #limits: { bytes: number; chunks: number; chunksPerDevice: number };
   // Set at COMPLETE: the destination's digest, computed while the source computes its own.
   #ours: Uint8Array | undefined;
   #written: WrittenPages | undefined;
@@ -56,6 +64,13 @@ export class SectionLoader {
     this.#buf = buf;
     this.#ram = ram;
     this.#options = options;
+    this.#devices = new Set(options.devices ?? []);
+    this.#limits = {
+      bytes: options.maxDeviceStateBytes ?? DEFAULT_DEVICE_STATE_BYTES,
+      chunks: options.maxDeviceStateChunks ?? DEFAULT_DEVICE_STATE_CHUNKS,
+      chunksPerDevice: options.maxDeviceStateChunksPerDevice ??
+        DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
+    };
     if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
   }
 
@@ -232,31 +247,50 @@ export class SectionLoader {
     if (idLength === 0n || idLength > BigInt(MAX_DEVICE_ID_BYTES) || idLength > length) {
       this.#fail(`Device id length ${idLength} is not in 1 to ${MAX_DEVICE_ID_BYTES}`);
     }
-    const limit = this.#options.maxDeviceStateBytes ?? 64 << 20;
-    const stateLength = length - idLength;
-    if (stateLength > BigInt(limit - this.#deviceBytes)) {
+    // Every chunk counts against the limit with its id and a fixed overhead,
+    // so a flood of empty states is bounded like a large one.
+    const limits = this.#limits;
+    const cost = length + BigInt(DEVICE_CHUNK_OVERHEAD_BYTES);
+    if (cost > BigInt(limits.bytes - this.#deviceBytes)) {
       this.#fail(
-        `Device state of ${stateLength} bytes exceeds the remaining limit of ${
-          limit - this.#deviceBytes
-        }`,
+        `Device state section of ${length} bytes exceeds the remaining device-state limit of ${
+          Math.max(0, limits.bytes - this.#deviceBytes - DEVICE_CHUNK_OVERHEAD_BYTES)
+        } bytes (${limits.bytes} in all)`,
       );
     }
-    const payload = new Uint8Array(Number(length));
-    await this.#buf.readInto(payload, "a device state section");
-    const crc = crc32(payload, seed);
-    const idBytes = payload.subarray(0, Number(idLength));
-    const state = payload.subarray(Number(idLength));
+    if (this.#deviceChunks >= limits.chunks) {
+      this.#fail(`More than ${limits.chunks} device-state sections`);
+    }
+    const idBytes = (await this.#buf.take(Number(idLength), "a device id")).slice();
+    let crc = crc32(idBytes, seed);
     let id = "";
     try {
       id = utf8.decode(idBytes);
     } catch {
       this.#fail("Device id is not valid UTF-8");
     }
-    this.#deviceBytes += state.length;
+    const chunks = this.#summary.deviceStates.get(id);
+    if (chunks === undefined && !this.#devices.has(id)) {
+      this.#fail(
+        `Device state for device "${peerText(id)}", which this destination does not have${
+          this.#devices.size === 0
+            ? " (it restores no devices)"
+            : ` (it has ${[...this.#devices].map((d) => peerText(d)).join(", ")})`
+        }`,
+      );
+    }
+    if (chunks !== undefined && chunks.length >= limits.chunksPerDevice) {
+      this.#fail(
+        `More than ${limits.chunksPerDevice} device-state sections for device "${peerText(id)}"`,
+      );
+    }
+    const state = new Uint8Array(Number(length - idLength));
+    await this.#buf.readInto(state, "a device state section", (c) => crc = crc32(c, crc));
+    this.#deviceBytes += Number(cost);
+    this.#deviceChunks++;
     // Recorded before the checksum is checked; a mismatch rejects the whole stream.
-    const chunks = this.#summary.deviceStates.get(id) ?? [];
-    chunks.push(state);
-    this.#summary.deviceStates.set(id, chunks);
+    if (chunks === undefined) this.#summary.deviceStates.set(id, [state]);
+    else chunks.push(state);
     this.#summary.sections.deviceState++;
     return crc;
   }

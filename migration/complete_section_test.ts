@@ -33,6 +33,7 @@ Deno.test("receiveStream() calls onComplete at COMPLETE, then digests once, befo
   // The source's bytes arrive 100 at a time: END cannot have been read at COMPLETE.
   const source = new MemorySource(bytes, 100);
   const s = await receiveStream(source, arrayRam(LAYOUT), {
+    devices: ["dev0"],
     digest: (ram) => {
       events.push("digest");
       return sha256Ram(ram);

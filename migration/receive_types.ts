@@ -15,8 +15,21 @@ export interface ReceiveOptions {
   digest(ram: RamAccess): Uint8Array | Promise<Uint8Array>;
   /** The destination's page size; the stream's must equal it. Default 4096. */
   pageSize?: number;
-  /** Cap on all device-state bytes kept from the stream; default 64 MiB. */
+  /**
+   * The ids of the devices this destination restores. A device-state section
+   * for any other id is refused when it arrives. Default: none (a stream
+   * carrying device state is refused).
+   */
+  devices?: readonly string[];
+  /**
+   * Cap on device-state bytes kept from the stream, each section counted
+   * with its id and 64 bytes of overhead; default 64 MiB.
+   */
   maxDeviceStateBytes?: number;
+  /** Cap on device-state sections in the stream; default 4096. */
+  maxDeviceStateChunks?: number;
+  /** Cap on device-state sections for one device; default 1024. */
+  maxDeviceStateChunksPerDevice?: number;
   /** Size of the read buffer for small sections; default 256 KiB. */
   bufferBytes?: number;
   /**

@@ -29,6 +29,18 @@ export const MAX_RUN_BYTES: number = 64 * 1024 * 1024;
 export const MAX_DIGEST_BYTES = 64;
 /** Longest device id, in UTF-8 bytes. */
 export const MAX_DEVICE_ID_BYTES = 255;
+/**
+ * What each device-state section costs against the destination's
+ * device-state limit besides its id and state bytes: a flood of empty states
+ * is bounded like one large state.
+ */
+export const DEVICE_CHUNK_OVERHEAD_BYTES = 64;
+/** The destination's default limit on device-state bytes, overhead included: 64 MiB. */
+export const DEFAULT_DEVICE_STATE_BYTES: number = 64 << 20;
+/** The destination's default limit on device-state sections in a stream. */
+export const DEFAULT_DEVICE_STATE_CHUNKS = 4096;
+/** The destination's default limit on device-state sections for one device. */
+export const DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE = 1024;
 /** Smallest and largest page sizes (powers of two). */
 export const MIN_PAGE_SIZE = 512;
 /** Largest page size. */

@@ -10,7 +10,15 @@ import { StreamBuffer } from "./_stream_buffer.ts";
 import { readStreamHeader } from "./_stream_header_reader.ts";
 import type { RamAccess } from "./ram_access.ts";
 import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
-import { isValidPageSize, layoutProblem } from "./stream_format.ts";
+import {
+  isValidPageSize,
+  layoutProblem,
+  MAX_REGIONS,
+  MAX_RUN_BYTES,
+  SPARSE_HEAD_BYTES,
+  sparseBitmapBytes,
+  streamHeaderBytes,
+} from "./stream_format.ts";
 import type { StreamSource } from "./transport.ts";
 
 export type { ReceiveOptions, ReceiveSummary, SectionCounts } from "./receive_types.ts";
@@ -66,14 +74,65 @@ export async function receiveStream(
   ram: RamAccess,
   options: ReceiveOptions,
 ): Promise<ReceiveSummary> {
+  return await (await openStream(source, ram, options)).receive();
+}
+
+/**
+ * A stream whose header has been read and checked against the destination,
+ * and nothing else: the destination's RAM is still untouched. A destination
+ * that listens for a source can drop a peer that fails before this point and
+ * wait for the next one.
+ */
+export interface IncomingStream {
+  /** Reads the rest of the stream into RAM, as {@linkcode receiveStream} does. */
+  receive(): Promise<ReceiveSummary>;
+}
+
+/**
+ * Reads and checks a stream's header (magic, version, CRC, page size and
+ * layout against the destination's own) without touching RAM.
+ *
+ * @param source The stream.
+ * @param ram The destination's RAM.
+ * @param options As for {@linkcode receiveStream}.
+ * @returns The stream, ready to receive.
+ * @throws {StreamError} If the header is malformed, truncated or does not match.
+ * @throws {RangeError} If the destination's own layout or page size is invalid.
+ *
+ * @example Check a header before committing to a peer
+ * ```ts ignore
+ * const incoming = await openStream(channel, ram, { digest });
+ * const summary = await incoming.receive();
+ * ```
+ */
+export async function openStream(
+  source: StreamSource,
+  ram: RamAccess,
+  options: ReceiveOptions,
+): Promise<IncomingStream> {
   const pageSize = options.pageSize ?? 4096;
   if (!isValidPageSize(pageSize)) {
     throw new RangeError(`Cannot receive a stream: bad page size ${pageSize}`);
   }
   const problem = layoutProblem(ram.layout, pageSize);
   if (problem !== undefined) throw new RangeError(`Cannot receive a stream: ${problem}`);
-  const buf = new StreamBuffer(source, Math.max(options.bufferBytes ?? 256 << 10, 8192));
+  // The buffer holds the largest field ever taken whole: the region table,
+  // a sparse run's head and bitmap, or one page.
+  const largest = Math.max(
+    8192,
+    streamHeaderBytes(MAX_REGIONS),
+    SPARSE_HEAD_BYTES + sparseBitmapBytes(MAX_RUN_BYTES / pageSize),
+    pageSize,
+  );
+  const buf = new StreamBuffer(source, Math.max(options.bufferBytes ?? 256 << 10, largest));
   await readStreamHeader(buf, ram.layout, pageSize);
   const loader = new SectionLoader(buf, ram, { ...options, pageSize });
-  return await loader.run();
+  let started = false;
+  return {
+    receive: () => {
+      if (started) return Promise.reject(new TypeError("Cannot receive a stream twice"));
+      started = true;
+      return loader.run();
+    },
+  };
 }

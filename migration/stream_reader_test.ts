@@ -22,6 +22,7 @@ async function reject(bytes: Uint8Array, options: { digest?: () => Uint8Array } 
   const dst = arrayRam(LAYOUT);
   const err = await receiveStream(new MemorySource(bytes, 5000), dst, {
     digest: options.digest ?? sha256Ram,
+    devices: ["dev0", "d"],
   }).then(() => undefined, (e) => e);
   assert.ok(err instanceof StreamError, `expected a StreamError, got ${err}`);
   return err;
@@ -49,6 +50,7 @@ Deno.test("receiveStream() loads a stream with every section type and reports it
   const seen: number[] = [];
   const s = await receiveStream(new MemorySource(bytes, 3), dst, {
     digest: sha256Ram,
+    devices: ["dev0"],
     onIteration: (n) => seen.push(n),
   });
   assert.deepEqual(s.sections, {
@@ -81,7 +83,8 @@ Deno.test("receiveStream() rejects a truncated file at every kind of point", asy
       [off.iteration + 5, /^Stream truncated in a section header/],
       [off.ram + 28 + 100, /^Stream truncated in a RAM run: /],
       [off.zero + 30, /^Stream truncated in the Zero run section checksum/],
-      [off.device + 30, /^Stream truncated in a device state section/],
+      [off.device + 30, /^Stream truncated in a device id/],
+      [off.device + 28 + 4 + 2, /^Stream truncated in a device state section/],
       [off.complete + 20, /^Stream truncated in a section header/],
       [off.complete + 30, /^Stream truncated in the COMPLETE section checksum/],
       [off.end + 28 + 10, /^Stream truncated in the END section/],
@@ -91,9 +94,10 @@ Deno.test("receiveStream() rejects a truncated file at every kind of point", asy
       const path = `${dir}/cut-${cut}.mig`;
       await Deno.writeFile(path, bytes.subarray(0, cut));
       using file = await listenEndpoint(`file:${path}`).accept();
-      const err = await receiveStream(file, arrayRam(LAYOUT), { digest: sha256Ram }).catch((e) =>
-        e
-      );
+      const err = await receiveStream(file, arrayRam(LAYOUT), {
+        digest: sha256Ram,
+        devices: ["dev0"],
+      }).catch((e) => e);
       assert.ok(err instanceof StreamError, `cut ${cut}: ${err}`);
       assertError(err, cut, reason);
     }
@@ -140,10 +144,17 @@ Deno.test("receiveStream() rejects a flipped byte in a zero run", async () => {
 
 Deno.test("receiveStream() rejects a flipped byte in a device state", async () => {
   const [bytes, off] = await sampleStream();
+  // In the state: the trailer CRC catches it.
+  assertError(
+    await reject(flipped(bytes, off.device + 28 + 4 + 1)),
+    off.device,
+    /^Device state section checksum mismatch$/,
+  );
+  // In the id: an id this destination does not have is refused as it arrives.
   assertError(
     await reject(flipped(bytes, off.device + 28 + 1)),
     off.device,
-    /^Device state section checksum mismatch$/,
+    /^Device state for device "duv0", which this destination does not have \(it has dev0, d\)$/,
   );
 });
 
@@ -180,7 +191,7 @@ Deno.test("receiveStream() rejects an oversized length before allocating", async
   assertError(
     await reject(concat(HEADER, section(SectionType.DEVICE_STATE, 4n, huge))),
     H,
-    /^Device state of 1125899906842620 bytes exceeds the remaining limit of 67108864$/,
+    /^Device state section of 1125899906842624 bytes exceeds the remaining device-state limit of 67108800 bytes \(67108864 in all\)$/,
   );
   assertError(
     await reject(concat(HEADER, section(SectionType.END, 0n, huge))),
@@ -260,14 +271,16 @@ Deno.test("receiveStream() rejects a page size or layout mismatch", async () => 
     .catch((e) => e);
   assertError(e1, 12, /^Page size mismatch: stream has 4096, destination has 8192$/);
   const other = arrayRam([LAYOUT[0], { gpa: 0x100000n, size: 16n * BigInt(PAGE) }]);
-  const e2 = await receiveStream(new MemorySource(bytes), other, { digest: sha256Ram }).catch((e) =>
-    e
-  );
+  const e2 = await receiveStream(new MemorySource(bytes), other, {
+    digest: sha256Ram,
+    devices: ["dev0"],
+  }).catch((e) => e);
   assertError(e2, 40, /^Layout mismatch: region 1 is 0x20000 bytes at GPA 0x100000 in the stream/);
   const one = arrayRam([LAYOUT[0]]);
-  const e3 = await receiveStream(new MemorySource(bytes), one, { digest: sha256Ram }).catch((e) =>
-    e
-  );
+  const e3 = await receiveStream(new MemorySource(bytes), one, {
+    digest: sha256Ram,
+    devices: ["dev0"],
+  }).catch((e) => e);
   assertError(e3, 16, /^Layout mismatch: stream has 2 regions, destination has 1$/);
 });
 
@@ -290,9 +303,15 @@ Deno.test("receiveStream() caps the device state it keeps", async () => {
   );
   const err = await receiveStream(new MemorySource(bytes), arrayRam(LAYOUT), {
     digest: sha256Ram,
-    maxDeviceStateBytes: 150,
+    devices: ["d"],
+    maxDeviceStateBytes: 250,
   }).catch((e) => e);
-  assertError(err, H + 133, /^Device state of 100 bytes exceeds the remaining limit of 50$/);
+  // The first section costs 101 bytes and 64 of overhead: 85 remain, 21 for a state.
+  assertError(
+    err,
+    H + 133,
+    /^Device state section of 101 bytes exceeds the remaining device-state limit of 21 bytes \(250 in all\)$/,
+  );
 });
 
 Deno.test("receiveStream() wraps a transport failure in a StreamError", async () => {
@@ -306,7 +325,10 @@ Deno.test("receiveStream() wraps a transport failure in a StreamError", async ()
       return Promise.resolve(100);
     },
   };
-  const err = await receiveStream(source, arrayRam(LAYOUT), { digest: sha256Ram }).catch((e) => e);
+  const err = await receiveStream(source, arrayRam(LAYOUT), {
+    digest: sha256Ram,
+    devices: ["dev0"],
+  }).catch((e) => e);
   assertError(err, 100, /^Cannot read the stream: reset by peer$/);
   assert.ok(err.cause instanceof Deno.errors.ConnectionReset);
 });
@@ -314,9 +336,9 @@ Deno.test("receiveStream() wraps a transport failure in a StreamError", async ()
 Deno.test("receiveStream() leaves the image equal to the source on success", async () => {
   const [bytes] = await sampleStream();
   const dst = arrayRam(LAYOUT);
-  await receiveStream(new MemorySource(bytes, 4096), dst, { digest: sha256Ram });
+  await receiveStream(new MemorySource(bytes, 4096), dst, { digest: sha256Ram, devices: ["dev0"] });
   const again = arrayRam(LAYOUT);
-  await receiveStream(new MemorySource(bytes), again, { digest: sha256Ram });
+  await receiveStream(new MemorySource(bytes), again, { digest: sha256Ram, devices: ["dev0"] });
   assert.ok(sameRam(dst, again));
 });
 

@@ -33,11 +33,17 @@ async function roundTrip(endpoint: string, halfZero: boolean) {
   if (listener.endpoint.transport === "file") {
     sent = await send(bound, src);
     using source = await listener.accept();
-    summary = await receiveStream(source, dst, { digest: sha256Ram });
+    summary = await receiveStream(source, dst, {
+      digest: sha256Ram,
+      devices: ["vfio-0000:01:00.0"],
+    });
   } else {
     const receiving = (async () => {
       using source = await listener.accept();
-      return await receiveStream(source, dst, { digest: sha256Ram });
+      return await receiveStream(source, dst, {
+        digest: sha256Ram,
+        devices: ["vfio-0000:01:00.0"],
+      });
     })();
     [sent, summary] = await Promise.all([send(bound, src), receiving]);
   }
