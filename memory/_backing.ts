@@ -102,8 +102,13 @@ export function mapBacking(
     }
   } catch (e) {
     if (fd >= 0) closeFd(fd);
-    if (huge && e instanceof SyscallError && e.errno === ENOMEM) {
-      throw hugePagesError(spec.what, size, e);
+    if (e instanceof SyscallError && e.errno === ENOMEM) {
+      if (huge) throw hugePagesError(spec.what, size, e);
+      throw new RangeError(
+        `Cannot map ${spec.what}: ${e.message}: the kernel refused that much memory or address ` +
+          `space (x86_64 processes have 128 TiB; see vm.overcommit_memory and ulimit -v)`,
+        { cause: e },
+      );
     }
     throw e;
   }

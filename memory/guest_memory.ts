@@ -15,6 +15,7 @@ import type { Syscalls } from "../sys/syscalls.ts";
 import {
   type Backing,
   describeSize,
+  isHuge,
   mapBacking,
   type MemoryBacking,
   type PrefaultMode,
@@ -28,6 +29,7 @@ import {
   mapRegions,
 } from "./dma.ts";
 import { GuestRegion } from "./guest_region.ts";
+import { checkHostCapacity } from "./host_capacity.ts";
 
 /** Options of {@linkcode GuestMemory.create}. */
 export interface GuestMemoryOptions {
@@ -118,13 +120,22 @@ export class GuestMemory implements Disposable {
    * @param regions The regions (any order; sorted by GPA; no overlap).
    * @param options Syscalls, default backing, prefault.
    * @returns The guest memory.
-   * @throws {RangeError} For misaligned, empty or overlapping regions.
+   * @throws {RangeError} For misaligned, empty or overlapping regions; for
+   *   RAM to prefault beyond what the host can back now; for a mapping the
+   *   kernel refuses with `ENOMEM`.
    * @throws {HugePagesUnavailableError} When huge pages are not reserved.
    * @throws {SyscallError} For other mmap/memfd failures.
    */
   static create(regions: readonly RegionSpec[], options: GuestMemoryOptions = {}): GuestMemory {
     const sys = options.syscalls ?? defaultSyscalls();
     const planned = planRegions(regions, options);
+    // Prefaulting more than the host has would page it into the OOM killer.
+    const populated = planned.filter((p) => p.prefault !== undefined && !isHuge(p.backing));
+    if (populated.length > 0) {
+      checkHostCapacity(Number(populated.reduce((n, p) => n + p.size, 0n)), {
+        what: "the guest RAM to prefault",
+      });
+    }
     const backings: Backing[] = [];
     try {
       for (const p of planned) {
