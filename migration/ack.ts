@@ -70,7 +70,8 @@ async function readFull(source: StreamSource, into: Uint8Array): Promise<void> {
  *
  * @param source The connection.
  * @returns The answer.
- * @throws {RangeError} When the frame is cut short or malformed.
+ * @throws {RangeError} When the frame is cut short or malformed, or its text
+ *   is not valid UTF-8.
  *
  * @example
  * ```ts ignore
@@ -88,7 +89,12 @@ export async function readAck(source: StreamSource): Promise<DestinationAck> {
   const text = new Uint8Array(length);
   await readFull(source, text);
   if (status > 2) throw new RangeError(`Destination answer has an unknown status ${status}`);
-  const decoded = new TextDecoder().decode(text);
+  let decoded: string;
+  try {
+    decoded = new TextDecoder("utf-8", { fatal: true }).decode(text);
+  } catch {
+    throw new RangeError(`Destination answer of ${length} bytes is not valid UTF-8`);
+  }
   return status === 2
     ? { ok: true, text: decoded, image: true }
     : { ok: status === 0, text: decoded };

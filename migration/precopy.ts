@@ -22,6 +22,7 @@ import type { RamAccess } from "./ram_access.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import { ConvergencePolicy } from "./convergence.ts";
+import { peerText } from "./peer_text.ts";
 import { MigrationError } from "./errors.ts";
 import {
   type MigrateOptions,
@@ -106,7 +107,7 @@ function phaseOf(e: unknown, fallback: string): MigrationError {
  * ```
  */
 export async function migrate(options: MigrateOptions): Promise<MigrationReport> {
-  const { ram, sink, sources } = options;
+  const { ram, sources, signal } = options;
   const policy = new ConvergencePolicy(options.limits);
   const imprecise = options.imprecise ?? "refuse";
   const t0 = options.startedAt ?? performance.now();
@@ -132,17 +133,22 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
   let started: DirtySource[] = [];
   let paused = false;
   let deviceStopped = false;
+  let sink: MigrationSink | undefined = typeof options.sink === "function"
+    ? undefined
+    : options.sink;
   const fail = (e: unknown, phase: string): never => {
-    const err = phaseOf(e, phase);
+    // An abort (the migration's own deadline) is blamed on the phase it stopped.
+    const err = phaseOf(signal?.aborted ? signal.reason : e, phase);
     report.result = "failed";
     report.error = err.message;
     report.failedPhase = err.phase;
     report.totalMs = performance.now() - t0;
-    report.totalBytes = sink.bytesWritten;
+    report.totalBytes = sink?.bytesWritten ?? 0;
     throw new MigrationFailure(err, report);
   };
   let phase = "setup";
   try {
+    signal?.throwIfAborted();
     // Setup: start every source and learn its scope from a first harvest.
     for (const s of sources) {
       s.start();
@@ -176,6 +182,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
       } MiB sent in the bulk pass and again in full at stop-and-copy`;
     }
     const fixedBytes = fixed ? count(fixed) * PAGE : 0;
+    // Tracking is on: only now is the destination kept waiting.
+    if (sink === undefined) sink = await (options.sink as () => Promise<MigrationSink>)();
     await sink.writeHeader(layout, PAGE);
 
     // Pre-copy: iteration 0 sends everything.
@@ -183,6 +191,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
     let dirty = bitmapsFor(ram);
     for (const b of dirty) b.fillAll();
     for (let iteration = 0;; iteration++) {
+      signal?.throwIfAborted();
       const before = sink.bytesWritten;
       const start = performance.now();
       const { sentPages, zeroPages } = await sendDirty(sink, ramAccess, dirty);
@@ -247,6 +256,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
     }
 
     // Stop-and-copy.
+    signal?.throwIfAborted();
     phase = "stop-and-copy";
     options.onProgress?.({ phase, bytes: sink.bytesWritten });
     const pausedAt = performance.now();
@@ -285,6 +295,16 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
     await sink.writeEnd(digest.bytes);
     phase = "destination";
     report.destinationDigest = options.destinationReady ? await options.destinationReady() : null;
+    if (report.destinationDigest !== null && report.destinationDigest !== digest.hex) {
+      throw new MigrationError(
+        "destination",
+        `The destination verified a different image: its digest ${
+          report.destinationDigest === ""
+            ? "is empty"
+            : `${peerText(report.destinationDigest, { max: 128 })} differs`
+        } from the source's ${digest.hex}`,
+      );
+    }
     // The destination owns a verified image now: a source that fails to stop
     // tracking is worth a warning, not a failed migration.
     for (const s of started) {

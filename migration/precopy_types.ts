@@ -73,8 +73,18 @@ export interface MigrationProgress {
 export interface MigrateOptions {
   /** The RAM. */
   ram: MigrationRam;
-  /** The stream sink. */
-  sink: MigrationSink;
+  /**
+   * The stream sink, or a function that opens it: called once the dirty
+   * sources are started and their scope is known, just before the header
+   * is written, so a destination does not wait while tracking starts.
+   */
+  sink: MigrationSink | (() => Promise<MigrationSink>);
+  /**
+   * Aborting stops the migration at the next step (the caller also wires it
+   * to the transport, so a pending write or read stops at once): the
+   * workload is resumed and the failure names the signal's reason.
+   */
+  signal?: AbortSignal;
   /** Dirty sources, merged each iteration (CPU tracker, VFIO container…). */
   sources: DirtySource[];
   /** The running workload, paused at stop-and-copy and throttled by auto-converge. */
@@ -92,7 +102,10 @@ export interface MigrateOptions {
    * downtime ends there. Verification follows, outside the downtime.
    */
   destinationImage?: () => Promise<void>;
-  /** Resolves with the destination's digest once it verified the image (live transports). */
+  /**
+   * Resolves with the destination's digest once it verified the image (live
+   * transports). A digest other than the source's fails the migration.
+   */
   destinationReady?: () => Promise<string | null>;
   /** Where the stream goes, for the report. */
   transport: string;

@@ -15,6 +15,12 @@ function esc(s: string): string {
   );
 }
 
+function largest(...lists: number[][]): number {
+  let m = -Infinity;
+  for (const list of lists) for (const v of list) if (v > m) m = v;
+  return m;
+}
+
 function niceMax(v: number): number {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
@@ -43,9 +49,10 @@ export function renderReportSvg(report: MigrationReport): string {
   const down = rows.map((
     r,
   ) => (Number.isFinite(r.expectedDowntimeMs) ? r.expectedDowntimeMs : NaN));
-  const yMax = niceMax(Math.max(1, ...sent, ...dirty));
+  // Loops, not Math.max(...rows): a report may have more rows than the call stack has room for.
+  const yMax = niceMax(largest([1], sent, dirty));
   const limit = report.policy.downtimeLimitMs;
-  const dMax = niceMax(Math.max(limit * 1.2, ...down.filter((d) => !Number.isNaN(d))));
+  const dMax = niceMax(largest([limit * 1.2], down.filter((d) => !Number.isNaN(d))));
   const n = Math.max(rows.length, 1);
   const slot = pw / n;
   const bw = Math.max(2, Math.min(28, slot / 2.6));

@@ -86,7 +86,7 @@ export interface MigrationScenarioResult {
 }
 
 function fillRandom(view: Uint8Array): void {
-  const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+  const words = new Uint32Array(view.buffer, view.byteOffset, Math.floor(view.byteLength / 4));
   let x = 0x12345678;
   for (let i = 0; i < words.length; i++) {
     x ^= x << 13;

@@ -12,7 +12,8 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { VfioContainer } from "../vfio/container.ts";
 import { DirtyTrackingUnavailableError } from "../vfio/errors.ts";
 import { readAck } from "./ack.ts";
-import type { StreamSource } from "./transport.ts";
+import type { StreamChannel } from "./transport.ts";
+import { peerText } from "./peer_text.ts";
 import { type ConvergenceLimits, ConvergencePolicy } from "./convergence.ts";
 import { CpuDirtySource } from "./cpu_dirty_source.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
@@ -51,7 +52,17 @@ export interface MigrateGuestOptions {
   onProgress?: (p: MigrationProgress) => void;
   /** Called with the CPU tracker chosen and why others were rejected. */
   onTracker?: (chosen: string, rejected: { kind: string; reason: string }[]) => void;
+  /**
+   * Bound on every wait on the destination: a write it accepts no byte of,
+   * its answer to COMPLETE (the guest is paused meanwhile). Default
+   * {@linkcode DEFAULT_PEER_TIMEOUT_MS}. Its verdict gets this plus 0.25 s per
+   * GiB of RAM, for its digest.
+   */
+  peerTimeoutMs?: number;
 }
+
+/** How long the source waits on a destination that makes no progress: 10 s. */
+export const DEFAULT_PEER_TIMEOUT_MS = 10_000;
 
 /**
  * Migrates guest RAM to a destination.
@@ -70,13 +81,30 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   const startedAt = performance.now();
   const { memory } = options;
   const endpoint = parseEndpoint(options.to);
+  const peerTimeoutMs = options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
+  if (!(peerTimeoutMs > 0)) throw new RangeError(`Cannot wait ${peerTimeoutMs} ms on the peer`);
+  const limits = new ConvergencePolicy(options.limits).limits;
+  // The whole migration has a deadline; on it the transport closes at once.
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new MigrationError(
+          "deadline",
+          `Cannot migrate: the migration did not complete within its limit of ${
+            limits.maxTotalMs / 1000
+          } s`,
+        ),
+      ),
+    limits.maxTotalMs - (performance.now() - startedAt),
+  );
   const selection = selectDirtyTracker(memory);
   options.onTracker?.(
     selection.chosen,
     selection.rejected.map((r) => ({ kind: r.kind, reason: r.reason })),
   );
   const sources: DirtySource[] = [new CpuDirtySource(selection.tracker)];
-  let channel: Awaited<ReturnType<typeof connectEndpoint>> | undefined;
+  let channel: StreamChannel | undefined;
   try {
     if (options.vfio) {
       const { container, iovaBase, maxBitmapBytes } = options.vfio;
@@ -108,37 +136,47 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
         sources.push(new UntrackedDeviceSource(container, regions, { reason: e.reason, iovaBase }));
       }
     }
-    channel = await connectEndpoint(endpoint).catch((e) => {
-      throw new MigrationError("setup", `Cannot connect to ${options.to}: ${e.message}`, {
-        cause: e,
-      });
-    });
     const live = endpoint.transport !== "file";
-    const sink = options.maxBandwidth
-      ? new RateLimitedSink(channel, { bytesPerSecond: options.maxBandwidth })
-      : channel;
-    const writer = new StreamWriter(sink, {
-      // A running workload or device may write a page between its checksum and its send.
-      snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
-    });
-    const ch = channel;
+    const connect = async () => {
+      channel = await connectEndpoint(endpoint, {
+        timeoutMs: peerTimeoutMs,
+        signal: deadline.signal,
+      }).catch((e) => {
+        throw e instanceof MigrationError
+          ? e
+          : new MigrationError("setup", e.message, { cause: e });
+      });
+      const sink = options.maxBandwidth
+        ? new RateLimitedSink(channel, { bytesPerSecond: options.maxBandwidth })
+        : channel;
+      return new StreamWriter(sink, {
+        // A running workload or device may write a page between its checksum and its send.
+        snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
+      });
+    };
+    const verdictMs = peerTimeoutMs + Math.ceil(Number(memory.size) / 2 ** 30) * 250;
     return await migrate({
       ram: sourceRam(memory),
-      sink: writer,
+      sink: connect,
+      signal: deadline.signal,
       sources,
       workload: options.workload,
       devices: options.devices,
       limits: options.limits,
       imprecise: options.imprecise,
       digest: () => ramDigest(memory),
-      destinationImage: live ? async () => void await destinationAck(ch, true) : undefined,
-      destinationReady: live ? () => destinationAck(ch, false) : undefined,
+      destinationImage: live
+        ? async () => void await destinationAck(channel!, true, peerTimeoutMs)
+        : undefined,
+      destinationReady: live ? () => destinationAck(channel!, false, verdictMs) : undefined,
       transport: options.to,
       startedAt,
       onProgress: options.onProgress,
     });
   } catch (e) {
-    if (e instanceof MigrationFailure) throw e;
+    if (e instanceof MigrationFailure) {
+      throw channel !== undefined && endpoint.transport !== "file" ? await withRefusal(e, channel) : e;
+    }
     const err = e instanceof MigrationError
       ? e
       : new MigrationError("setup", `Cannot migrate: ${e instanceof Error ? e.message : e}`, {
@@ -147,17 +185,59 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     for (const s of sources) s.stop();
     throw new MigrationFailure(err, failedReport(options, err));
   } finally {
+    clearTimeout(timer);
     channel?.close();
     selection.tracker[Symbol.dispose]();
   }
 }
 
-// Reads the destination's next answer: the interim "image complete" one, or
-// the final verdict (its digest).
-async function destinationAck(from: StreamSource, image: boolean): Promise<string> {
-  const ack = await readAck(from);
+// A destination that refuses a stream (a wrong layout) answers why and
+// closes: the source sees a broken pipe, and the answer is still there to read.
+async function withRefusal(
+  failure: MigrationFailure,
+  channel: StreamChannel,
+): Promise<MigrationFailure> {
+  const cause = failure.cause;
+  if (!(cause instanceof Deno.errors.BrokenPipe || cause instanceof Deno.errors.ConnectionReset)) {
+    return failure;
+  }
+  channel.timeoutMs = 1000;
+  const ack = await readAck(channel).catch(() => undefined);
+  if (ack === undefined || ack.ok) return failure;
+  const err = new MigrationError(
+    "destination",
+    `Destination refused the stream: ${peerText(ack.text)}`,
+    { cause: failure },
+  );
+  return new MigrationFailure(err, {
+    ...failure.report,
+    error: err.message,
+    failedPhase: err.phase,
+  });
+}
+
+// Reads the destination's next answer within `ms`: the interim "image
+// complete" one, or the final verdict (its digest).
+async function destinationAck(from: StreamChannel, image: boolean, ms: number): Promise<string> {
+  from.timeoutMs = ms;
+  let ack;
+  try {
+    ack = await readAck(from);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.TimedOut)) throw e;
+    throw new MigrationError(
+      "destination",
+      `The destination did not ${
+        image ? "confirm it holds the whole image" : "give its verdict"
+      } within ${ms / 1000} s`,
+      { cause: e },
+    );
+  }
   if (!ack.ok) {
-    throw new MigrationError("destination", `Destination rejected the image: ${ack.text}`);
+    throw new MigrationError(
+      "destination",
+      `Destination rejected the image: ${peerText(ack.text)}`,
+    );
   }
   if ((ack.image ?? false) !== image) {
     throw new MigrationError(

@@ -58,7 +58,7 @@ Deno.test("runMigrationScenario() migrates 1 GiB under a hotspot workload", asyn
     ram: 1024 * MiB,
     fill: (v) => {
       // Half zero pages: every other page random.
-      const w = new Uint32Array(v.buffer, v.byteOffset, v.byteLength >>> 2);
+      const w = new Uint32Array(v.buffer, v.byteOffset, Math.floor(v.byteLength / 4));
       for (let p = 0; p < w.length / 1024; p += 2) {
         for (let i = p * 1024; i < p * 1024 + 1024; i++) w[i] = Math.imul(i, 2654435761);
       }
@@ -160,6 +160,7 @@ async function corrupted(change: (bytes: Uint8Array) => Uint8Array) {
     },
     transport: "file",
     devices: [device],
+    destinationDevices: [{ id: device.id, loadState: () => Promise.resolve() }],
     faults: { corruptFile: change },
   });
   assert.equal(r.report.result, "completed", "the source wrote the whole file");
@@ -192,8 +193,14 @@ Deno.test("receiveGuest() rejects a flipped byte in the header and in each secti
     const error = await corrupted((b) => {
       const s = sections(b).find((x) => x.type === type)!;
       assert.ok(s, `the stream has a ${name} section`);
-      // Flip a payload byte where there is one, else the GPA/arg field.
-      b[s.payload > 0 ? s.at + SECTION_HEADER_BYTES + (s.payload >> 1) : s.at + 9] ^= 0x01;
+      // Flip a payload byte where there is one (a device state's last byte,
+      // past its id), else the GPA/arg field.
+      const at = type === SectionType.DEVICE_STATE
+        ? s.at + SECTION_HEADER_BYTES + s.payload - 1
+        : s.payload > 0
+        ? s.at + SECTION_HEADER_BYTES + (s.payload >> 1)
+        : s.at + 9;
+      b[at] ^= 0x01;
       return b;
     });
     assert.match(error, /offset \d+/, name);
