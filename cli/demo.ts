@@ -7,16 +7,50 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { parseReport } from "../migration/report.ts";
 import { renderReportSvg } from "../migration/report_svg.ts";
-import { UsageError } from "./describe_error.ts";
+import { peerText } from "../migration/peer_text.ts";
+import { helpText, parseCommand } from "./flags.ts";
 import { parseChoice, parseInteger } from "./parse.ts";
 import type { ReceiveReport } from "./receive.ts";
+import { ReportFile } from "./report_file.ts";
+import { onTerminate } from "./terminate.ts";
 
-/** The usage text of `demo`. */
-export const DEMO_USAGE =
-  "usage: mod.ts demo [--ram SIZE] [--workload random|sequential|hotspot] [--dirty-rate RATE] [--transport tcp|unix] [--group N] [--downtime-ms N] [--svg OUT]";
+/** The flags of `demo`. */
+export const DEMO_COMMAND = {
+  name: "demo",
+  summary:
+    "A live migration between two local processes: a destination (`receive`) and a source (`migrate`) whose RAM a Worker keeps writing; prints a summary and writes a chart.",
+  flags: {
+    ram: { type: "string", value: "SIZE", help: "guest RAM", default: "256M" },
+    workload: {
+      type: "string",
+      value: "random|sequential|hotspot",
+      help: "how the Worker writes the RAM",
+      default: "random",
+    },
+    "dirty-rate": {
+      type: "string",
+      value: "RATE",
+      help: "the Worker's write rate",
+      default: "32M",
+    },
+    transport: { type: "string", value: "tcp|unix", help: "the connection", default: "tcp" },
+    group: {
+      type: "string",
+      value: "N",
+      help: "map the source's RAM into this VFIO group's container",
+      default: "$DENO_VMM_VFIO_GROUP, else none",
+    },
+    "downtime-ms": { type: "string", value: "N", help: "the downtime limit", default: "300" },
+    svg: {
+      type: "string",
+      value: "OUT",
+      help: "where to write the chart",
+      default: "migration-demo.svg",
+    },
+  },
+} as const;
 
 const PERMISSIONS = [
   "--allow-ffi",
@@ -60,31 +94,32 @@ async function forward(
  * ```
  */
 export async function runDemo(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ram: { type: "string", default: "256M" },
-        workload: { type: "string", default: "random" },
-        "dirty-rate": { type: "string", default: "32M" },
-        transport: { type: "string", default: "tcp" },
-        group: { type: "string" },
-        "downtime-ms": { type: "string" },
-        svg: { type: "string", default: "migration-demo.svg" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message} (${DEMO_USAGE})`);
+  const parsed = parseCommand(DEMO_COMMAND, args);
+  if (parsed === "help") {
+    console.log(helpText(DEMO_COMMAND));
+    return 0;
   }
+  const values = {
+    ram: "256M",
+    workload: "random",
+    "dirty-rate": "32M",
+    transport: "tcp",
+    svg: "migration-demo.svg",
+    ...parsed.values,
+  };
   const transport = parseChoice("--transport", values.transport, ["tcp", "unix"] as const);
   const groupText = values.group ?? Deno.env.get("DENO_VMM_VFIO_GROUP");
   const group = groupText === undefined ? undefined : parseInteger("--group", groupText);
+  using svgFile = ReportFile.open("--svg", values.svg);
   const dir = await Deno.makeTempDir({ prefix: "deno-vmm-demo-" });
   const mod = new URL("../mod.ts", import.meta.url).pathname;
   const deno = Deno.execPath();
+  const children: Deno.ChildProcess[] = [];
+  // Stopped by a signal: no process and no temp directory outlive the demo.
+  using _cleanup = onTerminate(async () => {
+    await stopChildren(children);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  });
   try {
     const from = transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${dir}/migration.sock`;
     console.log(
@@ -96,6 +131,8 @@ export async function runDemo(args: string[]): Promise<number> {
           : `VFIO group ${group} (real container)`
       }`,
     );
+    // Each child's stdin is a pipe from this process: if the demo dies even
+    // by SIGKILL, the pipe closes and the destination stops (--until-stdin-closes).
     const receiver = new Deno.Command(deno, {
       args: [
         "run",
@@ -108,10 +145,13 @@ export async function runDemo(args: string[]): Promise<number> {
         values.ram,
         "--report",
         `${dir}/dst.json`,
+        "--until-stdin-closes",
       ],
+      stdin: "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    children.push(receiver);
     let listening!: (endpoint: string) => void;
     const endpoint = new Promise<string>((resolve) => listening = resolve);
     const receiverOut = Promise.all([
@@ -124,7 +164,9 @@ export async function runDemo(args: string[]): Promise<number> {
     const to = await Promise.race([
       endpoint,
       receiver.status.then((s) => {
-        throw new Error(`The destination exited (${s.code}) before listening`);
+        throw new TypeError(
+          `Cannot run the demo: the destination exited (${s.code}) before listening`,
+        );
       }),
     ]);
     const sourceArgs = [
@@ -154,24 +196,22 @@ export async function runDemo(args: string[]): Promise<number> {
       // page dirty. The demo takes the explicit choice to resend them in full.
       sourceArgs.push("--group", String(group), "--allow-imprecise-device-dirty");
     }
-    const source = new Deno.Command(deno, { args: sourceArgs, stdout: "piped", stderr: "piped" })
-      .spawn();
+    const source = new Deno.Command(deno, {
+      args: sourceArgs,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    children.push(source);
     await Promise.all([
       forward(source.stdout, "[source]     "),
       forward(source.stderr, "[source]     "),
     ]);
     const srcStatus = await source.status;
-    // A source that failed before connecting leaves the destination waiting:
-    // give it a moment to notice a broken stream, then stop it.
-    const stop = setTimeout(() => {
-      try {
-        receiver.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-    }, srcStatus.success ? 60_000 : 2_000);
+    // A source that failed before connecting leaves the destination waiting
+    // for one: closing its stdin stops it at once.
+    if (!srcStatus.success) await receiver.stdin.close().catch(() => {});
     const dstStatus = await receiver.status;
-    clearTimeout(stop);
     await receiverOut;
     let srcText: string;
     try {
@@ -187,7 +227,7 @@ export async function runDemo(args: string[]): Promise<number> {
     } catch {
       // The destination died before writing its report.
     }
-    Deno.writeTextFileSync(values.svg, renderReportSvg(src));
+    svgFile.write(renderReportSvg(src));
     const same = src.sourceDigest !== null && src.sourceDigest === dst.digest;
     console.log(
       [
@@ -198,7 +238,7 @@ export async function runDemo(args: string[]): Promise<number> {
         } ms, verified at ${src.totalMs.toFixed(0)} ms, downtime ${
           src.downtimeMs?.toFixed(0) ?? "-"
         } ms`,
-        `  destination: ${dst.result}${dst.error ? ` (${dst.error})` : ""}`,
+        `  destination: ${dst.result}${dst.error ? ` (${peerText(dst.error)})` : ""}`,
         `  digests:     ${same ? "equal" : "DIFFERENT"} (${
           (src.sourceDigest ?? "-").slice(0, 16)
         }…)`,
@@ -207,6 +247,29 @@ export async function runDemo(args: string[]): Promise<number> {
     );
     return srcStatus.success && dstStatus.success && same ? 0 : 1;
   } finally {
+    await stopChildren(children);
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+// Stops children still running: SIGTERM, then SIGKILL if one outlives 5 s.
+async function stopChildren(children: Deno.ChildProcess[]): Promise<void> {
+  await Promise.all(children.map(async (child) => {
+    const done = child.status.then(() => true);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = (ms: number) =>
+      Promise.race([done, new Promise<false>((r) => timer = setTimeout(() => r(false), ms))]);
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      return; // already gone
+    }
+    if (!(await waited(5000))) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone meanwhile */ }
+      await done;
+    }
+    clearTimeout(timer);
+  }));
 }

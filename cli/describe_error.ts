@@ -67,9 +67,10 @@ export function describeError(e: unknown): string {
     if (e.errno === ENOENT && group !== undefined) {
       return `No VFIO group ${group}: ${e.message} (list the groups with ls /dev/vfio)`;
     }
-    if (e.errno === ENOENT) {
+    if (e.errno === ENOENT && e.path === "/dev/vfio/vfio") {
       return `${e.message}: the vfio modules may not be loaded (modprobe vfio-pci) or there is no IOMMU`;
     }
+    if (e.errno === ENOENT) return `${e.message}: no such file`;
     if (e.errno === EACCES || e.errno === EPERM) {
       return `${e.message}: ${currentUser()} lacks read-write permission on ${e.path}${
         ownerOf(e.path)

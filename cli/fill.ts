@@ -23,7 +23,7 @@ export type FillPattern = "random" | "zero" | "half" | "untouched";
  */
 export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed: number }): void {
   if (options.pattern === "untouched") return; // never written: zero, and not even allocated
-  const words = new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+  const words = new Uint32Array(view.buffer, view.byteOffset, Math.floor(view.byteLength / 4));
   // Zero pages are written too, as a running guest's would be: reading a
   // never-touched page of shared memory would fault a fresh page in.
   if (options.pattern === "zero") {

@@ -5,16 +5,34 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { hex } from "../sys/address.ts";
 import { VfioContainer } from "../vfio/container.ts";
 import { dirtyBitmapBytes } from "../vfio/dirty_page_tracker.ts";
 import type { IommuInfo } from "../vfio/uapi/iommu_info.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import { UsageError } from "./describe_error.ts";
+import { helpText, parseCommand } from "./flags.ts";
 
-/** The usage text of `info`. */
-export const INFO_USAGE = "usage: mod.ts info [--container PATH] [--group N] [--json]";
+/** The flags of `info`. */
+export const INFO_COMMAND = {
+  name: "info",
+  summary:
+    "Print what the VFIO container reports: API version, extensions and, with a group, the IOMMU info and the dirty-bitmap geometry it implies.",
+  flags: {
+    container: {
+      type: "string",
+      value: "PATH",
+      help: "the container device",
+      default: "/dev/vfio/vfio",
+    },
+    group: {
+      type: "string",
+      value: "N",
+      help: "attach this IOMMU group (a number or a /dev/vfio path) to read the IOMMU info",
+    },
+    json: { type: "boolean", help: "print JSON instead of text" },
+  },
+} as const;
 
 /** The `--json` shape of `info`. */
 export interface InfoJson {
@@ -120,27 +138,13 @@ export function runInfo(
   args: string[],
   options: { syscalls?: Syscalls; write?: (line: string) => void } = {},
 ): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        container: { type: "string" },
-        group: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message} (${INFO_USAGE})`);
-  }
   const write = options.write ?? ((line: string) => console.log(line));
-  if (values.help) {
-    write(INFO_USAGE);
+  const parsed = parseCommand(INFO_COMMAND, args);
+  if (parsed === "help") {
+    write(helpText(INFO_COMMAND));
     return 0;
   }
+  const { values } = parsed;
   let group: number | string | undefined;
   if (values.group !== undefined) {
     group = /^\d+$/.test(values.group) ? Number(values.group) : values.group;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { escapeControl } from "../migration/peer_text.ts";
 import { describeError, UsageError } from "./describe_error.ts";
 import { runDemo } from "./demo.ts";
 import { runInfo } from "./info.ts";
@@ -16,11 +17,12 @@ import { runReport } from "./report.ts";
 export const USAGE = `usage: deno run --allow-ffi --allow-read mod.ts <command> [options]
 commands:
   info [--container PATH] [--group N] [--json]   what the VFIO container reports
-  migrate --to ENDPOINT --ram SIZE [...]         live-migrate guest RAM (run with --help for flags)
+  migrate --to ENDPOINT --ram SIZE [...]         live-migrate guest RAM
   receive --from ENDPOINT --ram SIZE [...]       restore a migration and verify it
   report FILE [--svg OUT]                        print a migration report and chart it
   demo [...]                                     migrate between two local processes
-endpoints: tcp:HOST:PORT, unix:PATH, file:PATH`;
+endpoints: tcp:HOST:PORT, unix:PATH, file:PATH
+Every command takes --help: its flags, one line each, with their defaults.`;
 
 /**
  * Runs the CLI.
@@ -60,7 +62,8 @@ export async function main(args: string[]): Promise<number> {
         );
     }
   } catch (e) {
-    console.error(`deno-vmm: ${describeError(e)}`);
+    // One line whatever the error holds: a peer's text cannot forge more.
+    console.error(`deno-vmm: ${escapeControl(describeError(e))}`);
     return e instanceof UsageError ? 2 : 1;
   }
 }

@@ -5,12 +5,13 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
 import { MigrationFailure } from "../migration/precopy.ts";
 import type { MigrationReport } from "../migration/report.ts";
-import { migrateGuest } from "../migration/source.ts";
+import { DEFAULT_PEER_TIMEOUT_MS, migrateGuest } from "../migration/source.ts";
+import { checkHostCapacity } from "../memory/host_capacity.ts";
+import { peerText } from "../migration/peer_text.ts";
 import { WorkerWorkload } from "../migration/worker_workload.ts";
 import { parseEndpoint } from "../migration/endpoint.ts";
 import { guestAddress } from "../sys/address.ts";
@@ -19,13 +20,97 @@ import { VfioDeviceMigration } from "../vfio/device_migration.ts";
 import { iommuGroupDevices } from "../vfio/sysfs.ts";
 import { UsageError } from "./describe_error.ts";
 import { type FillPattern, fillRam } from "./fill.ts";
-import { parseChoice, parseInteger, parseRate, parseSize } from "./parse.ts";
+import { helpText, parseCommand } from "./flags.ts";
+import { parseChoice, parseInteger, parseRate, parseSeconds, parseSize } from "./parse.ts";
+import { ReportFile } from "./report_file.ts";
 import { Progress } from "./progress.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
 
-/** The usage text of `migrate`. */
-export const MIGRATE_USAGE =
-  "usage: mod.ts migrate --to tcp:HOST:PORT|unix:PATH|file:PATH --ram SIZE [--workload random|sequential|hotspot --dirty-rate RATE] [--group N] [--downtime-ms N] [--auto-converge] [--allow-imprecise-device-dirty] [--max-iterations N] [--max-seconds N] [--max-bandwidth RATE] [--fill random|zero|half|untouched] [--seed N] [--report FILE]";
+/** The flags of `migrate`. */
+export const MIGRATE_COMMAND = {
+  name: "migrate",
+  summary:
+    "Live-migrate guest RAM (with a Worker writing it, and the real VFIO container when a group is named) to a destination started with `receive`.",
+  flags: {
+    to: {
+      type: "string",
+      value: "ENDPOINT",
+      help: "the destination: tcp:HOST:PORT, unix:PATH, or file:PATH to write (required)",
+    },
+    ram: { type: "string", value: "SIZE", help: "guest RAM, such as 256M or 1G (required)" },
+    fill: {
+      type: "string",
+      value: "random|zero|half|untouched",
+      help: "what the RAM holds before migration",
+      default: "random",
+    },
+    seed: {
+      type: "string",
+      value: "N",
+      help: "seed of the random fill and workload",
+      default: "1",
+    },
+    workload: {
+      type: "string",
+      value: "random|sequential|hotspot",
+      help: "a Worker that writes the RAM during pre-copy, as vCPUs would",
+    },
+    "dirty-rate": {
+      type: "string",
+      value: "RATE",
+      help: "how fast the workload writes, such as 32M (bytes/s; 0 = full speed)",
+      default: "0",
+    },
+    group: { type: "string", value: "N", help: "map the RAM into this VFIO group's container" },
+    "allow-imprecise-device-dirty": {
+      type: "boolean",
+      help:
+        "migrate although the container reports every mapped page dirty (resent at stop-and-copy)",
+    },
+    "downtime-ms": {
+      type: "string",
+      value: "N",
+      help: "stop and copy once the expected downtime is at most this",
+      default: "300",
+    },
+    "max-iterations": {
+      type: "string",
+      value: "N",
+      help: "fail after this many pre-copy iterations",
+      default: "30",
+    },
+    "max-seconds": {
+      type: "string",
+      value: "N",
+      help: "fail (resuming the guest) if the whole migration takes longer",
+      default: "120",
+    },
+    "auto-converge": {
+      type: "boolean",
+      help: "throttle the workload when it dirties faster than pages are sent",
+    },
+    "max-bandwidth": {
+      type: "string",
+      value: "RATE",
+      help: "cap the stream at this many bytes/s, such as 100M (at least 64K)",
+      default: "no cap",
+    },
+    "peer-timeout": {
+      type: "string",
+      value: "SECONDS",
+      help: "fail (resuming the guest) when the destination makes no progress for this long",
+      default: String(DEFAULT_PEER_TIMEOUT_MS / 1000),
+    },
+    report: { type: "string", value: "FILE", help: "write the JSON report here" },
+  },
+  notes: [
+    "Exit status: 0 when the destination verified an image equal to the source's, 1 on any",
+    "failure (the guest runs on), 2 for bad arguments.",
+  ],
+} as const;
+
+/** The smallest `--max-bandwidth`: below it a migration of any size cannot finish. */
+const MIN_BANDWIDTH = 64 * 1024;
 
 const MiB = 2 ** 20;
 
@@ -41,13 +126,21 @@ const MiB = 2 ** 20;
  * ```
  */
 export function summarize(r: MigrationReport): string {
+  const verified = r.result === "completed" && r.destinationDigest !== null &&
+    r.destinationDigest === r.sourceDigest;
   const lines = [
-    `migration ${r.result}: ${(r.ramBytes / MiB).toFixed(0)} MiB over ${r.transport}`,
+    `migration ${r.result}: ${(r.ramBytes / MiB).toFixed(0)} MiB over ${peerText(r.transport)}`,
     `  iterations ${r.iterations.length}, stream ${(r.totalBytes / MiB).toFixed(1)} MiB, image in ${
       r.imageMs === undefined ? "-" : `${r.imageMs.toFixed(0)} ms`
     }, throughput ${
       r.imageMs === undefined ? "-" : (r.ramBytes / 1e6 / (r.imageMs / 1000 || 1)).toFixed(0)
-    } MB/s; verified, total ${r.totalMs.toFixed(0)} ms`,
+    } MB/s; ${
+      verified
+        ? "verified"
+        : r.result === "completed"
+        ? "not verified (the destination is not live)"
+        : "not verified"
+    }, total ${r.totalMs.toFixed(0)} ms`,
     `  downtime ${r.downtimeMs === null ? "-" : `${r.downtimeMs.toFixed(0)} ms`} (expected ${
       r.expectedDowntimeMs === null ? "-" : `${r.expectedDowntimeMs.toFixed(0)} ms`
     }, limit ${r.policy.downtimeLimitMs} ms)`,
@@ -68,12 +161,12 @@ export function summarize(r: MigrationReport): string {
           ? "(destination not live: verify with receive)"
           : r.destinationDigest === r.sourceDigest
           ? "= destination"
-          : `≠ destination ${r.destinationDigest.slice(0, 16)}…`
+          : `≠ destination ${peerText(r.destinationDigest, { max: 16 })}`
       }`,
     );
   }
   if (r.peakRssBytes) lines.push(`  peak RSS ${(r.peakRssBytes / MiB).toFixed(0)} MiB`);
-  if (r.error) lines.push(`  error: ${r.error}`);
+  if (r.error) lines.push(`  error: ${peerText(r.error)}`);
   return lines.join("\n");
 }
 
@@ -90,33 +183,13 @@ export function summarize(r: MigrationReport): string {
  * ```
  */
 export async function runMigrate(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        to: { type: "string" },
-        ram: { type: "string" },
-        workload: { type: "string" },
-        "dirty-rate": { type: "string" },
-        group: { type: "string" },
-        "downtime-ms": { type: "string" },
-        "auto-converge": { type: "boolean", default: false },
-        "allow-imprecise-device-dirty": { type: "boolean", default: false },
-        "max-iterations": { type: "string" },
-        "max-seconds": { type: "string" },
-        "max-bandwidth": { type: "string" },
-        fill: { type: "string" },
-        seed: { type: "string" },
-        report: { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message} (${MIGRATE_USAGE})`);
+  const parsed = parseCommand(MIGRATE_COMMAND, args);
+  if (parsed === "help") {
+    console.log(helpText(MIGRATE_COMMAND));
+    return 0;
   }
-  if (values.to === undefined) throw new UsageError(`--to is required (${MIGRATE_USAGE})`);
+  const { values } = parsed;
+  if (values.to === undefined) throw new UsageError("--to is required (see --help)");
   try {
     parseEndpoint(values.to);
   } catch (e) {
@@ -146,10 +219,30 @@ export async function runMigrate(args: string[]): Promise<number> {
       : parseInteger("--max-seconds", values["max-seconds"], { min: 1 }) * 1000,
     autoConverge: values["auto-converge"],
   };
+  const maxBandwidth = values["max-bandwidth"] === undefined
+    ? undefined
+    : parseRate("--max-bandwidth", values["max-bandwidth"]) || undefined;
+  if (maxBandwidth !== undefined && maxBandwidth < MIN_BANDWIDTH) {
+    throw new UsageError(
+      `--max-bandwidth ${values["max-bandwidth"]} is ${maxBandwidth} bytes/s; the cap must be at ` +
+        `least 64K (at ${maxBandwidth} bytes/s, 1 GiB would take ${
+          (2 ** 30 / maxBandwidth / 86400).toFixed(0)
+        } days)`,
+    );
+  }
+  const peerTimeoutMs = values["peer-timeout"] === undefined
+    ? DEFAULT_PEER_TIMEOUT_MS
+    : parseSeconds("--peer-timeout", values["peer-timeout"]);
   const fill: FillPattern = values.fill === undefined
     ? "random"
     : parseChoice("--fill", values.fill, ["random", "zero", "half", "untouched"] as const);
   const seed = values.seed === undefined ? 1 : parseInteger("--seed", values.seed);
+  // Checked before any work: a bad path must not turn a migration into a failure.
+  using reportFile = values.report === undefined
+    ? undefined
+    : ReportFile.open("--report", values.report);
+  // Filling writes every page: more than the host can back fails here, in one line.
+  if (fill !== "untouched") checkHostCapacity(ram, { what: `--ram ${values.ram}` });
 
   const progress = new Progress();
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
@@ -205,9 +298,8 @@ export async function runMigrate(args: string[]): Promise<number> {
       vfio,
       devices,
       limits,
-      maxBandwidth: values["max-bandwidth"] === undefined
-        ? undefined
-        : parseRate("--max-bandwidth", values["max-bandwidth"]) || undefined,
+      maxBandwidth,
+      peerTimeoutMs,
       imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",
       onTracker: (chosen, rejected) =>
         progress.done(
@@ -242,8 +334,6 @@ export async function runMigrate(args: string[]): Promise<number> {
   }
   report.peakRssBytes = peakRssBytes();
   progress.done(summarize(report));
-  if (values.report !== undefined) {
-    Deno.writeTextFileSync(values.report, JSON.stringify(report, null, 2) + "\n");
-  }
+  reportFile?.write(JSON.stringify(report, null, 2) + "\n");
   return code;
 }

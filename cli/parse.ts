@@ -112,3 +112,35 @@ export function parseChoice<T extends string>(
   }
   return text as T;
 }
+
+/**
+ * Parses a duration in seconds (`10`, `0.5`).
+ *
+ * @param flag The flag, for the message.
+ * @param text The value.
+ * @param options `min` seconds (default: more than 0).
+ * @returns Milliseconds.
+ * @throws {UsageError} For anything else.
+ *
+ * @example
+ * ```ts
+ * import { parseSeconds } from "./parse.ts";
+ * console.log(parseSeconds("--idle-timeout", "2.5")); // 2500
+ * ```
+ */
+export function parseSeconds(
+  flag: string,
+  text: string | undefined,
+  options: { min?: number } = {},
+): number {
+  const v = /^\d+(?:\.\d+)?$/.test(text ?? "") ? Number(text) : NaN;
+  const min = options.min ?? 0;
+  if (!(v > 0 && v >= min && v <= 365 * 86400)) {
+    throw new UsageError(
+      `${flag} takes seconds${min > 0 ? ` (at least ${min})` : ""}, such as 10 or 0.5, not "${
+        text ?? ""
+      }"`,
+    );
+  }
+  return Math.round(v * 1000);
+}

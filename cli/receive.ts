@@ -5,20 +5,67 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { receiveGuest } from "../migration/destination.ts";
+import { formatBytes } from "../memory/host_capacity.ts";
+import {
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  defaultIdleTimeoutMs,
+  DestinationFailure,
+  receiveGuest,
+} from "../migration/destination.ts";
 import { formatEndpoint, parseEndpoint } from "../migration/endpoint.ts";
 import { listenEndpoint } from "../migration/open_endpoint.ts";
 import { guestAddress } from "../sys/address.ts";
-import { UsageError } from "./describe_error.ts";
-import { parseSize } from "./parse.ts";
-import { Progress } from "./progress.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
+import { UsageError } from "./describe_error.ts";
+import { helpText, parseCommand } from "./flags.ts";
+import { parseInteger, parseSeconds, parseSize } from "./parse.ts";
+import { Progress } from "./progress.ts";
+import { ReportFile } from "./report_file.ts";
+import { onTerminate } from "./terminate.ts";
 
-/** The usage text of `receive`. */
-export const RECEIVE_USAGE =
-  "usage: mod.ts receive --from tcp:HOST:PORT|unix:PATH|file:PATH --ram SIZE [--report FILE]";
+/** The flags of `receive`. */
+export const RECEIVE_COMMAND = {
+  name: "receive",
+  summary:
+    "Listen for one migration, restore it into fresh guest RAM, verify its digest, and only then report success.",
+  flags: {
+    from: {
+      type: "string",
+      value: "ENDPOINT",
+      help: "where to listen: tcp:HOST:PORT, unix:PATH, or file:PATH to read (required)",
+    },
+    ram: { type: "string", value: "SIZE", help: "guest RAM, equal to the source's (required)" },
+    report: { type: "string", value: "FILE", help: "write a JSON report here" },
+    "idle-timeout": {
+      type: "string",
+      value: "SECONDS",
+      help: "fail when the source sends nothing for this long",
+      default: "30 + 0.25 per GiB of RAM",
+    },
+    "header-timeout": {
+      type: "string",
+      value: "SECONDS",
+      help: "drop a connected peer that sends no valid stream header within this",
+      default: String(DEFAULT_HEADER_TIMEOUT_MS / 1000),
+    },
+    "max-attempts": {
+      type: "string",
+      value: "N",
+      help: "give up after this many peers fail before a valid header",
+      default: String(DEFAULT_MAX_ATTEMPTS),
+    },
+    "until-stdin-closes": {
+      type: "boolean",
+      help: "stop (discarding any image) when stdin reaches its end, as when a parent dies",
+    },
+  },
+  notes: [
+    "A peer that fails before a valid header is dropped and the next one is awaited; once a",
+    "source is in, any failure discards the image. Exit status: 0 verified, 1 failed, 2 usage.",
+  ],
+} as const;
 
 /** What `receive --report` writes. */
 export interface ReceiveReport {
@@ -26,6 +73,10 @@ export interface ReceiveReport {
   result: "completed" | "failed";
   /** Why it failed. */
   error?: string;
+  /** Whether the failure came after a source began writing RAM (the image was partial). */
+  imageTouched?: boolean;
+  /** The source's address, when known. */
+  peer?: string;
   /** The verified digest (hex). */
   digest?: string;
   /** Stream bytes. */
@@ -36,7 +87,7 @@ export interface ReceiveReport {
   zeroPages?: number;
   /** Iteration markers seen. */
   iterations?: number;
-  /** First byte to verification, ms. */
+  /** From the accepted header to verification, ms. */
   ms?: number;
   /** Device states received, by id, with their sizes. */
   deviceStates?: Record<string, number>;
@@ -48,8 +99,8 @@ export interface ReceiveReport {
  * Runs `receive`.
  *
  * @param args The arguments after `receive`.
- * @returns 0 once the image is verified; 1 when it was discarded.
- * @throws {UsageError} For bad arguments.
+ * @returns 0 once the image is verified; 1 when none was, or it was discarded.
+ * @throws {UsageError} For bad arguments, or a `--report` path that cannot be written.
  *
  * @example
  * ```ts ignore
@@ -57,18 +108,13 @@ export interface ReceiveReport {
  * ```
  */
 export async function runReceive(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: { from: { type: "string" }, ram: { type: "string" }, report: { type: "string" } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message} (${RECEIVE_USAGE})`);
+  const parsed = parseCommand(RECEIVE_COMMAND, args);
+  if (parsed === "help") {
+    console.log(helpText(RECEIVE_COMMAND));
+    return 0;
   }
-  if (values.from === undefined) throw new UsageError(`--from is required (${RECEIVE_USAGE})`);
+  const { values } = parsed;
+  if (values.from === undefined) throw new UsageError("--from is required (see --help)");
   let endpoint;
   try {
     endpoint = parseEndpoint(values.from);
@@ -77,25 +123,52 @@ export async function runReceive(args: string[]): Promise<number> {
   }
   const ram = parseSize("--ram", values.ram);
   if (ram % 4096 !== 0) throw new UsageError(`--ram ${values.ram} is not a multiple of 4 KiB`);
+  const idleTimeoutMs = values["idle-timeout"] === undefined
+    ? defaultIdleTimeoutMs(ram)
+    : parseSeconds("--idle-timeout", values["idle-timeout"]);
+  const headerTimeoutMs = values["header-timeout"] === undefined
+    ? DEFAULT_HEADER_TIMEOUT_MS
+    : parseSeconds("--header-timeout", values["header-timeout"]);
+  const maxAttempts = values["max-attempts"] === undefined
+    ? DEFAULT_MAX_ATTEMPTS
+    : parseInteger("--max-attempts", values["max-attempts"], { min: 1 });
+  using reportFile = values.report === undefined
+    ? undefined
+    : ReportFile.open("--report", values.report);
   const progress = new Progress();
-  // Pre-fault the RAM before the stream starts: first-touch faults would cap the restore.
+  // Pre-fault the RAM before the stream starts: first-touch faults would cap
+  // the restore. More than the host can back fails here, in one line.
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
     prefault: true,
   });
   const listener = listenEndpoint(endpoint);
-  progress.done(`listening on ${formatEndpoint(listener.endpoint)}`);
+  // A signal removes the socket file before the process goes.
+  using _closeOnSignal = onTerminate(() => listener.close());
+  const stop = new AbortController();
+  if (values["until-stdin-closes"]) void watchStdin(stop);
+  progress.done(
+    `listening on ${formatEndpoint(listener.endpoint)} (${
+      formatBytes(ram)
+    } of RAM; a source idle for ${idleTimeoutMs / 1000} s is dropped)`,
+  );
   let report: ReceiveReport;
   try {
     const got = await receiveGuest({
       memory,
       from: listener,
       zeroed: true, // fresh memory, only ever written by this stream
-      onAccepted: () => progress.update("receiving…"),
+      signal: stop.signal,
+      idleTimeoutMs,
+      headerTimeoutMs,
+      maxAttempts,
+      onAccepted: (peer) => progress.update(`receiving${peer ? ` from ${peer}` : ""}…`),
+      onRejected: (peer, reason) => progress.done(`dropped ${peer}: ${reason}`),
       onIteration: (n) => progress.update(`receiving: iteration ${n} done`),
     });
     const s = got.summary;
     report = {
       result: "completed",
+      peer: got.peer,
       digest: got.digest,
       bytes: s.bytes,
       pages: s.pages,
@@ -109,19 +182,38 @@ export async function runReceive(args: string[]): Promise<number> {
       ),
     };
     progress.done(
-      `received and verified ${(ram / 2 ** 20).toFixed(0)} MiB: ${s.iterations} iterations, ${
-        (s.bytes / 2 ** 20).toFixed(1)
-      } MiB of stream in ${got.ms.toFixed(0)} ms; digest ${got.digest.slice(0, 16)}…`,
+      `received and verified ${formatBytes(ram)}: ${s.iterations} iterations, ${
+        formatBytes(s.bytes)
+      } of stream in ${got.ms.toFixed(0)} ms; digest ${got.digest.slice(0, 16)}…`,
     );
   } catch (e) {
-    report = { result: "failed", error: e instanceof Error ? e.message : String(e) };
-    progress.done(`deno-vmm: ${report.error}; the partial image was discarded`);
+    const touched = e instanceof DestinationFailure && e.imageTouched;
+    report = {
+      result: "failed",
+      error: e instanceof Error ? e.message : String(e),
+      imageTouched: touched,
+    };
+    progress.done(
+      `deno-vmm: ${report.error}${touched ? "; the partial image was discarded" : ""}`,
+    );
   } finally {
     listener.close();
   }
   report.peakRssBytes = peakRssBytes();
-  if (values.report !== undefined) {
-    Deno.writeTextFileSync(values.report, JSON.stringify(report, null, 2) + "\n");
-  }
+  reportFile?.write(JSON.stringify(report, null, 2) + "\n");
   return report.result === "completed" ? 0 : 1;
+}
+
+// Aborts when stdin ends: a parent that started this process with a pipe
+// on stdin (as `demo` does) is gone once its end of the pipe closes.
+async function watchStdin(stop: AbortController): Promise<void> {
+  const buf = new Uint8Array(256);
+  try {
+    while ((await Deno.stdin.read(buf)) !== null) { /* discard */ }
+  } catch {
+    // A closed or unreadable stdin ends the wait too.
+  }
+  stop.abort(
+    new Deno.errors.Interrupted("stdin closed: the process that started this one is gone"),
+  );
 }

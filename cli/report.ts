@@ -4,21 +4,29 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { parseReport } from "../migration/report.ts";
 import { renderReportSvg } from "../migration/report_svg.ts";
 import { UsageError } from "./describe_error.ts";
+import { helpText, parseCommand } from "./flags.ts";
 import { summarize } from "./migrate.ts";
+import { ReportFile } from "./report_file.ts";
 
-/** The usage text of `report`. */
-export const REPORT_USAGE = "usage: mod.ts report FILE [--svg OUT]";
+/** The flags of `report`. */
+export const REPORT_COMMAND = {
+  name: "report",
+  summary: "Print a migration report written by `migrate --report`, and chart it as SVG.",
+  positionals: "FILE",
+  flags: {
+    svg: { type: "string", value: "OUT", help: "write the chart to this SVG file" },
+  },
+} as const;
 
 /**
  * Runs `report`.
  *
  * @param args The arguments after `report`.
  * @returns 0.
- * @throws {UsageError} For bad arguments.
+ * @throws {UsageError} For bad arguments, or an `--svg` path that cannot be written.
  * @throws {TypeError} For a file that is not a migration report.
  *
  * @example
@@ -27,21 +35,18 @@ export const REPORT_USAGE = "usage: mod.ts report FILE [--svg OUT]";
  * ```
  */
 export function runReport(args: string[]): number {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: { svg: { type: "string" } },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message} (${REPORT_USAGE})`);
+  const parsed = parseCommand(REPORT_COMMAND, args);
+  if (parsed === "help") {
+    console.log(helpText(REPORT_COMMAND));
+    return 0;
   }
   const [file, ...extra] = parsed.positionals;
   if (file === undefined || extra.length > 0) {
-    throw new UsageError(`name one report file (${REPORT_USAGE})`);
+    throw new UsageError("name one report file (see `mod.ts report --help`)");
   }
+  using svg = parsed.values.svg === undefined
+    ? undefined
+    : ReportFile.open("--svg", parsed.values.svg);
   let value: unknown;
   try {
     value = JSON.parse(Deno.readTextFileSync(file));
@@ -66,8 +71,8 @@ export function runReport(args: string[]): number {
       } ${String(r.throttle).padStart(9)}`,
     );
   }
-  if (parsed.values.svg !== undefined) {
-    Deno.writeTextFileSync(parsed.values.svg, renderReportSvg(report));
+  if (svg !== undefined) {
+    svg.write(renderReportSvg(report));
     console.log(`\nchart written to ${parsed.values.svg}`);
   }
   return 0;
