@@ -184,6 +184,7 @@ export async function runDemo(args: string[]): Promise<number> {
       values["dirty-rate"],
       "--report",
       `${dir}/src.json`,
+      "--until-stdin-closes",
     ];
     if (values["downtime-ms"] !== undefined) {
       sourceArgs.push(
@@ -198,7 +199,7 @@ export async function runDemo(args: string[]): Promise<number> {
     }
     const source = new Deno.Command(deno, {
       args: sourceArgs,
-      stdin: "null",
+      stdin: "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();

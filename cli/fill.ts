@@ -23,7 +23,7 @@ export type FillPattern = "random" | "zero" | "half" | "untouched";
  */
 export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed: number }): void {
   if (options.pattern === "untouched") return; // never written: zero, and not even allocated
-  const words = new Uint32Array(view.buffer, view.byteOffset, Math.floor(view.byteLength / 4));
+  const words = wordView(view);
   // Zero pages are written too, as a running guest's would be: reading a
   // never-touched page of shared memory would fault a fresh page in.
   if (options.pattern === "zero") {
@@ -45,4 +45,21 @@ export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed:
       words[i] = x;
     }
   }
+}
+
+/**
+ * The 32-bit words of a view, however large: its byte length divided by 4
+ * without 32-bit arithmetic (`>>> 2` wraps at 4 GiB).
+ *
+ * @param view A view whose offset is a multiple of 4.
+ * @returns The words over the same memory.
+ *
+ * @example
+ * ```ts
+ * import { wordView } from "./fill.ts";
+ * console.log(wordView(new Uint8Array(4096)).length); // 1024
+ * ```
+ */
+export function wordView(view: Uint8Array): Uint32Array {
+  return new Uint32Array(view.buffer, view.byteOffset, Math.floor(view.byteLength / 4));
 }

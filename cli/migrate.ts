@@ -11,7 +11,7 @@ import { MigrationFailure } from "../migration/precopy.ts";
 import type { MigrationReport } from "../migration/report.ts";
 import { DEFAULT_PEER_TIMEOUT_MS, migrateGuest } from "../migration/source.ts";
 import { checkHostCapacity } from "../memory/host_capacity.ts";
-import { peerText } from "../migration/peer_text.ts";
+import { escapeControl, peerText } from "../migration/peer_text.ts";
 import { WorkerWorkload } from "../migration/worker_workload.ts";
 import { parseEndpoint } from "../migration/endpoint.ts";
 import { guestAddress } from "../sys/address.ts";
@@ -23,6 +23,7 @@ import { type FillPattern, fillRam } from "./fill.ts";
 import { helpText, parseCommand } from "./flags.ts";
 import { parseChoice, parseInteger, parseRate, parseSeconds, parseSize } from "./parse.ts";
 import { ReportFile } from "./report_file.ts";
+import { abortWhenStdinCloses } from "./terminate.ts";
 import { Progress } from "./progress.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
 
@@ -102,6 +103,10 @@ export const MIGRATE_COMMAND = {
       default: String(DEFAULT_PEER_TIMEOUT_MS / 1000),
     },
     report: { type: "string", value: "FILE", help: "write the JSON report here" },
+    "until-stdin-closes": {
+      type: "boolean",
+      help: "fail (resuming the guest) when stdin reaches its end, as when a parent dies",
+    },
   },
   notes: [
     "Exit status: 0 when the destination verified an image equal to the source's, 1 on any",
@@ -166,7 +171,7 @@ export function summarize(r: MigrationReport): string {
     );
   }
   if (r.peakRssBytes) lines.push(`  peak RSS ${(r.peakRssBytes / MiB).toFixed(0)} MiB`);
-  if (r.error) lines.push(`  error: ${peerText(r.error)}`);
+  if (r.error) lines.push(`  error: ${escapeControl(r.error)}`);
   return lines.join("\n");
 }
 
@@ -244,6 +249,8 @@ export async function runMigrate(args: string[]): Promise<number> {
   // Filling writes every page: more than the host can back fails here, in one line.
   if (fill !== "untouched") checkHostCapacity(ram, { what: `--ram ${values.ram}` });
 
+  const stop = new AbortController();
+  if (values["until-stdin-closes"]) void abortWhenStdinCloses(stop);
   const progress = new Progress();
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
     backing: "memfd",
@@ -300,6 +307,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       limits,
       maxBandwidth,
       peerTimeoutMs,
+      signal: stop.signal,
       imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",
       onTracker: (chosen, rejected) =>
         progress.done(

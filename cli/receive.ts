@@ -23,7 +23,7 @@ import { helpText, parseCommand } from "./flags.ts";
 import { parseInteger, parseSeconds, parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
 import { ReportFile } from "./report_file.ts";
-import { onTerminate } from "./terminate.ts";
+import { abortWhenStdinCloses, onTerminate } from "./terminate.ts";
 
 /** The flags of `receive`. */
 export const RECEIVE_COMMAND = {
@@ -145,7 +145,7 @@ export async function runReceive(args: string[]): Promise<number> {
   // A signal removes the socket file before the process goes.
   using _closeOnSignal = onTerminate(() => listener.close());
   const stop = new AbortController();
-  if (values["until-stdin-closes"]) void watchStdin(stop);
+  if (values["until-stdin-closes"]) void abortWhenStdinCloses(stop);
   progress.done(
     `listening on ${formatEndpoint(listener.endpoint)} (${
       formatBytes(ram)
@@ -202,18 +202,4 @@ export async function runReceive(args: string[]): Promise<number> {
   report.peakRssBytes = peakRssBytes();
   reportFile?.write(JSON.stringify(report, null, 2) + "\n");
   return report.result === "completed" ? 0 : 1;
-}
-
-// Aborts when stdin ends: a parent that started this process with a pipe
-// on stdin (as `demo` does) is gone once its end of the pipe closes.
-async function watchStdin(stop: AbortController): Promise<void> {
-  const buf = new Uint8Array(256);
-  try {
-    while ((await Deno.stdin.read(buf)) !== null) { /* discard */ }
-  } catch {
-    // A closed or unreadable stdin ends the wait too.
-  }
-  stop.abort(
-    new Deno.errors.Interrupted("stdin closed: the process that started this one is gone"),
-  );
 }

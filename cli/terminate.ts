@@ -50,3 +50,29 @@ export function onTerminate(cleanup: () => void | Promise<void>): Disposable {
     },
   };
 }
+
+/**
+ * Aborts `stop` when stdin reaches its end: a parent that started this
+ * process with a pipe on stdin (as `demo` does) is gone once its end of the
+ * pipe closes, even if it was killed with SIGKILL.
+ *
+ * @param stop The controller to abort.
+ * @returns Once stdin has ended and `stop` is aborted.
+ *
+ * @example
+ * ```ts ignore
+ * const stop = new AbortController();
+ * void abortWhenStdinCloses(stop);
+ * ```
+ */
+export async function abortWhenStdinCloses(stop: AbortController): Promise<void> {
+  const buf = new Uint8Array(256);
+  try {
+    while ((await Deno.stdin.read(buf)) !== null) { /* discard */ }
+  } catch {
+    // A closed or unreadable stdin ends the wait too.
+  }
+  stop.abort(
+    new Deno.errors.Interrupted("stdin closed: the process that started this one is gone"),
+  );
+}

@@ -204,3 +204,26 @@ Deno.test("GuestMemory.observeWrites() sees API writes and views, not reads", ()
   mem.view(g(0x2000n), 8);
   assert.deepEqual(seen, [[0, Number(MiB) - 2, 2], [1, 0, 2], [2, 0, 2], [0, 0x2000, 8]]);
 });
+
+Deno.test("GuestMemory.create() refuses to prefault more than the host can back, in one line", () => {
+  assert.throws(
+    () => GuestMemory.create([{ gpa: g(0n), size: 1n << 40n }], { prefault: true }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /^Cannot back the guest RAM to prefault \(1 TiB\): this machine can populate [\d.]+ [KMGT]iB now \((MemAvailable in \/proc\/meminfo|\/sys\/fs\/cgroup.*memory\.max)\)/
+        .test(e.message),
+  );
+});
+
+Deno.test("GuestMemory.create() names the limits when the kernel refuses a mapping with ENOMEM", () => {
+  // 200 TiB is beyond x86_64's 128 TiB of user address space.
+  assert.throws(
+    () => GuestMemory.create([{ gpa: g(0n), size: 200n << 40n }]),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message.startsWith(
+        'Cannot map region "ram0" (204800 GiB at GPA 0x0): mmap failed: ENOMEM (12): ',
+      ) &&
+      e.message.includes("128 TiB"),
+  );
+});

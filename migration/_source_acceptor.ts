@@ -64,10 +64,12 @@ export async function acceptSource<T>(
         case "accept-failed": {
           if (failures === 0) throw outcome.error;
           // Stopped while peers were being dropped: say what the last one did.
-          const why = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+          const why = outcome.error instanceof Error
+            ? outcome.error.message
+            : String(outcome.error);
           throw new MigrationError(
             "destination",
-            `${why} (${failures} peers were dropped before a valid header; the last: ${
+            `${why} (${peers(failures)} dropped before a valid header; the last: ${
               peerText(lastReason, { max: 200 })
             })`,
             { cause: outcome.error },
@@ -125,7 +127,7 @@ export async function acceptSource<T>(
           if (failures >= policy.maxAttempts) {
             throw new MigrationError(
               "destination",
-              `Gave up after ${failures} peers failed before sending a valid stream header ` +
+              `Gave up after ${peers(failures)} failed before sending a valid stream header ` +
                 `(the last: ${peerText(lastReason, { max: 200 })})`,
             );
           }
@@ -141,4 +143,8 @@ export async function acceptSource<T>(
     for (const channel of pending.keys()) channel.close();
     await Promise.allSettled([accepting, ...pending.values(), ...refusing]);
   }
+}
+
+function peers(n: number): string {
+  return n === 1 ? "1 peer" : `${n} peers`;
 }

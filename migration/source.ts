@@ -59,6 +59,11 @@ export interface MigrateGuestOptions {
    * GiB of RAM, for its digest.
    */
   peerTimeoutMs?: number;
+  /**
+   * Aborting fails the migration at once: the transport closes, the
+   * workload is resumed, and the failure names the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 /** How long the source waits on a destination that makes no progress: 10 s. */
@@ -89,15 +94,15 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   const timer = setTimeout(
     () =>
       deadline.abort(
-        new MigrationError(
-          "deadline",
-          `Cannot migrate: the migration did not complete within its limit of ${
-            limits.maxTotalMs / 1000
-          } s`,
+        new Deno.errors.TimedOut(
+          `the migration did not complete within its limit of ${limits.maxTotalMs / 1000} s`,
         ),
       ),
     limits.maxTotalMs - (performance.now() - startedAt),
   );
+  const stopOnAbort = () => deadline.abort(options.signal!.reason);
+  if (options.signal?.aborted) stopOnAbort();
+  options.signal?.addEventListener("abort", stopOnAbort, { once: true });
   const selection = selectDirtyTracker(memory);
   options.onTracker?.(
     selection.chosen,
@@ -175,7 +180,9 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     });
   } catch (e) {
     if (e instanceof MigrationFailure) {
-      throw channel !== undefined && endpoint.transport !== "file" ? await withRefusal(e, channel) : e;
+      throw channel !== undefined && endpoint.transport !== "file"
+        ? await withRefusal(e, channel)
+        : e;
     }
     const err = e instanceof MigrationError
       ? e
@@ -186,6 +193,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     throw new MigrationFailure(err, failedReport(options, err));
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener("abort", stopOnAbort);
     channel?.close();
     selection.tracker[Symbol.dispose]();
   }

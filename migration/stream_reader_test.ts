@@ -360,3 +360,48 @@ Deno.test("receiveStream() rejects a stream cut inside a large RAM run read in p
   assert.ok(err instanceof StreamError, String(err));
   assertError(err, cut, /^Stream truncated in a RAM run: 748576 more bytes expected$/);
 });
+
+Deno.test("receiveStream() bounds a flood of empty device states by count and overhead", async () => {
+  const empty = section(SectionType.DEVICE_STATE, 1n, 1n, new TextEncoder().encode("d"));
+  assert.equal(empty.length, 33);
+  const flood = concat(HEADER, ...Array.from({ length: 5000 }, () => empty));
+  const receive = (options: Record<string, number>) =>
+    receiveStream(new MemorySource(flood, 65536), arrayRam(LAYOUT), {
+      digest: sha256Ram,
+      devices: ["d"],
+      ...options,
+    }).catch((e) => e);
+  assertError(
+    await receive({}),
+    H + 1024 * 33,
+    /^More than 1024 device-state sections for device "d"$/,
+  );
+  assertError(
+    await receive({ maxDeviceStateChunksPerDevice: 10_000, maxDeviceStateChunks: 100 }),
+    H + 100 * 33,
+    /^More than 100 device-state sections$/,
+  );
+  // Each empty state costs its id and 64 bytes: 650 bytes hold 10 of them.
+  assertError(
+    await receive({ maxDeviceStateChunksPerDevice: 10_000, maxDeviceStateBytes: 650 }),
+    H + 10 * 33,
+    /^Device state section of 1 bytes exceeds the remaining device-state limit of 0 bytes \(650 in all\)$/,
+  );
+});
+
+Deno.test("receiveStream() refuses a device it does not have at its first section, its id escaped", async () => {
+  const id = new TextEncoder().encode("x\n\x1b[2Jmigration completed: fake");
+  const bytes = concat(
+    HEADER,
+    section(SectionType.DEVICE_STATE, BigInt(id.length), BigInt(id.length), id),
+  );
+  const err = await receiveStream(new MemorySource(bytes), arrayRam(LAYOUT), {
+    digest: sha256Ram,
+  }).catch((e) => e);
+  assertError(
+    err,
+    H,
+    /^Device state for device "x\\n\\x1b\[2Jmigration completed: fake", which this destination does not have \(it restores no devices\)$/,
+  );
+  assert.ok(![...err.message].some((c) => c.charCodeAt(0) < 0x20), "no control character");
+});

@@ -249,7 +249,9 @@ export class StreamChannel implements StreamSink, StreamSource, Disposable {
 
   #check(): void {
     if (this.#pending === 0 || performance.now() - this.#lastProgress < this.#timeoutMs) return;
-    const who = this.#peer === undefined ? this.#label : `${this.#label} (peer ${this.#peer})`;
+    const who = this.#peer === undefined || this.#label.endsWith(this.#peer)
+      ? this.#label
+      : `${this.#label} (peer ${this.#peer})`;
     this.abort(
       new Deno.errors.TimedOut(
         `No progress on ${who} for ${fmtSeconds(this.#timeoutMs)}: the peer stopped ${

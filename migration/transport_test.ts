@@ -176,3 +176,76 @@ Deno.test("StreamWriter.writeRamRun() waits while a slow TCP reader does not rea
   while (read < w.bytesWritten) read += (await source.read(buf))!;
   assert.equal(read, w.bytesWritten);
 });
+
+/** Has a child process listen on `path` and SIGKILLs it: the socket file stays, nobody listens. */
+async function leaveStaleSocket(path: string): Promise<void> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `Deno.listen({ transport: "unix", path: ${JSON.stringify(path)} }); console.log("up");` +
+      "setInterval(() => {}, 60_000);",
+    ],
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  await reader.read(); // "up": the socket file exists
+  reader.releaseLock();
+  child.kill("SIGKILL");
+  await child.status;
+  await child.stdout.cancel();
+}
+
+Deno.test("listenEndpoint() replaces a stale unix socket and refuses a live one or another file", async () => {
+  await inTempDir(async (dir) => {
+    const path = `${dir}/mig.sock`;
+    // A socket file whose listener is gone, as a killed destination leaves it.
+    await leaveStaleSocket(path);
+    assert.equal((await Deno.lstat(path)).isSocket, true, "the stale socket file is there");
+    {
+      using listener = listenEndpoint(`unix:${path}`);
+      const accepted = listener.accept();
+      using _c = await connectEndpoint(`unix:${path}`);
+      using _a = await accepted;
+    }
+    using live = listenEndpoint(`unix:${path}`);
+    assert.throws(
+      () => listenEndpoint(`unix:${path}`),
+      (e: Error) =>
+        e instanceof Deno.errors.AddrInUse &&
+        e.message === `Cannot listen on unix:${path}: another process is listening on ${path}`,
+    );
+    live.close();
+    await Deno.writeTextFile(path, "not a socket");
+    assert.throws(
+      () => listenEndpoint(`unix:${path}`),
+      (e: Error) =>
+        e instanceof Deno.errors.AlreadyExists &&
+        e.message.startsWith(`Cannot listen on unix:${path}: ${path} exists and is not a socket`),
+    );
+    assert.equal(await Deno.readTextFile(path), "not a socket", "the file is left alone");
+  });
+});
+
+Deno.test("connectEndpoint() and listenEndpoint() errors name the endpoint", async () => {
+  using taken = listenEndpoint("tcp:127.0.0.1:0");
+  const port = taken.endpoint.transport === "tcp" ? taken.endpoint.port : 0;
+  assert.throws(
+    () => listenEndpoint(`tcp:127.0.0.1:${port}`),
+    (e: Error) =>
+      e instanceof Deno.errors.AddrInUse &&
+      e.message.startsWith(`Cannot listen on tcp:127.0.0.1:${port}: Address already in use`),
+  );
+  taken.close();
+  await assert.rejects(
+    connectEndpoint(`tcp:127.0.0.1:${port}`),
+    (e: Error) =>
+      e instanceof Deno.errors.ConnectionRefused &&
+      e.message.startsWith(`Cannot connect to tcp:127.0.0.1:${port}: Connection refused`),
+  );
+  await assert.rejects(
+    listenEndpoint("file:/nonexistent/dir/x.mig").accept(),
+    (e: Error) =>
+      e instanceof Deno.errors.NotFound &&
+      e.message.startsWith("Cannot open file:/nonexistent/dir/x.mig: No such file"),
+  );
+});

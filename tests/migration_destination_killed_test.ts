@@ -11,131 +11,15 @@ import { MigrationFailure } from "../migration/precopy.ts";
 import { migrateGuest } from "../migration/source.ts";
 import { WorkerWorkload } from "../migration/worker_workload.ts";
 import { guestAddress } from "../sys/address.ts";
+import { type Cli, openFds, startCli, until, within } from "./_support.ts";
 
 const GiB = 2 ** 30;
 const PAGE = 4096;
-const MOD = new URL("../mod.ts", import.meta.url).pathname;
-const PERMISSIONS = [
-  "--allow-ffi",
-  "--allow-read",
-  "--allow-write",
-  "--allow-net",
-  "--allow-env",
-];
 
-/**
- * What this process's descriptors point at (libc ones too, which the resource
- * sanitizer cannot see), leaving out the eventfd/epoll pair a terminated
- * Worker's runtime keeps until Deno reaps it.
- */
-function openFds(): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    let target: string;
-    try {
-      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
-    } catch {
-      continue; // the descriptor readDirSync itself used
-    }
-    if (target === "anon_inode:[eventfd]" || target === "anon_inode:[eventpoll]") continue;
-    out.push(`${e.name} -> ${target}`);
-  }
-  return out.sort();
-}
-
-/** `promise`, or `"timeout"` if it has not settled after `ms` (its rejection is passed on). */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!cond() && performance.now() < end) await new Promise((r) => setTimeout(r, 10));
-  return cond();
-}
-
-/** A `receive` process and its stderr, line by line. */
-interface Destination {
-  child: Deno.ChildProcess;
-  stderr: string[];
-  drained: Promise<unknown>;
-  endpoint: string;
-}
-
-async function startDestination(report: string): Promise<Destination> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...PERMISSIONS,
-      MOD,
-      "receive",
-      "--from",
-      "tcp:127.0.0.1:0",
-      "--ram",
-      "1G",
-      "--report",
-      report,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr: string[] = [];
-  let listening!: (endpoint: string) => void;
-  const endpoint = new Promise<string>((resolve) => listening = resolve);
-  const drained = Promise.all([
-    new Response(child.stdout).text(),
-    (async () => {
-      let rest = "";
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        const lines = (rest + chunk).split("\n");
-        rest = lines.pop()!;
-        for (const l of lines) {
-          stderr.push(l);
-          const m = /^listening on (tcp:\S+)/.exec(l);
-          if (m) listening(m[1]);
-        }
-      }
-      if (rest) stderr.push(rest);
-    })(),
-  ]);
-  const dst: Destination = { child, stderr, drained, endpoint: "" };
-  const first = await within(
-    Promise.race([endpoint, child.status.then((s) => ({ exited: s }))]),
-    30_000,
-  );
-  if (typeof first === "string" && first !== "timeout") {
-    dst.endpoint = first;
-    return dst;
-  }
-  await stopDestination(dst);
-  return assert.fail(
-    first === "timeout"
-      ? `The destination did not listen within 30 s:\n${stderr.join("\n")}`
-      : `The destination exited (${first.exited.code}) before listening:\n${stderr.join("\n")}`,
-  );
-}
-
-/** Kills the destination if it still runs, and reaps it. */
-async function stopDestination(dst: Destination): Promise<Deno.CommandStatus> {
-  try {
-    dst.child.kill("SIGKILL");
-  } catch {
-    // Already exited.
-  }
-  const status = await dst.child.status;
-  await dst.drained;
-  return status;
+async function startDestination(report: string): Promise<Cli> {
+  const dst = startCli(["receive", "--from", "tcp:127.0.0.1:0", "--ram", "1G", "--report", report]);
+  await dst.line(/^listening on (tcp:\S+)/);
+  return dst;
 }
 
 interface Outcome {
@@ -156,13 +40,14 @@ async function migrateAndKill(
   workload?: WorkerWorkload,
 ): Promise<Outcome> {
   const report = `${dir}/dst.json`;
-  const dst = await startDestination(report);
-  try {
+  await using dst = await startDestination(report);
+  const endpoint = (await dst.line(/^listening on (tcp:\S+)/))[1];
+  {
     let killedAfterIteration = -1;
     const t0 = performance.now();
     const migration = migrateGuest({
       memory,
-      to: dst.endpoint,
+      to: endpoint,
       workload,
       limits: { downtimeLimitMs: 1, maxIterations: 1000 },
       onProgress: (p) => {
@@ -175,7 +60,7 @@ async function migrateAndKill(
     const settled = await within(migration.then((r) => ({ resolved: r }), (e) => ({ e })), 120_000);
     if (settled === "timeout") {
       // Killing the destination ends the stream, so the migration settles.
-      await stopDestination(dst);
+      await dst[Symbol.asyncDispose]();
       await migration.catch(() => {});
       assert.fail("migrateGuest() did not settle within 120 s");
     }
@@ -192,21 +77,17 @@ async function migrateAndKill(
       failure instanceof MigrationFailure,
       `migrateGuest() rejects with a MigrationFailure, not ${failure}`,
     );
-    const status = await within(dst.child.status, 10_000);
-    assert.notEqual(status, "timeout", "the destination exits once killed");
-    await dst.drained;
+    const status = await dst.exit(10_000);
     // The report file is opened before the stream starts (so a bad path fails
     // early); killed, the destination never wrote a report into it.
     assert.equal(await Deno.readTextFile(report), "", "the destination never reports");
     return {
       failure,
       killedAfterIteration,
-      destination: status as Deno.CommandStatus,
+      destination: status,
       stderr: dst.stderr,
       ms,
     };
-  } finally {
-    await stopDestination(dst);
   }
 }
 

@@ -239,4 +239,9 @@ Deno.test("runMigrationScenario() rejects a destination whose RAM layout differs
   assert.equal(r.destination.ok, false);
   assert.match(r.destination.error!, /layout|region/i);
   assert.equal(r.report.result, "failed", "the source hears the destination refuse");
+  // Not a bare broken pipe: the destination said why before closing.
+  assert.match(
+    r.report.error!,
+    /^Destination refused the stream: Refused: Cannot receive migration stream at offset 24: Layout mismatch: region 0 is 0x4000000 bytes at GPA 0x0 in the stream, 0x2000000 at 0x0 here$/,
+  );
 });
