@@ -74,7 +74,11 @@ export class IommufdIoas implements Disposable {
    * @throws {RangeError} For a size of 0 or misalignment, before the ioctl.
    * @throws {IoctlError} `EEXIST` on overlap, `ENOENT` outside the allowed IOVAs.
    */
-  map(iova: Iova, host: { vaddr: HostAddress; size: bigint }, options: { readonly?: boolean } = {}): DmaMapping {
+  map(
+    iova: Iova,
+    host: { vaddr: HostAddress; size: bigint },
+    options: { readonly?: boolean } = {},
+  ): DmaMapping {
     const fd = this.#fd("map into an IOAS");
     checkIovaRange({ what: "map into an IOAS", page: BigInt(HOST_PAGE_SIZE), ranges: [] }, {
       iova,

@@ -251,7 +251,11 @@ export class Iommufd implements Disposable {
       }
       throw e;
     }
-    return new HwPagetable(this, { id: decodeHwptAllocId(buf), ioasId: ptId, dirtyTracking: dirty });
+    return new HwPagetable(this, {
+      id: decodeHwptAllocId(buf),
+      ioasId: ptId,
+      dirtyTracking: dirty,
+    });
   }
 
   /**

@@ -102,7 +102,9 @@ export function codename(): string {
   const text = readText("/etc/os-release") ?? "";
   const name = /^VERSION_CODENAME=["']?([\w-]+)/m.exec(text)?.[1];
   if (name === undefined) {
-    throw new HarnessError("Cannot tell the Debian codename: no VERSION_CODENAME in /etc/os-release");
+    throw new HarnessError(
+      "Cannot tell the Debian codename: no VERSION_CODENAME in /etc/os-release",
+    );
   }
   return name;
 }

@@ -75,7 +75,9 @@ export function cacheRoot(): string {
   const xdg = Deno.env.get("XDG_CACHE_HOME");
   if (xdg) return `${xdg}/deno-vmm`;
   const home = Deno.env.get("HOME");
-  if (!home) throw new HarnessError("Cannot place the kernel cache: neither XDG_CACHE_HOME nor HOME is set");
+  if (!home) {
+    throw new HarnessError("Cannot place the kernel cache: neither XDG_CACHE_HOME nor HOME is set");
+  }
   return `${home}/.cache/deno-vmm`;
 }
 
@@ -170,7 +172,9 @@ async function unpack(deb: string, srcDir: string, progress: Progress): Promise<
     await exec(["tar", "-xJf", `${tmp}/usr/src/${tarball}`, "-C", srcDir, "--strip-components=1"], {
       timeoutMs: 900_000,
     });
-    if (!exists(`${srcDir}/Makefile`)) throw new HarnessError(`Cannot find a kernel tree in ${deb}`);
+    if (!exists(`${srcDir}/Makefile`)) {
+      throw new HarnessError(`Cannot find a kernel tree in ${deb}`);
+    }
     await Deno.writeTextFile(`${srcDir}/${UNPACKED}`, `${deb}\n`);
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -180,7 +184,15 @@ async function unpack(deb: string, srcDir: string, progress: Progress): Promise<
 async function configure(srcDir: string, buildDir: string, fragment: string): Promise<void> {
   const frag = `${buildDir}/deno-vmm.config`;
   await Deno.writeTextFile(frag, fragment);
-  await exec(["make", "-s", "-C", srcDir, `O=${buildDir}`, `KCONFIG_ALLCONFIG=${frag}`, "allnoconfig"], {
+  await exec([
+    "make",
+    "-s",
+    "-C",
+    srcDir,
+    `O=${buildDir}`,
+    `KCONFIG_ALLCONFIG=${frag}`,
+    "allnoconfig",
+  ], {
     timeoutMs: 300_000,
   });
   const config = new Set((await Deno.readTextFile(`${buildDir}/.config`)).split("\n"));
@@ -249,13 +261,27 @@ export async function ensureCustomKernel(
     const buildDir = `${root}/${name}`;
     await Deno.remove(buildDir, { recursive: true }).catch(() => {});
     await Deno.mkdir(buildDir, { recursive: true });
-    progress.step(`configuring linux ${version} (allnoconfig + ${CONFIG_FRAGMENT.pathname.split("/").pop()})`);
+    progress.step(
+      `configuring linux ${version} (allnoconfig + ${CONFIG_FRAGMENT.pathname.split("/").pop()})`,
+    );
     await configure(srcDir, buildDir, fragment);
     const jobs = Math.max(1, navigator.hardwareConcurrency || 1);
     progress.step(`building linux ${version} with nice -n 19 make -j${jobs} (cold: minutes)`);
     const started = performance.now();
     await exec(
-      ["nice", "-n", "19", "make", "-s", "-C", srcDir, `O=${buildDir}`, `-j${jobs}`, "bzImage", "modules"],
+      [
+        "nice",
+        "-n",
+        "19",
+        "make",
+        "-s",
+        "-C",
+        srcDir,
+        `O=${buildDir}`,
+        `-j${jobs}`,
+        "bzImage",
+        "modules",
+      ],
       { timeoutMs: 5_400_000, inherit: true },
     );
     const seconds = (performance.now() - started) / 1000;

@@ -78,7 +78,9 @@ export function profilesOf(text: string, path: string): string[] {
   for (const name of names) {
     if (!PROFILES.some((p) => p.name === name)) {
       throw new HarnessError(
-        `Unknown kernel profile '${name}' in ${path} (known: ${PROFILES.map((p) => p.name).join(", ")})`,
+        `Unknown kernel profile '${name}' in ${path} (known: ${
+          PROFILES.map((p) => p.name).join(", ")
+        })`,
       );
     }
   }

@@ -40,7 +40,9 @@ function view(buf: Uint8Array): DataView {
  * console.log(encodeHwInfo({ devId: 1, dataLen: 0, dataUptr: 0n }).byteLength); // 40
  * ```
  */
-export function encodeHwInfo(request: { devId: number; dataLen: number; dataUptr: bigint }): Uint8Array {
+export function encodeHwInfo(
+  request: { devId: number; dataLen: number; dataUptr: bigint },
+): Uint8Array {
   const { buf, v } = sized(IOMMU_HW_INFO_SIZE);
   v.setUint32(8, request.devId, true);
   v.setUint32(12, request.dataLen, true);
@@ -94,7 +96,11 @@ export interface HwInfoVtd {
  */
 export function decodeHwInfoVtd(buf: Uint8Array): HwInfoVtd {
   const v = view(buf);
-  return { flags: v.getUint32(0, true), capReg: v.getBigUint64(8, true), ecapReg: v.getBigUint64(16, true) };
+  return {
+    flags: v.getUint32(0, true),
+    capReg: v.getBigUint64(8, true),
+    ecapReg: v.getBigUint64(16, true),
+  };
 }
 
 /** The inputs of `struct iommu_hwpt_alloc`. */

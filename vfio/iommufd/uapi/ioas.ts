@@ -136,7 +136,9 @@ export function decodeIoasMap(buf: Uint8Array): IoasMap {
  * console.log(decodeIoasUnmapLength(encodeIoasUnmap({ ioasId: 2, iova: 0n, length: 4096n }))); // 4096n
  * ```
  */
-export function encodeIoasUnmap(unmap: { ioasId: number; iova: bigint; length: bigint }): Uint8Array {
+export function encodeIoasUnmap(
+  unmap: { ioasId: number; iova: bigint; length: bigint },
+): Uint8Array {
   const { buf, v } = sized(IOMMU_IOAS_UNMAP_SIZE);
   v.setUint32(4, unmap.ioasId, true);
   v.setBigUint64(8, unmap.iova, true);
