@@ -16,6 +16,8 @@ interface Outcome {
 
 // deno test's closing line: "ok | 12 passed (3 steps) | 0 failed (1s)".
 const SUMMARY = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/;
+// The kernel harness's total over every guest it booted: "kernel: 30 passed, 0 failed".
+const KERNEL_TOTAL = /^kernel: (\d+) passed, (\d+) failed$/;
 
 async function run(label: string, cmd: string[]): Promise<Outcome> {
   console.error(`\n== ${label}: ${cmd.join(" ")}`);
@@ -27,6 +29,7 @@ async function run(label: string, cmd: string[]): Promise<Outcome> {
     env: { NO_COLOR: "1" },
   }).spawn();
   let last: RegExpExecArray | null = null;
+  let total: RegExpExecArray | null = null;
   let tail = "";
   const decoder = new TextDecoder();
   for await (const chunk of child.stdout) {
@@ -34,9 +37,14 @@ async function run(label: string, cmd: string[]): Promise<Outcome> {
     tail += decoder.decode(chunk, { stream: true });
     const lines = tail.split("\n");
     tail = lines.pop() ?? "";
-    for (const line of lines) last = SUMMARY.exec(line) ?? last;
+    for (const line of lines) {
+      last = SUMMARY.exec(line) ?? last;
+      total = KERNEL_TOTAL.exec(line) ?? total;
+    }
   }
   last = SUMMARY.exec(tail) ?? last;
+  total = KERNEL_TOTAL.exec(tail) ?? total;
+  if (total !== null) last = total; // several guests: their sum, not the last one's line
   const { code } = await child.status;
   if (last === null) {
     console.error(`== ${label}: no test summary (exit ${code}); counted as one failure`);

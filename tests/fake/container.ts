@@ -85,7 +85,7 @@ export class FakeContainer {
       fail(EINVAL);
     }
     const iommu = new Type1Iommu(this.config, n !== VFIO_TYPE1_IOMMU);
-    for (const g of this.groups) iommu.attachGroup(g.id);
+    for (const g of this.groups) iommu.attachGroup(g.id, g.emulated);
     this.iommu = iommu;
     return 0;
   }
@@ -96,7 +96,7 @@ export class FakeContainer {
    * @param group The group.
    */
   attach(group: FakeGroup): void {
-    this.iommu?.attachGroup(group.id);
+    this.iommu?.attachGroup(group.id, group.emulated);
     this.groups.add(group);
   }
 

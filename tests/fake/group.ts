@@ -52,16 +52,20 @@ export class FakeGroup {
   deviceFds = 0;
   /** The container, when set. */
   container: FakeContainer | null = null;
+  /** An emulated IOMMU group (an mdev's): no IOMMU domain, pinned dirty scope. */
+  readonly emulated: boolean;
 
   /**
    * Creates a group.
    *
    * @param id The group number.
    * @param viable Viability.
+   * @param emulated Whether it is an emulated IOMMU group.
    */
-  constructor(id: number, viable: boolean) {
+  constructor(id: number, viable: boolean, emulated = false) {
     this.id = id;
     this.viable = viable;
+    this.emulated = emulated;
   }
 
   /** The group file is open (its fd, or a device fd holding it). */

@@ -28,6 +28,13 @@ export interface FakeDeviceOptions {
    * every feature is `ENOTTY` (vfio-pci without `mig_ops` / `log_ops`).
    */
   readonly features?: DeviceFeatureHandler;
+  /**
+   * What the device is: `"edu"` (default), QEMU's edu on vfio-pci, or
+   * `"pintest"`, the test mdev of `tests/kernel/modules/pintest/` (an
+   * emulated-IOMMU device that pins and DMA-writes pages on request; its
+   * group is in type1's pinned dirty scope from the moment it attaches).
+   */
+  readonly model?: "edu" | "pintest";
 }
 
 /** One fake IOMMU group. */
@@ -69,6 +76,12 @@ export interface FakeKernelOptions {
    * DMA_AVAIL then IOVA_RANGE, each 8-byte aligned.
    */
   readonly iommufdCompat?: boolean;
+  /**
+   * Pad each `VFIO_IOMMU_GET_INFO` capability to 8 bytes, as 6.12's
+   * `vfio_info_cap_add` does (`ALIGN(size, sizeof(u64))`). Default false:
+   * 6.1 packs them back to back.
+   */
+  readonly alignInfoCaps?: boolean;
   /** `VFIO_CHECK_EXTENSION` answers that override the defaults, by extension number. */
   readonly extensions?: Readonly<Record<number, number>>;
   /** Paths whose `open` fails with `EACCES`. */
@@ -94,6 +107,8 @@ export interface Type1Config {
     | null;
   /** iommufd compat container. */
   readonly iommufdCompat: boolean;
+  /** Info capabilities padded to 8 bytes (6.12). */
+  readonly alignInfoCaps: boolean;
   /** MAP_DMA checks `vaddr`. */
   readonly verifyVaddr: boolean;
   /** `VFIO_CHECK_EXTENSION` answers by extension number, with an IOMMU set. */
@@ -152,6 +167,7 @@ export function resolveType1Config(options: FakeKernelOptions): Type1Config {
       maxDirtyBitmapSize: mig.maxDirtyBitmapSize ?? DIRTY_BITMAP_SIZE_MAX,
     },
     iommufdCompat: compat,
+    alignInfoCaps: options.alignInfoCaps ?? false,
     verifyVaddr: options.verifyVaddr ?? true,
     extensions,
   };

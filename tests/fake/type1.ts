@@ -48,6 +48,8 @@ export interface Dma {
 
 /** The kernel's `PAGE_SIZE` on x86_64: the pinning granularity. */
 export const PAGE_SIZE = 4096n;
+/** `PAGE_MASK` as a u64: every page size from 4 KiB up. */
+export const PAGE_MASK = 0xffff_ffff_ffff_f000n;
 
 /** The type1 IOMMU state of one container (`struct vfio_iommu`). */
 export class Type1Iommu {
@@ -61,8 +63,16 @@ export class Type1Iommu {
   dmaAvail: number;
   /** `dirty_page_tracking`. */
   tracking = false;
-  /** Attached groups: id → `pinned_page_dirty_scope`. */
-  readonly groups: Map<number, { pinnedScope: boolean }> = new Map();
+  /**
+   * Attached groups: id → `pinned_page_dirty_scope`, and whether the group
+   * is an emulated IOMMU group (an mdev: no IOMMU domain).
+   */
+  readonly groups: Map<number, { pinnedScope: boolean; emulated: boolean }> = new Map();
+  /**
+   * Vendor drivers' `dma_unmap` callbacks (`vfio_notify_dma_unmap`): called
+   * with a mapping's range before it is removed while pages in it are pinned.
+   */
+  readonly unmapNotifiers: Set<(iova: bigint, size: bigint) => void> = new Set();
 
   /**
    * Opens the IOMMU (`vfio_iommu_type1_open`).
@@ -86,6 +96,21 @@ export class Type1Iommu {
     return BigInt(this.pgsize.toString(2).length - 1);
   }
 
+  /** IOMMU domains: attached groups that are not emulated. */
+  get domains(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (!g.emulated) n++;
+    return n;
+  }
+
+  /**
+   * `iova_pgsizes` as `vfio_update_pgsize_bitmap` leaves it: the configured
+   * page sizes with an IOMMU domain; `PAGE_MASK` with emulated groups only.
+   */
+  get pgsizeBitmap(): bigint {
+    return this.domains === 0 && this.groups.size > 0 ? PAGE_MASK : this.config.pgsizeBitmap;
+  }
+
   /** `num_non_pinned_groups`. */
   get numNonPinnedGroups(): number {
     let n = 0;
@@ -105,12 +130,15 @@ export class Type1Iommu {
   }
 
   /**
-   * `attach_group`: a new IOMMU-backed group demotes the dirty scope.
+   * `attach_group`: a new IOMMU-backed group demotes the dirty scope; an
+   * emulated group (`VFIO_EMULATED_IOMMU`) starts in the pinned scope ("An
+   * emulated IOMMU group cannot dirty memory directly").
    *
    * @param id The group id.
+   * @param emulated Whether it is an emulated IOMMU group (an mdev).
    */
-  attachGroup(id: number): void {
-    this.groups.set(id, { pinnedScope: false });
+  attachGroup(id: number, emulated = false): void {
+    this.groups.set(id, { pinnedScope: emulated, emulated });
   }
 
   /**
@@ -134,12 +162,25 @@ export class Type1Iommu {
   }
 
   /**
+   * `vfio_notify_dma_unmap`: a mapping with pinned pages is going away; the
+   * vendor drivers' `dma_unmap` callbacks unpin them.
+   *
+   * @param dma The mapping.
+   */
+  notifyUnmap(dma: Dma): void {
+    if (dma.pins.size > 0) {
+      for (const notify of [...this.unmapNotifiers]) notify(dma.iova, dma.size);
+    }
+    dma.pins.clear(); // what a driver without a callback left pinned is dropped with the mapping
+  }
+
+  /**
    * `vfio_remove_dma`: drops a mapping (vendor drivers unpin on the unmap notifier).
    *
    * @param dma The mapping.
    */
   removeDma(dma: Dma): void {
-    dma.pins.clear(); // vendor drivers unpin on VFIO_IOMMU_NOTIFY_DMA_UNMAP
+    this.notifyUnmap(dma);
     this.dmas.splice(this.dmas.indexOf(dma), 1);
     this.dmaAvail++;
   }
@@ -179,6 +220,8 @@ export class Type1Iommu {
   }
 
   #iovaValid(start: bigint, end: bigint): boolean {
+    // Without a domain type1's iova_list is empty: every IOVA is valid.
+    if (this.domains === 0) return true;
     const ranges = this.config.iovaRanges;
     return ranges.length === 0 || ranges.some((r) => start >= r.start && end <= r.end);
   }

@@ -26,10 +26,31 @@ function type1Caps(iommu: Type1Iommu): IommuInfoCap[] {
     });
   }
   caps.push({ kind: "dmaAvail", avail: iommu.dmaAvail });
-  if (iommu.config.iovaRanges.length > 0) {
+  // An emulated-only container has no iova_list, hence no IOVA_RANGE cap.
+  if (iommu.config.iovaRanges.length > 0 && iommu.domains > 0) {
     caps.push({ kind: "iovaRanges", ranges: iommu.config.iovaRanges });
   }
   return caps;
+}
+
+// 6.12's vfio_info_cap_add: each cap padded to 8 bytes, `next` relative to
+// the info struct.
+function alignedCaps(caps: IommuInfoCap[]): Uint8Array {
+  const parts = caps.map((c) => {
+    const raw = encodeIommuInfoCaps([c]);
+    const padded = new Uint8Array(Math.ceil(raw.byteLength / 8) * 8);
+    padded.set(raw);
+    return padded;
+  });
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  parts.forEach((p, i) => {
+    out.set(p, at);
+    const next = i === parts.length - 1 ? 0 : 24 + at + p.byteLength;
+    new DataView(out.buffer).setUint32(at + 4, next, true);
+    at += p.byteLength;
+  });
+  return out;
 }
 
 /**
@@ -52,8 +73,10 @@ export function getInfo(iommu: Type1Iommu, arg: UserArg): number {
   const v = new DataView(info.buffer);
   info.set(head);
   v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES, true);
-  v.setBigUint64(8, iommu.config.pgsizeBitmap, true);
-  const caps = encodeIommuInfoCaps(type1Caps(iommu));
+  v.setBigUint64(8, iommu.pgsizeBitmap, true);
+  const caps = iommu.config.alignInfoCaps
+    ? alignedCaps(type1Caps(iommu))
+    : encodeIommuInfoCaps(type1Caps(iommu));
   if (caps.byteLength > 0) {
     v.setUint32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
     if (argsz < 24 + caps.byteLength) {

@@ -80,7 +80,7 @@ export function unmapDma(iommu: Type1Iommu, arg: UserArg): number {
       unmapped += dma.size;
       continue;
     }
-    dma.pins.clear(); // the notifier makes vendor drivers unpin first
+    iommu.notifyUnmap(dma); // the notifier makes vendor drivers unpin first
     if (bitmap !== undefined) {
       // On EFAULT the mappings already removed stay removed, and (like the
       // kernel) `size` is not copied back on error.

@@ -11,6 +11,7 @@ import { SyscallError } from "../../sys/errors.ts";
 import { LibcSyscalls } from "../../sys/libc.ts";
 import { FakeContainer } from "./container.ts";
 import { FakeDevice, type FeatureContext } from "./device.ts";
+import { FakePintestDevice } from "./pintest.ts";
 import { type FdEntry, FdTable, FIRST_FAKE_FD } from "./fds.ts";
 import { FakeGroup, type GroupHost } from "./group.ts";
 import {
@@ -66,9 +67,15 @@ export class FakeWorld {
     this.config = resolveType1Config(options);
     this.#denied = new Set(options.deniedPaths ?? []);
     for (const g of options.groups ?? DEFAULT_GROUPS) {
-      const group = new FakeGroup(g.id, g.viable ?? true);
-      for (const d of g.devices ?? [{ name: "0000:00:03.0" }]) {
-        group.devices.push(new FakeDevice(d.name, group, d.features));
+      const devices = g.devices ?? [{ name: "0000:00:03.0" }];
+      const emulated = devices.some((d) => d.model === "pintest");
+      const group = new FakeGroup(g.id, g.viable ?? true, emulated);
+      for (const d of devices) {
+        group.devices.push(
+          d.model === "pintest"
+            ? new FakePintestDevice(d.name, group)
+            : new FakeDevice(d.name, group, d.features),
+        );
       }
       this.groups.set(g.id, group);
     }

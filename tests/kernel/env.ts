@@ -50,3 +50,32 @@ export function kernelGroup(): number {
 export function inGuest(): boolean {
   return Deno.env.get("DENO_VMM_IN_GUEST") === "1";
 }
+
+/** The boot profiles of `tests/kernel/harness/profiles.ts`. */
+export type BootProfileName = "stock-6.1" | "custom-6.12" | "custom-6.12-viommu";
+
+/**
+ * Returns the boot profile the harness booted this guest with
+ * (`DENO_VMM_KERNEL_PROFILE`).
+ *
+ * @param expected When given, the profiles the calling test can run in.
+ * @returns The profile name.
+ * @throws {KernelEnvError} Outside the harness, or in a profile not expected,
+ * so the test fails rather than skips.
+ */
+export function bootProfile(...expected: BootProfileName[]): BootProfileName {
+  const value = Deno.env.get("DENO_VMM_KERNEL_PROFILE") as BootProfileName | undefined;
+  if (value === undefined) {
+    throw new KernelEnvError(
+      "Cannot run a real-kernel test: DENO_VMM_KERNEL_PROFILE is not set; run it with " +
+        "`deno task test:kernel`, which boots the profile named on the file's " +
+        "`// kernel-profiles:` line",
+    );
+  }
+  if (expected.length > 0 && !expected.includes(value)) {
+    throw new KernelEnvError(
+      `Cannot run this test in boot profile ${value}: it needs ${expected.join(" or ")}`,
+    );
+  }
+  return value;
+}

@@ -2,11 +2,15 @@
  * Runs the real-kernel tests (`tests/kernel/*_test.ts`) against the real Linux
  * VFIO stack.
  *
- * By default it boots a QEMU guest (TCG, emulated VT-d, QEMU's edu device
- * bound to vfio-pci), mounts this host's root in it, and runs this host's
- * `deno test` there on the test files, with `DENO_VMM_VFIO_GROUP` set to the
- * edu device's IOMMU group. It installs the Debian packages it needs and
- * caches the kernel and initramfs in `tests/kernel/.cache/`.
+ * By default it boots QEMU guests (TCG), mounts this host's root in each, and
+ * runs this host's `deno test` there on the test files, with
+ * `DENO_VMM_VFIO_GROUP` set to the edu device's IOMMU group. Each file names
+ * its boot profiles on a `// kernel-profiles:` line (see
+ * `harness/profiles.ts`; default `stock-6.1`: Debian's 6.1, emulated VT-d,
+ * edu on vfio-pci); one guest boots per profile that has files. The 6.12
+ * profiles boot a test kernel built from Debian's `linux-source-6.12`, cached
+ * in `${XDG_CACHE_HOME:-~/.cache}/deno-vmm/`. It installs the Debian packages
+ * it needs and caches the stock kernel and initramfs in `tests/kernel/.cache/`.
  *
  * With `--host --group N` (or `DENO_VMM_VFIO_GROUP=N` and `/dev/vfio/N`
  * present) it runs the same files directly on this host instead.
@@ -16,9 +20,10 @@
  *   [--keep-log FILE] [test files or dirs...] [-- deno test flags...]
  * ```
  *
- * stdout gets the guest's serial console (with `deno test`'s own output) and,
- * last, `kernel: N passed, M failed`. The exit code is `deno test`'s, or 1
- * when the guest never reported.
+ * stdout gets each guest's serial console (with `deno test`'s own output), a
+ * `kernel[<profile>]: N passed, M failed` line per boot and, last, the sum:
+ * `kernel: N passed, M failed`. A boot that cannot run counts each test its
+ * files declare as failed. The exit code is 0 only when every boot passed.
  *
  * @module
  */
@@ -28,24 +33,29 @@ import { exec, HarnessError, Progress } from "./harness/exec.ts";
 import { runOnHost } from "./harness/host.ts";
 import { ensureInitramfs } from "./harness/initramfs.ts";
 import { denoDir, jobScript, makeJobDir } from "./harness/job.ts";
-import { ensureKernel } from "./harness/kernel.ts";
+import { type CustomKernel, ensureCustomKernel } from "./harness/custom_kernel.ts";
+import { ensureKernel, type Kernel } from "./harness/kernel.ts";
 import { type TestSummary, writeStdout } from "./harness/output.ts";
 import { Apt, ensurePackages } from "./harness/packages.ts";
+import { type BootProfile, declaredTests, PROFILES, profilesOf } from "./harness/profiles.ts";
 import { runGuest } from "./harness/qemu.ts";
+import { ensureTestModule } from "./harness/test_modules.ts";
 
 const KERNEL_TESTS = decodeURIComponent(new URL(".", import.meta.url).pathname).replace(/\/$/, "");
 const PROJECT = KERNEL_TESTS.replace(/\/tests\/kernel$/, "");
 const CACHE = `${KERNEL_TESTS}/.cache`;
-const SKIP_DIRS = new Set([".cache", "harness", "node_modules"]);
+const SKIP_DIRS = new Set([".cache", "harness", "modules", "node_modules"]);
 
 const USAGE =
   `Usage: deno run -A tests/kernel/run.ts [options] [test files or dirs...] [-- deno test flags...]
 
-Runs the real-kernel tests in a QEMU guest with a vfio-pci device (default:
-every *_test.ts under tests/kernel/), or directly on this host with --host.
+Runs the real-kernel tests in QEMU guests (default: every *_test.ts under
+tests/kernel/, each in the boot profiles its '// kernel-profiles:' line names),
+or directly on this host with --host.
 
 Options:
-  --timeout SECONDS  bound on the guest (or host) test run, default 300
+  --timeout SECONDS  bound on each guest's (or the host's) test run, default 600
+  --profile NAME     boot only this profile (repeatable)
   --host             run on this host, with a real VFIO group
   --group N          the IOMMU group for --host (default: $DENO_VMM_VFIO_GROUP)
   --keep-log FILE    also write the raw console log to FILE
@@ -56,6 +66,7 @@ interface Options {
   host: boolean;
   group: string | undefined;
   keepLog: string | undefined;
+  profiles: string[] | undefined;
   files: string[];
   denoFlags: string[];
 }
@@ -96,6 +107,7 @@ function parse(argv: string[]): Options | undefined {
         host: { type: "boolean" },
         group: { type: "string" },
         "keep-log": { type: "string" },
+        profile: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -107,7 +119,7 @@ function parse(argv: string[]): Options | undefined {
     console.log(USAGE);
     return undefined;
   }
-  const timeout = Number(values.timeout ?? "300");
+  const timeout = Number(values.timeout ?? "600");
   if (!(timeout > 0)) throw new HarnessError(`--timeout wants seconds > 0, not ${values.timeout}`);
   if (values.group !== undefined && !values.host) {
     throw new HarnessError("--group goes with --host");
@@ -117,6 +129,7 @@ function parse(argv: string[]): Options | undefined {
     host: values.host ?? false,
     group: values.group,
     keepLog: values["keep-log"],
+    profiles: values.profile,
     files: positionals,
     denoFlags,
   };
@@ -195,41 +208,101 @@ function fail(reason: string): number {
   return 1;
 }
 
-async function runInGuest(options: Options, files: string[], progress: Progress) {
-  const apt = new Apt(progress);
-  progress.step("checking packages");
-  await ensurePackages(apt, progress);
-  await Deno.mkdir(CACHE, { recursive: true });
-  const kernel = await ensureKernel(CACHE, { apt, progress });
-  progress.step(`kernel ${kernel.version}`);
+/** One boot's outcome, added into the final line. */
+interface BootOutcome {
+  profile: string;
+  passed: number;
+  failed: number;
+  ok: boolean;
+}
+
+/** The kernels this run has fetched or built, by kind. */
+class Kernels {
+  #stock: Promise<Kernel> | undefined;
+  #custom: Promise<CustomKernel> | undefined;
+  #apt: Apt;
+  #progress: Progress;
+
+  constructor(apt: Apt, progress: Progress) {
+    this.#apt = apt;
+    this.#progress = progress;
+  }
+
+  stock(): Promise<Kernel> {
+    this.#stock ??= ensureKernel(CACHE, { apt: this.#apt, progress: this.#progress });
+    return this.#stock;
+  }
+
+  custom(): Promise<CustomKernel> {
+    this.#custom ??= ensureCustomKernel({ apt: this.#apt, progress: this.#progress });
+    return this.#custom;
+  }
+}
+
+/** Groups the test files by the profiles they name, in the order of {@linkcode PROFILES}. */
+function plan(files: string[], only: string[] | undefined): Map<BootProfile, string[]> {
+  for (const name of only ?? []) {
+    if (!PROFILES.some((p) => p.name === name)) {
+      throw new HarnessError(
+        `Unknown --profile ${name} (known: ${PROFILES.map((p) => p.name).join(", ")})`,
+      );
+    }
+  }
+  const byName = new Map<string, string[]>();
+  for (const file of files.flatMap((f) => Deno.statSync(f).isDirectory ? findTests(f) : [f])) {
+    for (const name of profilesOf(Deno.readTextFileSync(file), file)) {
+      if (only !== undefined && !only.includes(name)) continue;
+      byName.set(name, [...(byName.get(name) ?? []), file]);
+    }
+  }
+  const out = new Map<BootProfile, string[]>();
+  for (const p of PROFILES) if (byName.has(p.name)) out.set(p, byName.get(p.name)!);
+  return out;
+}
+
+async function bootProfile(
+  profile: BootProfile,
+  files: string[],
+  context: { options: Options; progress: Progress; kernels: Kernels; denoDir: string },
+): Promise<{ status: number; summary?: TestSummary }> {
+  const { options, progress, kernels } = context;
+  const extraEnv: Record<string, string> = { DENO_VMM_KERNEL_PROFILE: profile.name };
+  let kernel: Kernel;
+  const modules: string[] = [];
+  if (profile.kernel === "custom-6.12") {
+    const custom = await kernels.custom();
+    kernel = custom;
+    extraEnv.DENO_VMM_LINUX_SRC = custom.srcDir;
+    for (const name of profile.modules) {
+      modules.push(await ensureTestModule(name, { kernel: custom, progress }));
+    }
+  } else {
+    kernel = await kernels.stock();
+  }
+  progress.step(`[${profile.name}] kernel ${kernel.version}: ${profile.description}`);
   const initramfs = await ensureInitramfs(CACHE, { kernel, progress });
-
-  progress.step("caching and type-checking the test files on the host");
-  const dir = await denoDir(PROJECT);
-  await exec([Deno.execPath(), "test", "--no-run", ...options.denoFlags, ...files], {
-    cwd: PROJECT,
-    timeoutMs: 600_000,
-    inherit: true,
-  }).catch((err) => {
-    throw new HarnessError(`Cannot prepare the test files on the host: ${err.message}`, {
-      cause: err,
-    });
-  });
-
   const jobDir = await makeJobDir(
-    jobScript({ project: PROJECT, files, denoFlags: options.denoFlags, denoDir: dir }),
+    jobScript({
+      project: PROJECT,
+      files,
+      denoFlags: options.denoFlags,
+      denoDir: context.denoDir,
+      env: extraEnv,
+    }),
+    modules,
   );
   cleanups.push(() => Deno.removeSync(jobDir, { recursive: true }));
 
-  progress.step(`booting the guest (timeout ${options.timeoutMs / 1000} s)`);
+  progress.step(`[${profile.name}] booting the guest (timeout ${options.timeoutMs / 1000} s)`);
   const result = await runGuest({
     kernel,
     initramfs,
     jobDir,
     timeoutMs: options.timeoutMs,
-    log: openLog(options.keepLog),
+    log: openLog(options.keepLog === undefined ? undefined : `${options.keepLog}.${profile.name}`),
     progress,
     onKill: (kill) => cleanups.push(kill),
+    machine: profile.machine,
   });
   if (result.status === undefined) {
     const tail = result.output.tail();
@@ -240,10 +313,76 @@ async function runInGuest(options: Options, files: string[], progress: Progress)
       for (const line of result.qemuStderr) console.error(line);
     }
     console.error("---");
-    return fail(result.reason ?? "the guest never reported");
+    return { status: fail(result.reason ?? "the guest never reported") };
   }
-  progress.step(`guest reported exit status ${result.status}`);
-  return finish(result.status, result.output.summary);
+  progress.step(`[${profile.name}] guest reported exit status ${result.status}`);
+  return { status: result.status, summary: result.output.summary };
+}
+
+async function runInGuest(options: Options, files: string[], progress: Progress) {
+  const apt = new Apt(progress);
+  progress.step("checking packages");
+  await ensurePackages(apt, progress);
+  await Deno.mkdir(CACHE, { recursive: true });
+  const boots = plan(files, options.profiles);
+  if (boots.size === 0) throw new HarnessError("No test files for the chosen profiles");
+
+  progress.step("caching and type-checking the test files on the host");
+  const denoDirPath = await denoDir(PROJECT);
+  const all = [...new Set([...boots.values()].flat())];
+  await exec([Deno.execPath(), "test", "--no-run", ...options.denoFlags, ...all], {
+    cwd: PROJECT,
+    timeoutMs: 600_000,
+    inherit: true,
+  }).catch((err) => {
+    throw new HarnessError(`Cannot prepare the test files on the host: ${err.message}`, {
+      cause: err,
+    });
+  });
+
+  const kernels = new Kernels(apt, progress);
+  const outcomes: BootOutcome[] = [];
+  for (const [profile, profileFiles] of boots) {
+    const declared = profileFiles.reduce((n, f) => n + declaredTests(Deno.readTextFileSync(f)), 0);
+    let status: number;
+    let summary: TestSummary | undefined;
+    try {
+      ({ status, summary } = await bootProfile(profile, profileFiles, {
+        options,
+        progress,
+        kernels,
+        denoDir: denoDirPath,
+      }));
+    } catch (err) {
+      const message = err instanceof HarnessError ? err.message : String(err);
+      console.error(`kernel tests [${profile.name}]: cannot boot: ${message}`);
+      status = 1;
+    }
+    let outcome: BootOutcome;
+    if (summary === undefined) {
+      // The boot could not run its tests: every test it would have run failed.
+      outcome = { profile: profile.name, passed: 0, failed: declared, ok: false };
+      console.error(
+        `kernel tests [${profile.name}]: FAILED: no test summary; ${declared} tests counted as failed`,
+      );
+    } else {
+      const failed = status !== 0 && summary.failed === 0 ? 1 : summary.failed;
+      outcome = { profile: profile.name, passed: summary.passed, failed, ok: status === 0 };
+      if (status !== 0 && summary.failed === 0) {
+        console.error(
+          `kernel tests [${profile.name}]: FAILED: ${
+            GUEST_STATUS[status] ?? `deno test exited ${status}`
+          }`,
+        );
+      }
+    }
+    writeStdout(`kernel[${profile.name}]: ${outcome.passed} passed, ${outcome.failed} failed\n`);
+    outcomes.push(outcome);
+  }
+  const passed = outcomes.reduce((n, o) => n + o.passed, 0);
+  const failed = outcomes.reduce((n, o) => n + o.failed, 0);
+  writeStdout(`kernel: ${passed} passed, ${failed} failed\n`);
+  return outcomes.every((o) => o.ok) && failed === 0 ? 0 : 1;
 }
 
 async function main(argv: string[]): Promise<number> {

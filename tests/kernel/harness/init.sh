@@ -3,10 +3,12 @@
 # packs it with static busybox and the modules listed in /etc/modules.
 #
 # Makes the host's root, shared read-only over 9p, writable through an overlay
-# on tmpfs; binds QEMU's edu device (1234:11e8) to vfio-pci; runs the job
-# script that the host left in the "work" share, chrooted into that root, with
-# the edu device's IOMMU group as $1; prints the exit-status marker the host
-# waits for, and powers off. Every path ends in the marker and poweroff.
+# on tmpfs; binds QEMU's edu device (1234:11e8) to vfio-pci (unless the boot
+# has deno_vmm_edu=0: no vIOMMU, no edu); loads the test modules the host left
+# in the "work" share (modules.list); runs the job script from that share,
+# chrooted into that root, with the edu device's IOMMU group as $1 (empty
+# without edu); prints the exit-status marker the host waits for, and powers
+# off. Every path ends in the marker and poweroff.
 
 export PATH=/bin
 mount -t devtmpfs devtmpfs /dev
@@ -17,10 +19,12 @@ mount -t sysfs sysfs /sys
 
 NONCE=none
 WATCHDOG=600
+EDU=1
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     deno_vmm_nonce=*) NONCE="${arg#*=}" ;;
     deno_vmm_watchdog=*) WATCHDOG="${arg#*=}" ;;
+    deno_vmm_edu=*) EDU="${arg#*=}" ;;
   esac
 done
 
@@ -46,31 +50,37 @@ fail() {
 (sleep "$WATCHDOG" && say "watchdog: still running after $WATCHDOG s" && finish 124) &
 
 while read -r module; do
+  [ -n "$module" ] || continue
   insmod "/lib/modules/$module" || fail "cannot load $module"
 done </etc/modules
 
-dev=
-for d in /sys/bus/pci/devices/*; do
-  if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
-    dev="$d"
-    break
-  fi
-done
-[ -n "$dev" ] || fail "no edu device (1234:11e8) on the PCI bus"
-bdf="${dev##*/}"
-echo vfio-pci >"$dev/driver_override" || fail "cannot set driver_override of $bdf"
-echo "$bdf" >/sys/bus/pci/drivers_probe || fail "cannot probe $bdf"
-driver="$(readlink "$dev/driver")"
-[ "${driver##*/}" = vfio-pci ] || fail "$bdf is bound to '${driver##*/}', not vfio-pci"
-group="$(readlink "$dev/iommu_group")"
-group="${group##*/}"
-[ -n "$group" ] || fail "$bdf has no IOMMU group"
-tries=0
-while [ ! -c "/dev/vfio/$group" ]; do
-  tries=$((tries + 1))
-  [ "$tries" -le 50 ] || fail "/dev/vfio/$group did not appear"
-  sleep 0.1
-done
+group=
+bdf=
+bind_edu() {
+  dev=
+  for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
+      dev="$d"
+      break
+    fi
+  done
+  [ -n "$dev" ] || fail "no edu device (1234:11e8) on the PCI bus"
+  bdf="${dev##*/}"
+  echo vfio-pci >"$dev/driver_override" || fail "cannot set driver_override of $bdf"
+  echo "$bdf" >/sys/bus/pci/drivers_probe || fail "cannot probe $bdf"
+  driver="$(readlink "$dev/driver")"
+  [ "${driver##*/}" = vfio-pci ] || fail "$bdf is bound to '${driver##*/}', not vfio-pci"
+  group="$(readlink "$dev/iommu_group")"
+  group="${group##*/}"
+  [ -n "$group" ] || fail "$bdf has no IOMMU group"
+  tries=0
+  while [ ! -c "/dev/vfio/$group" ]; do
+    tries=$((tries + 1))
+    [ "$tries" -le 50 ] || fail "/dev/vfio/$group did not appear"
+    sleep 0.1
+  done
+}
+[ "$EDU" = 0 ] || bind_edu
 
 P9="trans=virtio,version=9p2000.L,msize=512000"
 mount -t 9p -o "$P9,ro,cache=loose" hostroot /lower || fail "cannot mount the host root"
@@ -87,7 +97,18 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t 9p -o "$P9" work "$JOB" || fail "cannot mount the work share"
 [ -f "$JOB/job.sh" ] || fail "no job.sh in the work share"
 
-say "IOMMU group $group holds edu $bdf (vfio-pci); starting the job"
+if [ -f "$JOB/modules.list" ]; then
+  while read -r module; do
+    [ -n "$module" ] || continue
+    insmod "$JOB/$module" || fail "cannot load the test module $module"
+  done <"$JOB/modules.list"
+fi
+
+if [ -n "$group" ]; then
+  say "IOMMU group $group holds edu $bdf (vfio-pci); starting the job"
+else
+  say "no edu device in this boot; starting the job"
+fi
 # deno writes to a pipe, not the console tty: plain text, no progress bars.
 set -o pipefail
 env -i TERM=dumb /bin/chroot /newroot /bin/sh /run/deno-vmm-job/job.sh "$group" 2>&1 | cat

@@ -164,8 +164,10 @@ export async function ensureInitramfs(
   const init = await Deno.readTextFile(INIT_SCRIPT);
   const busybox = await Deno.readFile(BUSYBOX);
   assertStatic(BUSYBOX, busybox);
-  const modulesDep = await Deno.readTextFile(`${kernel.modulesDir}/modules.dep`);
-  const modules = resolveModules(modulesDep, GUEST_MODULES);
+  // A kernel with everything built in (the 6.12 test kernel) has no modules dir.
+  const modules = kernel.modulesDir === undefined
+    ? []
+    : resolveModules(await Deno.readTextFile(`${kernel.modulesDir}/modules.dep`), GUEST_MODULES);
   const key = await sha256(JSON.stringify({
     format: FORMAT,
     kernel: kernel.version,
@@ -175,6 +177,7 @@ export async function ensureInitramfs(
   }));
   const prefix = `initramfs-${kernel.version}-`;
   const path = `${cacheDir}/${prefix}${key.slice(0, 16)}.cpio.gz`;
+  await Deno.mkdir(cacheDir, { recursive: true });
   try {
     await Deno.stat(path);
     return path;
@@ -201,7 +204,7 @@ export async function ensureInitramfs(
   }
   for (const entry of Deno.readDirSync(cacheDir)) {
     const old = `${cacheDir}/${entry.name}`;
-    if (entry.name.startsWith("initramfs-") && old !== path) await Deno.remove(old);
+    if (entry.name.startsWith(prefix) && old !== path) await Deno.remove(old);
   }
   return path;
 }

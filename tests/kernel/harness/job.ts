@@ -38,7 +38,8 @@ export async function denoDir(project: string): Promise<string> {
  * binary, the project, the test files, and DENO_DIR, which the host filled
  * beforehand and the guest may write to (type-check cache).
  *
- * @param options The project root, test files, extra `deno test` flags, DENO_DIR.
+ * @param options The project root, test files, extra `deno test` flags,
+ * DENO_DIR, and extra environment for the tests (the boot profile's facts).
  * @returns The script text.
  */
 export function jobScript(options: {
@@ -46,6 +47,7 @@ export function jobScript(options: {
   files: string[];
   denoFlags: string[];
   denoDir: string;
+  env?: Record<string, string>;
 }): string {
   const env = {
     PATH: Deno.env.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin",
@@ -55,6 +57,7 @@ export function jobScript(options: {
     DENO_NO_UPDATE_CHECK: "1",
     DENO_NO_PROMPT: "1",
     ...(Deno.stdout.isTerminal() ? {} : { NO_COLOR: "1" }),
+    ...options.env,
   };
   const argv = [
     Deno.execPath(),
@@ -91,11 +94,21 @@ function removeStaleJobDirs(tmp: string): void {
  * Creates the job dir that QEMU shares read-write as `work`, with `job.sh`.
  *
  * @param script The job script.
+ * @param modules Kernel modules (`.ko` paths) for `/init` to load before the job.
  * @returns The dir; the caller removes it.
  */
-export async function makeJobDir(script: string): Promise<string> {
+export async function makeJobDir(script: string, modules: readonly string[] = []): Promise<string> {
   removeStaleJobDirs(Deno.env.get("TMPDIR") ?? "/tmp");
   const dir = await Deno.makeTempDir({ prefix: `${JOB_PREFIX}${Deno.pid}-` });
   await Deno.writeTextFile(`${dir}/job.sh`, script);
+  if (modules.length > 0) {
+    const names: string[] = [];
+    for (const path of modules) {
+      const name = path.split("/").pop()!;
+      await Deno.copyFile(path, `${dir}/${name}`);
+      names.push(name);
+    }
+    await Deno.writeTextFile(`${dir}/modules.list`, names.join("\n") + "\n");
+  }
   return dir;
 }

@@ -14,8 +14,8 @@ export interface Kernel {
   version: string;
   /** The bzImage. */
   vmlinuz: string;
-  /** `lib/modules/<version>`, with `modules.dep`. */
-  modulesDir: string;
+  /** `lib/modules/<version>`, with `modules.dep`; absent for a kernel with everything built in. */
+  modulesDir?: string;
 }
 
 const RELEASE = /^6\.1\.0-(\d+)-amd64$/;
