@@ -10,9 +10,9 @@
  */
 
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { destinationRam } from "../migration/guest_ram.ts";
-import { listenEndpoint } from "../migration/open_endpoint.ts";
-import { receiveStream } from "../migration/stream_reader.ts";
+import { destinationRam } from "../migration/guest/guest_ram.ts";
+import { listenEndpoint } from "../migration/transport/open.ts";
+import { receiveStream } from "../migration/stream/reader.ts";
 import { guestAddress } from "../sys/address.ts";
 import { crcDigest } from "./_limits_common.ts";
 

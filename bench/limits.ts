@@ -31,10 +31,10 @@ import { parseArgs } from "node:util";
 import { selectDirtyTracker } from "../memory/auto_tracker.ts";
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { sourceRam } from "../migration/guest_ram.ts";
-import { connectEndpoint } from "../migration/open_endpoint.ts";
-import { StreamWriter } from "../migration/stream_writer.ts";
-import { pageRuns } from "../migration/zero_pages.ts";
+import { sourceRam } from "../migration/guest/guest_ram.ts";
+import { connectEndpoint } from "../migration/transport/open.ts";
+import { StreamWriter } from "../migration/stream/writer.ts";
+import { pageRuns } from "../migration/stream/zero_pages.ts";
 import { guestAddress as g } from "../sys/address.ts";
 import {
   buildC,

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { parseReport } from "../migration/report.ts";
-import { renderReportSvg } from "../migration/report_svg.ts";
-import { peerText } from "../migration/peer_text.ts";
+import { parseReport } from "../migration/engine/report.ts";
+import { renderReportSvg } from "../migration/engine/report_svg.ts";
+import { peerText } from "../migration/stream/peer_text.ts";
 import { helpText, parseCommand } from "./flags.ts";
 import { parseChoice, parseInteger } from "./parse.ts";
 import type { ReceiveReport } from "./receive.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { escapeControl } from "../migration/peer_text.ts";
+import { escapeControl } from "../migration/stream/peer_text.ts";
 import { describeError, UsageError } from "./describe_error.ts";
 import { runDemo } from "./demo.ts";
 import { runInfo } from "./info.ts";

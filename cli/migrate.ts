@@ -7,13 +7,13 @@
 
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
-import { MigrationFailure } from "../migration/precopy.ts";
-import type { MigrationReport } from "../migration/report.ts";
-import { DEFAULT_PEER_TIMEOUT_MS, migrateGuest } from "../migration/source.ts";
+import { MigrationFailure } from "../migration/engine/precopy.ts";
+import type { MigrationReport } from "../migration/engine/report.ts";
+import { DEFAULT_PEER_TIMEOUT_MS, migrateGuest } from "../migration/guest/source.ts";
 import { checkHostCapacity } from "../memory/host_capacity.ts";
-import { escapeControl, peerText } from "../migration/peer_text.ts";
-import { WorkerWorkload } from "../migration/worker_workload.ts";
-import { parseEndpoint } from "../migration/endpoint.ts";
+import { escapeControl, peerText } from "../migration/stream/peer_text.ts";
+import { WorkerWorkload } from "../migration/guest/worker_workload.ts";
+import { parseEndpoint } from "../migration/transport/endpoint.ts";
 import { guestAddress } from "../sys/address.ts";
 import { VfioContainer } from "../vfio/container.ts";
 import { VfioDeviceMigration } from "../vfio/device_migration.ts";

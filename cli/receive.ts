@@ -13,9 +13,9 @@ import {
   defaultIdleTimeoutMs,
   DestinationFailure,
   receiveGuest,
-} from "../migration/destination.ts";
-import { formatEndpoint, parseEndpoint } from "../migration/endpoint.ts";
-import { listenEndpoint } from "../migration/open_endpoint.ts";
+} from "../migration/guest/destination.ts";
+import { formatEndpoint, parseEndpoint } from "../migration/transport/endpoint.ts";
+import { listenEndpoint } from "../migration/transport/open.ts";
 import { guestAddress } from "../sys/address.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
 import { UsageError } from "./describe_error.ts";

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { parseReport } from "../migration/report.ts";
-import { renderReportSvg } from "../migration/report_svg.ts";
+import { parseReport } from "../migration/engine/report.ts";
+import { renderReportSvg } from "../migration/engine/report_svg.ts";
 import { UsageError } from "./describe_error.ts";
 import { helpText, parseCommand } from "./flags.ts";
 import { summarize } from "./migrate.ts";

@@ -9,7 +9,7 @@ import type { DirtyTrackerKind } from "./dirty_tracker.ts";
 import { GuestMemory } from "./guest_memory.ts";
 import type { SoftwareDirtyLog } from "./software_dirty_log.ts";
 import { WorkerWriter, type WritePattern } from "./worker_writer.ts";
-import { missing, orInto, randomWrites, type WriteKind } from "./_test_support.ts";
+import { missing, orInto, randomWrites, type WriteKind } from "../tests/_memory_support.ts";
 
 const MiB = 1n << 20n;
 

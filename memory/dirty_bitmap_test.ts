@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DirtyBitmap } from "./dirty_bitmap.ts";
-import { mulberry32 } from "./_test_support.ts";
+import { mulberry32 } from "../tests/_memory_support.ts";
 
 function naiveRuns(bits: boolean[]): [number, number][] {
   const out: [number, number][] = [];

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { guestAddress as g } from "../sys/address.ts";
 import { GuestMemory } from "./guest_memory.ts";
-import { CountingSyscalls, mapsLinesAt, openFdCount } from "./_test_support.ts";
+import { CountingSyscalls, mapsLinesAt, openFdCount } from "../tests/_memory_support.ts";
 import type { MemoryBacking } from "./_backing.ts";
 
 const MiB = 1n << 20n;

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { guestAddress as g } from "../sys/address.ts";
 import { HugePagesUnavailableError } from "./errors.ts";
 import { GuestMemory } from "./guest_memory.ts";
-import { CountingSyscalls, mapsLinesAt, openFdCount } from "./_test_support.ts";
+import { CountingSyscalls, mapsLinesAt, openFdCount } from "../tests/_memory_support.ts";
 
 const NR = "/proc/sys/vm/nr_hugepages";
 const MiB = 1n << 20n;

@@ -3,7 +3,7 @@ import { guestAddress as g } from "../sys/address.ts";
 import { GuestMemory } from "./guest_memory.ts";
 import { PagemapScanTracker } from "./pagemap_scan_tracker.ts";
 import { checkRandomWrites, checkWorkerWrites } from "./_tracker_checks.ts";
-import { openFdCount } from "./_test_support.ts";
+import { openFdCount } from "../tests/_memory_support.ts";
 
 // This host runs Linux 6.18: PAGEMAP_SCAN must work here (a failure is a bug,
 // not a reason to skip).

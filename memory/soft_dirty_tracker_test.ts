@@ -5,7 +5,7 @@ import { guestAddress as g } from "../sys/address.ts";
 import { DirtyTrackerUnavailableError } from "./errors.ts";
 import { GuestMemory } from "./guest_memory.ts";
 import { probeSoftDirty, SoftDirtyTracker } from "./soft_dirty_tracker.ts";
-import { openFdCount } from "./_test_support.ts";
+import { openFdCount } from "../tests/_memory_support.ts";
 
 function hostKernelHasSoftDirty(): boolean {
   // The project's host kernels are built without it; the Debian guest has it.

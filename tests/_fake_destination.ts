@@ -2,14 +2,14 @@
 // source: silent at COMPLETE, silent after it, a wrong or malformed verdict,
 // one that stops reading, one that reads too slowly.
 
-import { writeAck } from "../migration/ack.ts";
-import { formatEndpoint } from "../migration/endpoint.ts";
-import { listenEndpoint } from "../migration/open_endpoint.ts";
+import { writeAck } from "../migration/stream/ack.ts";
+import { formatEndpoint } from "../migration/transport/endpoint.ts";
+import { listenEndpoint } from "../migration/transport/open.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { destinationRam, ramDigest } from "../migration/guest_ram.ts";
+import { destinationRam, ramDigest } from "../migration/guest/guest_ram.ts";
 import { guestAddress } from "../sys/address.ts";
-import { receiveStream } from "../migration/stream_reader.ts";
-import type { StreamChannel, StreamSource } from "../migration/transport.ts";
+import { receiveStream } from "../migration/stream/reader.ts";
+import type { StreamChannel, StreamSource } from "../migration/transport/channel.ts";
 
 /** How a fake destination behaves. */
 export interface Misbehaviour {

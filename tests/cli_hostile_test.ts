@@ -9,10 +9,10 @@ import {
   encodeSectionHeader,
   encodeStreamHeader,
   SectionType,
-} from "../migration/stream_format.ts";
-import { type MigrationReport, newReport } from "../migration/report.ts";
-import { connectEndpoint } from "../migration/open_endpoint.ts";
-import type { StreamChannel } from "../migration/transport.ts";
+} from "../migration/stream/format.ts";
+import { type MigrationReport, newReport } from "../migration/engine/report.ts";
+import { connectEndpoint } from "../migration/transport/open.ts";
+import type { StreamChannel } from "../migration/transport/channel.ts";
 import { fakeDestination } from "./_fake_destination.ts";
 import { type Cli, controlCharacters, startCli, until } from "./_support.ts";
 

@@ -4,14 +4,14 @@ import assert from "node:assert/strict";
 import { digestMemory } from "../memory/digest.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { guestAddress } from "../sys/address.ts";
-import { readAck, writeAck } from "../migration/ack.ts";
-import { destinationRam, ramDigest } from "../migration/guest_ram.ts";
-import { listenEndpoint } from "../migration/open_endpoint.ts";
-import { MigrationFailure } from "../migration/precopy.ts";
-import { runMigrationScenario } from "../migration/scenario.ts";
-import { migrateGuest } from "../migration/source.ts";
-import { receiveStream } from "../migration/stream_reader.ts";
-import type { StreamSink } from "../migration/transport.ts";
+import { readAck, writeAck } from "../migration/stream/ack.ts";
+import { destinationRam, ramDigest } from "../migration/guest/guest_ram.ts";
+import { listenEndpoint } from "../migration/transport/open.ts";
+import { MigrationFailure } from "../migration/engine/precopy.ts";
+import { runMigrationScenario } from "./scenario.ts";
+import { migrateGuest } from "../migration/guest/source.ts";
+import { receiveStream } from "../migration/stream/reader.ts";
+import type { StreamSink } from "../migration/transport/channel.ts";
 
 const MiB = 1 << 20;
 

@@ -7,9 +7,9 @@ import { fillRam } from "../cli/fill.ts";
 import { diffPageDigests, digestMemory } from "../memory/digest.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter } from "../memory/worker_writer.ts";
-import { MigrationFailure } from "../migration/precopy.ts";
-import { migrateGuest } from "../migration/source.ts";
-import { WorkerWorkload } from "../migration/worker_workload.ts";
+import { MigrationFailure } from "../migration/engine/precopy.ts";
+import { migrateGuest } from "../migration/guest/source.ts";
+import { WorkerWorkload } from "../migration/guest/worker_workload.ts";
 import { guestAddress } from "../sys/address.ts";
 import { type Cli, openFds, startCli, until, within } from "./_support.ts";
 

@@ -2,7 +2,7 @@
 // FakeMigrationDevice on the source, saved at stop-and-copy through data_fd,
 // and loaded into the destination's device before it reports ready.
 import assert from "node:assert/strict";
-import { runMigrationScenario } from "../migration/scenario.ts";
+import { runMigrationScenario } from "./scenario.ts";
 import { EIO } from "../sys/errno.ts";
 import {
   VFIO_DEVICE_STATE_RUNNING,

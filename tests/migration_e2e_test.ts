@@ -2,13 +2,13 @@
 // over every transport, with every pattern, and with faults.
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { runMigrationScenario } from "../migration/scenario.ts";
+import { runMigrationScenario } from "./scenario.ts";
 import {
   SECTION_HEADER_BYTES,
   SectionType,
   streamHeaderBytes,
-} from "../migration/stream_format.ts";
-import type { DeviceMigrator } from "../migration/device_migrator.ts";
+} from "../migration/stream/format.ts";
+import type { DeviceMigrator } from "../migration/engine/device_migrator.ts";
 
 const MiB = 1 << 20;
 

@@ -5,12 +5,12 @@
 // established source that goes quiet is bounded.
 import assert from "node:assert/strict";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { DestinationFailure, receiveGuest } from "../migration/destination.ts";
-import { formatEndpoint } from "../migration/endpoint.ts";
-import { connectEndpoint, listenEndpoint } from "../migration/open_endpoint.ts";
-import { migrateGuest } from "../migration/source.ts";
-import { encodeStreamHeader } from "../migration/stream_format.ts";
-import type { StreamChannel } from "../migration/transport.ts";
+import { DestinationFailure, receiveGuest } from "../migration/guest/destination.ts";
+import { formatEndpoint } from "../migration/transport/endpoint.ts";
+import { connectEndpoint, listenEndpoint } from "../migration/transport/open.ts";
+import { migrateGuest } from "../migration/guest/source.ts";
+import { encodeStreamHeader } from "../migration/stream/format.ts";
+import type { StreamChannel } from "../migration/transport/channel.ts";
 import { guestAddress } from "../sys/address.ts";
 import { readProcFile } from "../sys/procfs.ts";
 import { until, within } from "./_support.ts";

@@ -6,7 +6,7 @@
 // the two ends of the veth on this machine.
 import assert from "node:assert/strict";
 import type { ReceiveReport } from "../cli/receive.ts";
-import type { MigrationReport } from "../migration/report.ts";
+import type { MigrationReport } from "../migration/engine/report.ts";
 
 const MiB = 2 ** 20;
 const RAM = 256 * MiB;

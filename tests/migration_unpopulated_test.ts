@@ -2,9 +2,9 @@
 // on memfd, reading would allocate every page.
 import assert from "node:assert/strict";
 import { GuestMemory } from "../memory/guest_memory.ts";
-import { receiveGuest } from "../migration/destination.ts";
-import { listenEndpoint } from "../migration/open_endpoint.ts";
-import { migrateGuest } from "../migration/source.ts";
+import { receiveGuest } from "../migration/guest/destination.ts";
+import { listenEndpoint } from "../migration/transport/open.ts";
+import { migrateGuest } from "../migration/guest/source.ts";
 import { guestAddress as g } from "../sys/address.ts";
 import { fileHoles } from "../sys/memfd.ts";
 

@@ -2,7 +2,7 @@
 // the dirty-scope policy, the pinned scope, and a fault in every VFIO call
 // the migration path makes.
 import assert from "node:assert/strict";
-import { runMigrationScenario } from "../migration/scenario.ts";
+import { runMigrationScenario } from "./scenario.ts";
 import { EINVAL, EIO } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
 import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";

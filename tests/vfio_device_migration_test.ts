@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { EBADF, EINVAL, EIO, ENODEV, ENOMSG, ENOTTY, ESPIPE } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
-import type { DeviceMigrator } from "../migration/device_migrator.ts";
+import type { DeviceMigrator } from "../migration/engine/device_migrator.ts";
 import {
   VFIO_DEVICE_STATE_ERROR as ERROR,
   VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY,

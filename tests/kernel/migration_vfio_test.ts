@@ -1,8 +1,8 @@
 // A live migration of guest RAM mapped into the real type1 container, with the
 // edu device DMA-writing pages during pre-copy (run by `deno task test:kernel`).
 import assert from "node:assert/strict";
-import { runMigrationScenario } from "../../migration/scenario.ts";
-import type { Workload } from "../../migration/workload.ts";
+import { runMigrationScenario } from "../scenario.ts";
+import type { Workload } from "../../migration/engine/workload.ts";
 import { VfioContainer } from "../../vfio/container.ts";
 import type { RegionMapping } from "../../vfio/region_mapping.ts";
 import { EDU, groupAndDevice, waitDma } from "./_group.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { hostAddress, iova } from "../../../sys/address.ts";
 import { EOPNOTSUPP } from "../../../sys/errno.ts";
 import { IoctlError } from "../../../sys/errors.ts";
-import { mulberry32 } from "../../../memory/_test_support.ts";
+import { mulberry32 } from "../../_memory_support.ts";
 import {
   DirtyTrackingUnavailableError,
   IOMMU_HW_INFO_TYPE_SELFTEST,

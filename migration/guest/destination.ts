@@ -1,0 +1,211 @@
+/**
+ * The destination side: accept a source, restore its stream into the
+ * destination's own `GuestMemory`, verify the final digest, and only then
+ * report success (and, on a live transport, answer the source).
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import { acceptSource } from "./_source_acceptor.ts";
+import { writeAck } from "../stream/ack.ts";
+import { MigrationError } from "../engine/errors.ts";
+import { destinationRam, ramDigest } from "./guest_ram.ts";
+import { listenEndpoint } from "../transport/open.ts";
+import { peerText } from "../stream/peer_text.ts";
+import { openStream, type ReceiveSummary } from "../stream/reader.ts";
+import type { StreamListener } from "../transport/channel.ts";
+
+/** What a destination received and verified. */
+export interface ReceivedGuest {
+  /** The stream summary. */
+  readonly summary: ReceiveSummary;
+  /** The verified RAM digest (hex). */
+  readonly digest: string;
+  /** Time from the accepted header to verification, ms. */
+  readonly ms: number;
+  /** The source's address (`HOST:PORT` over TCP), when known. */
+  readonly peer?: string;
+}
+
+/** How long a connected peer has to send a valid stream header: 10 s. */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+/** Peers dropped before a valid header before the destination gives up: 100. */
+export const DEFAULT_MAX_ATTEMPTS = 100;
+// How long a dropped peer's refusal may take to write.
+const REFUSAL_TIMEOUT_MS = 1000;
+
+/** Peers waiting to send their header at once; a new one displaces the oldest: 8. */
+export const DEFAULT_MAX_PENDING = 8;
+
+/**
+ * The default bound on how long an established source may send nothing:
+ * 30 s, plus 0.25 s per GiB of guest RAM (the source's harvests between
+ * iterations and its digest at the end take longer on larger RAM).
+ *
+ * @param ramBytes The guest RAM size.
+ * @returns Milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { defaultIdleTimeoutMs } from "./destination.ts";
+ * console.log(defaultIdleTimeoutMs(2 ** 40)); // 286000 (1 TiB)
+ * ```
+ */
+export function defaultIdleTimeoutMs(ramBytes: number): number {
+  return 30_000 + Math.ceil(ramBytes / 2 ** 30) * 250;
+}
+
+/** Options of {@linkcode receiveGuest}. */
+export interface ReceiveGuestOptions {
+  /** The destination's RAM. */
+  memory: GuestMemory;
+  /** Where to listen: an endpoint string, or a listener (closed when this returns). */
+  from: string | StreamListener;
+  /** Called at each iteration marker. */
+  onIteration?: (n: number) => void;
+  /** Called once a peer has sent a valid header and became the source. */
+  onAccepted?: (peer: string | undefined) => void;
+  /** Called for each peer dropped before a valid header, with its escaped reason. */
+  onRejected?: (peer: string, reason: string) => void;
+  /** Aborting stops waiting for a source (and stops a stream in progress). */
+  signal?: AbortSignal;
+  /** `memory` is fresh (all zero): zero pages the stream never wrote are left alone. */
+  zeroed?: boolean;
+  /** The devices whose state the stream restores, by id; a state for any other id fails. */
+  devices?: readonly { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
+  /** A connected peer's deadline for a valid header; default {@linkcode DEFAULT_HEADER_TIMEOUT_MS}. */
+  headerTimeoutMs?: number;
+  /** How long the source may send nothing; default {@linkcode defaultIdleTimeoutMs}. */
+  idleTimeoutMs?: number;
+  /** Failed peers before giving up; default {@linkcode DEFAULT_MAX_ATTEMPTS}. */
+  maxAttempts?: number;
+  /** Peers waiting for their header at once; default {@linkcode DEFAULT_MAX_PENDING}. */
+  maxPending?: number;
+}
+
+/**
+ * The destination failed; `imageTouched` says whether a source had begun
+ * writing the destination's RAM (its image is partial and must be discarded)
+ * or no valid stream ever arrived.
+ */
+export class DestinationFailure extends MigrationError {
+  /** Whether RAM may hold part of an image. */
+  readonly imageTouched: boolean;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What failed.
+   * @param options Whether RAM was touched, and the lower error.
+   */
+  constructor(message: string, options: { imageTouched: boolean; cause?: unknown }) {
+    super("destination", message, { cause: options.cause });
+    this.name = "DestinationFailure";
+    this.imageTouched = options.imageTouched;
+  }
+}
+
+/**
+ * Receives a migration into `memory`.
+ *
+ * Peers that connect and fail before a valid stream header (silent, garbage,
+ * another layout) are dropped while the listener goes on accepting; the
+ * first peer with a valid header is the source. From then on the source must
+ * keep making progress (`idleTimeoutMs`), every allocation the stream can
+ * cause is bounded (see `STREAM.md`), and the image is verified before
+ * success is reported.
+ *
+ * @param options The RAM, where to listen, devices, bounds and callbacks.
+ * @returns The summary, once the image is verified.
+ * @throws {DestinationFailure} Naming the stream offset and reason; when
+ *   `imageTouched`, the image in `memory` is partial and must be discarded.
+ *
+ * @example
+ * ```ts ignore
+ * const got = await receiveGuest({ memory, from: "tcp:0.0.0.0:4444" });
+ * ```
+ */
+export async function receiveGuest(options: ReceiveGuestOptions): Promise<ReceivedGuest> {
+  const { memory } = options;
+  const listener = typeof options.from === "string" ? listenEndpoint(options.from) : options.from;
+  const live = listener.endpoint.transport !== "file";
+  const ram = destinationRam(memory);
+  let digest = "";
+  let accepted;
+  try {
+    accepted = await acceptSource(
+      listener,
+      (channel) =>
+        openStream(channel, ram, {
+          // Computed once, after the last byte: the reader compares it with END's.
+          digest: () => {
+            const d = ramDigest(memory);
+            digest = d.hex;
+            return d.bytes;
+          },
+          onIteration: options.onIteration,
+          // The image is in: the source's downtime ends with this answer.
+          onComplete: live
+            ? () => writeAck(channel, { ok: true, text: "", image: true })
+            : undefined,
+          zeroed: options.zeroed,
+          expectEof: !live,
+          devices: (options.devices ?? []).map((d) => d.id),
+        }),
+      {
+        headerTimeoutMs: options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS,
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
+        onRejected: options.onRejected &&
+          ((peer, reason) => options.onRejected!(peerText(peer), peerText(reason))),
+        // A source with the wrong layout learns why instead of a broken pipe.
+        refuse: live
+          ? (channel, reason) => {
+            channel.timeoutMs = REFUSAL_TIMEOUT_MS;
+            return writeAck(channel, { ok: false, text: `Refused: ${reason}` });
+          }
+          : undefined,
+        signal: options.signal,
+      },
+    );
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    throw new DestinationFailure(`No migration stream was received: ${message}`, {
+      imageTouched: false,
+      cause: e,
+    });
+  }
+  const { channel, value: incoming } = accepted;
+  options.onAccepted?.(channel.peer);
+  const t0 = performance.now();
+  const stop = () => channel.abort(options.signal!.reason);
+  options.signal?.addEventListener("abort", stop, { once: true });
+  try {
+    channel.timeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs(Number(memory.size));
+    const summary = await incoming.receive();
+    // Devices are restored once the RAM is verified, before the source hears "ready".
+    for (const [id, chunks] of summary.deviceStates) {
+      const device = options.devices!.find((d) => d.id === id)!;
+      const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+      let at = 0;
+      for (const c of chunks) {
+        bytes.set(c, at);
+        at += c.byteLength;
+      }
+      await device.loadState(bytes);
+    }
+    if (live) await writeAck(channel, { ok: true, text: digest });
+    return { summary, digest, ms: performance.now() - t0, peer: channel.peer };
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (live) await writeAck(channel, { ok: false, text: message }).catch(() => {});
+    throw new DestinationFailure(`Cannot restore the image: ${message}`, {
+      imageTouched: true,
+      cause: e,
+    });
+  } finally {
+    options.signal?.removeEventListener("abort", stop);
+    channel.close();
+  }
+}

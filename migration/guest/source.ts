@@ -1,0 +1,270 @@
+/**
+ * The source side of a live migration of `GuestMemory`: picks the CPU dirty
+ * tracker, adds the VFIO container as a device-side source when the RAM is
+ * mapped into one, connects the transport, runs pre-copy, and waits for the
+ * destination's answer.
+ *
+ * @module
+ */
+
+import { selectDirtyTracker } from "../../memory/auto_tracker.ts";
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import type { VfioContainer } from "../../vfio/container.ts";
+import { DirtyTrackingUnavailableError } from "../../vfio/errors.ts";
+import { readAck } from "../stream/ack.ts";
+import type { StreamChannel } from "../transport/channel.ts";
+import { peerText } from "../stream/peer_text.ts";
+import { type ConvergenceLimits, ConvergencePolicy } from "../engine/convergence.ts";
+import { CpuDirtySource } from "./cpu_dirty_source.ts";
+import type { DeviceMigrator } from "../engine/device_migrator.ts";
+import type { DirtySource } from "../engine/dirty_source.ts";
+import { parseEndpoint } from "../transport/endpoint.ts";
+import { MigrationError } from "../engine/errors.ts";
+import { ramDigest, sourceRam } from "./guest_ram.ts";
+import { connectEndpoint } from "../transport/open.ts";
+import { migrate, MigrationFailure, type MigrationProgress } from "../engine/precopy.ts";
+import { type MigrationReport, newReport } from "../engine/report.ts";
+import { RateLimitedSink } from "../transport/rate_limited_sink.ts";
+import { StreamWriter } from "../stream/writer.ts";
+import { UntrackedDeviceSource } from "./untracked_device_source.ts";
+import { VfioDirtySource } from "./vfio_dirty_source.ts";
+import type { Workload } from "../engine/workload.ts";
+
+/** Options of {@linkcode migrateGuest}. */
+export interface MigrateGuestOptions {
+  /** The guest RAM. */
+  memory: GuestMemory;
+  /** Where to: `tcp:HOST:PORT`, `unix:PATH` or `file:PATH`. */
+  to: string;
+  /** The running workload. */
+  workload?: Workload;
+  /** The VFIO container the RAM is mapped into (IOVA = `iovaBase` + GPA). */
+  vfio?: { container: VfioContainer; iovaBase?: bigint; maxBitmapBytes?: bigint };
+  /** Devices whose state migrates. */
+  devices?: DeviceMigrator[];
+  /** Convergence limits. */
+  limits?: ConvergenceLimits;
+  /** Cap the stream at this many bytes per second (default: no cap). */
+  maxBandwidth?: number;
+  /** What to do with an all-mapped device source (default `refuse`). */
+  imprecise?: "refuse" | "allow";
+  /** Progress. */
+  onProgress?: (p: MigrationProgress) => void;
+  /** Called with the CPU tracker chosen and why others were rejected. */
+  onTracker?: (chosen: string, rejected: { kind: string; reason: string }[]) => void;
+  /**
+   * Bound on every wait on the destination: a write it accepts no byte of,
+   * its answer to COMPLETE (the guest is paused meanwhile). Default
+   * {@linkcode DEFAULT_PEER_TIMEOUT_MS}. Its verdict gets this plus 0.25 s per
+   * GiB of RAM, for its digest.
+   */
+  peerTimeoutMs?: number;
+  /**
+   * Aborting fails the migration at once: the transport closes, the
+   * workload is resumed, and the failure names the signal's reason.
+   */
+  signal?: AbortSignal;
+}
+
+/** How long the source waits on a destination that makes no progress: 10 s. */
+export const DEFAULT_PEER_TIMEOUT_MS = 10_000;
+
+/**
+ * Migrates guest RAM to a destination.
+ *
+ * @param options What to migrate, where, and how.
+ * @returns The report of a completed migration (the workload stays paused).
+ * @throws {MigrationFailure} On any failure; the source RAM is untouched, the
+ *   workload runs on, and the transport and trackers are released.
+ *
+ * @example
+ * ```ts ignore
+ * const report = await migrateGuest({ memory, to: "tcp:127.0.0.1:4444", workload });
+ * ```
+ */
+export async function migrateGuest(options: MigrateGuestOptions): Promise<MigrationReport> {
+  const startedAt = performance.now();
+  const { memory } = options;
+  const endpoint = parseEndpoint(options.to);
+  const peerTimeoutMs = options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
+  if (!(peerTimeoutMs > 0)) throw new RangeError(`Cannot wait ${peerTimeoutMs} ms on the peer`);
+  const limits = new ConvergencePolicy(options.limits).limits;
+  // The whole migration has a deadline; on it the transport closes at once.
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new Deno.errors.TimedOut(
+          `the migration did not complete within its limit of ${limits.maxTotalMs / 1000} s`,
+        ),
+      ),
+    limits.maxTotalMs - (performance.now() - startedAt),
+  );
+  const stopOnAbort = () => deadline.abort(options.signal!.reason);
+  if (options.signal?.aborted) stopOnAbort();
+  options.signal?.addEventListener("abort", stopOnAbort, { once: true });
+  const selection = selectDirtyTracker(memory);
+  options.onTracker?.(
+    selection.chosen,
+    selection.rejected.map((r) => ({ kind: r.kind, reason: r.reason })),
+  );
+  const sources: DirtySource[] = [new CpuDirtySource(selection.tracker)];
+  let channel: StreamChannel | undefined;
+  try {
+    if (options.vfio) {
+      const { container, iovaBase, maxBitmapBytes } = options.vfio;
+      const regions = memory.regions;
+      try {
+        sources.push(new VfioDirtySource(container, regions, { iovaBase, maxBitmapBytes }));
+      } catch (e) {
+        if (!(e instanceof DirtyTrackingUnavailableError)) throw e;
+        if (options.imprecise !== "allow") {
+          throw new MigrationError(
+            "setup",
+            `Cannot migrate: ${e.message}; a device may write guest RAM unseen. Allow it with ` +
+              `--allow-imprecise-device-dirty (mapped RAM is then resent in full at stop-and-copy)`,
+            { cause: e },
+          );
+        }
+        sources.push(new UntrackedDeviceSource(container, regions, { reason: e.reason, iovaBase }));
+      }
+      // Device-side tracking must be on before the bulk pass (start() may
+      // also find the container cannot track: treated as above).
+      try {
+        sources.at(-1)!.start();
+      } catch (e) {
+        if (!(e instanceof DirtyTrackingUnavailableError)) throw e;
+        if (options.imprecise !== "allow") {
+          throw new MigrationError("setup", `Cannot migrate: ${e.message}`, { cause: e });
+        }
+        sources.pop();
+        sources.push(new UntrackedDeviceSource(container, regions, { reason: e.reason, iovaBase }));
+      }
+    }
+    const live = endpoint.transport !== "file";
+    const connect = async () => {
+      channel = await connectEndpoint(endpoint, {
+        timeoutMs: peerTimeoutMs,
+        signal: deadline.signal,
+      }).catch((e) => {
+        throw e instanceof MigrationError
+          ? e
+          : new MigrationError("setup", e.message, { cause: e });
+      });
+      const sink = options.maxBandwidth
+        ? new RateLimitedSink(channel, { bytesPerSecond: options.maxBandwidth })
+        : channel;
+      return new StreamWriter(sink, {
+        // A running workload or device may write a page between its checksum and its send.
+        snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
+      });
+    };
+    const verdictMs = peerTimeoutMs + Math.ceil(Number(memory.size) / 2 ** 30) * 250;
+    return await migrate({
+      ram: sourceRam(memory),
+      sink: connect,
+      signal: deadline.signal,
+      sources,
+      workload: options.workload,
+      devices: options.devices,
+      limits: options.limits,
+      imprecise: options.imprecise,
+      digest: () => ramDigest(memory),
+      destinationImage: live
+        ? async () => void await destinationAck(channel!, true, peerTimeoutMs)
+        : undefined,
+      destinationReady: live ? () => destinationAck(channel!, false, verdictMs) : undefined,
+      transport: options.to,
+      startedAt,
+      onProgress: options.onProgress,
+    });
+  } catch (e) {
+    if (e instanceof MigrationFailure) {
+      throw channel !== undefined && endpoint.transport !== "file"
+        ? await withRefusal(e, channel)
+        : e;
+    }
+    const err = e instanceof MigrationError
+      ? e
+      : new MigrationError("setup", `Cannot migrate: ${e instanceof Error ? e.message : e}`, {
+        cause: e,
+      });
+    for (const s of sources) s.stop();
+    throw new MigrationFailure(err, failedReport(options, err));
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", stopOnAbort);
+    channel?.close();
+    selection.tracker[Symbol.dispose]();
+  }
+}
+
+// A destination that refuses a stream (a wrong layout) answers why and
+// closes: the source sees a broken pipe, and the answer is still there to read.
+async function withRefusal(
+  failure: MigrationFailure,
+  channel: StreamChannel,
+): Promise<MigrationFailure> {
+  const cause = failure.cause;
+  if (!(cause instanceof Deno.errors.BrokenPipe || cause instanceof Deno.errors.ConnectionReset)) {
+    return failure;
+  }
+  channel.timeoutMs = 1000;
+  const ack = await readAck(channel).catch(() => undefined);
+  if (ack === undefined || ack.ok) return failure;
+  const err = new MigrationError(
+    "destination",
+    `Destination refused the stream: ${peerText(ack.text)}`,
+    { cause: failure },
+  );
+  return new MigrationFailure(err, {
+    ...failure.report,
+    error: err.message,
+    failedPhase: err.phase,
+  });
+}
+
+// Reads the destination's next answer within `ms`: the interim "image
+// complete" one, or the final verdict (its digest).
+async function destinationAck(from: StreamChannel, image: boolean, ms: number): Promise<string> {
+  from.timeoutMs = ms;
+  let ack;
+  try {
+    ack = await readAck(from);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.TimedOut)) throw e;
+    throw new MigrationError(
+      "destination",
+      `The destination did not ${
+        image ? "confirm it holds the whole image" : "give its verdict"
+      } within ${ms / 1000} s`,
+      { cause: e },
+    );
+  }
+  if (!ack.ok) {
+    throw new MigrationError(
+      "destination",
+      `Destination rejected the image: ${peerText(ack.text)}`,
+    );
+  }
+  if ((ack.image ?? false) !== image) {
+    throw new MigrationError(
+      "destination",
+      `Destination answered out of order: expected ${image ? "image complete" : "its verdict"}`,
+    );
+  }
+  return ack.text;
+}
+
+function failedReport(options: MigrateGuestOptions, err: MigrationError): MigrationReport {
+  const report = newReport({
+    transport: options.to,
+    ramBytes: Number(options.memory.size),
+    imprecise: options.imprecise ?? "refuse",
+    applied: "none: failed in setup",
+    limits: new ConvergencePolicy(options.limits).limits,
+  });
+  report.error = err.message;
+  report.failedPhase = err.phase;
+  return report;
+}

@@ -1,0 +1,383 @@
+// Applies a stream's sections to the destination's RAM, one by one, checking
+// each against the destination's own layout before reading or allocating.
+
+import { crc32 } from "node:zlib";
+import type { StreamBuffer } from "./_stream_buffer.ts";
+import type { RamAccess } from "./ram.ts";
+import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
+import { StreamError } from "./error.ts";
+import { peerText } from "./peer_text.ts";
+import {
+  decodeSectionHeader,
+  DEFAULT_DEVICE_STATE_BYTES,
+  DEFAULT_DEVICE_STATE_CHUNKS,
+  DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
+  DEVICE_CHUNK_OVERHEAD_BYTES,
+  findRegion,
+  MAX_DEVICE_ID_BYTES,
+  MAX_DIGEST_BYTES,
+  MAX_RUN_BYTES,
+  SECTION_HEADER_BYTES,
+  SectionType,
+  SPARSE_HEAD_BYTES,
+  sparseBitmapBytes,
+} from "./format.ts";
+import { clearPages } from "./zero_pages.ts";
+import { WrittenPages } from "./_written_pages.ts";
+
+const NAMES: Record<number, string> = {
+  [SectionType.RAM]: "RAM run",
+  [SectionType.ZERO]: "Zero run",
+  [SectionType.DEVICE_STATE]: "Device state",
+  [SectionType.ITERATION]: "Iteration",
+  [SectionType.END]: "END",
+  [SectionType.SPARSE]: "Sparse run",
+  [SectionType.COMPLETE]: "COMPLETE",
+};
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+// Applies sections one by one; #start is the offset of the current section.
+export class SectionLoader {
+  #buf: StreamBuffer;
+  #ram: RamAccess;
+  #options: ReceiveOptions & { pageSize: number };
+  #start = 0;
+  #deviceBytes = 0;
+  #deviceChunks = 0;
+  #devices: ReadonlySet<string>;
+  #limits: { bytes: number; chunks: number; chunksPerDevice: number };
+  // Set at COMPLETE: the destination's digest, computed while the source computes its own.
+  #ours: Uint8Array | undefined;
+  #written: WrittenPages | undefined;
+  #summary: ReceiveSummary = {
+    sections: { ram: 0, zero: 0, sparse: 0, deviceState: 0, iteration: 0, end: 0 },
+    pages: 0,
+    zeroPages: 0,
+    bytes: 0,
+    deviceStates: new Map(),
+    iterations: 0,
+    lastIteration: undefined,
+    digest: new Uint8Array(0),
+  };
+
+  constructor(buf: StreamBuffer, ram: RamAccess, options: ReceiveOptions & { pageSize: number }) {
+    this.#buf = buf;
+    this.#ram = ram;
+    this.#options = options;
+    this.#devices = new Set(options.devices ?? []);
+    this.#limits = {
+      bytes: options.maxDeviceStateBytes ?? DEFAULT_DEVICE_STATE_BYTES,
+      chunks: options.maxDeviceStateChunks ?? DEFAULT_DEVICE_STATE_CHUNKS,
+      chunksPerDevice: options.maxDeviceStateChunksPerDevice ??
+        DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
+    };
+    if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
+  }
+
+  async run(): Promise<ReceiveSummary> {
+    const buf = this.#buf;
+    while (true) {
+      this.#start = buf.offset;
+      // Fast path: take from the buffer without an await when the bytes are there.
+      let raw = buf.takeNow(SECTION_HEADER_BYTES);
+      if (raw === undefined) {
+        if (buf.buffered === 0 && await buf.atEnd()) {
+          this.#fail("Stream ended without an END section");
+        }
+        raw = await buf.take(SECTION_HEADER_BYTES, "a section header");
+      }
+      const h = decodeSectionHeader(raw);
+      if (h === undefined) this.#fail("Section header checksum mismatch");
+      const seed = crc32(raw);
+      const name = NAMES[h.type];
+      if (name === undefined) this.#fail(`Unknown section type ${h.type}`);
+      if (h.flags !== 0) this.#fail(`${name} section has non-zero flags 0x${h.flags.toString(16)}`);
+      if (this.#ours !== undefined && h.type !== SectionType.END) {
+        this.#fail(`${name} section after COMPLETE (only END may follow)`);
+      }
+      let crc: number;
+      switch (h.type) {
+        case SectionType.RAM:
+          crc = await this.#ramRun(h.arg, h.length, seed);
+          break;
+        case SectionType.ZERO:
+          crc = seed;
+          this.#checkRun(h.arg, h.length, "Zero run", Number.MAX_SAFE_INTEGER);
+          break;
+        case SectionType.DEVICE_STATE:
+          crc = await this.#deviceState(h.arg, h.length, seed);
+          break;
+        case SectionType.SPARSE:
+          crc = await this.#sparseRun(h.arg, h.length, seed);
+          break;
+        case SectionType.ITERATION:
+        case SectionType.COMPLETE:
+          if (h.length !== 0n) this.#fail(`${name} section has length ${h.length}, expected 0`);
+          if (h.type === SectionType.COMPLETE && h.arg !== 0n) {
+            this.#fail(`COMPLETE section has arg ${h.arg}, expected 0`);
+          }
+          crc = seed;
+          break;
+        default:
+          if (h.arg !== 0n || h.length === 0n || h.length > BigInt(MAX_DIGEST_BYTES)) {
+            this.#fail(`END section digest length ${h.length} is not in 1 to ${MAX_DIGEST_BYTES}`);
+          }
+          if (this.#ours === undefined) this.#fail("END section before COMPLETE");
+          this.#summary.digest = (await buf.take(Number(h.length), "the END section")).slice();
+          crc = crc32(this.#summary.digest, seed);
+      }
+      const trailer = buf.takeNow(4) ?? await buf.take(4, `the ${name} section checksum`);
+      if (new DataView(trailer.buffer, trailer.byteOffset, 4).getUint32(0, true) !== crc) {
+        this.#fail(`${name} section checksum mismatch`);
+      }
+      // Sections without payload take effect only once their checksum holds.
+      if (h.type === SectionType.ZERO) this.#zeroRun(h.arg, h.length);
+      if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
+      if (h.type === SectionType.COMPLETE) await this.#complete();
+      if (h.type === SectionType.END) return await this.#end();
+    }
+  }
+
+  async #end(): Promise<ReceiveSummary> {
+    const s = this.#summary;
+    s.sections.end++;
+    const endStart = this.#start;
+    this.#start = this.#buf.offset;
+    const trailing = this.#options.expectEof === false
+      ? this.#buf.buffered > 0
+      : !(await this.#buf.atEnd());
+    if (trailing) this.#fail("Data follows the END section");
+    s.bytes = this.#buf.offset;
+    const ours = this.#ours!;
+    if (ours.length !== s.digest.length || !ours.every((b, i) => b === s.digest[i])) {
+      this.#start = endStart;
+      this.#fail("RAM digest mismatch: the received image differs from the source's");
+    }
+    return s;
+  }
+
+  // The image is in: tell the caller, then digest RAM (nothing after COMPLETE may change it).
+  async #complete(): Promise<void> {
+    await this.#options.onComplete?.();
+    this.#ours = await this.#options.digest(this.#ram);
+  }
+
+  async #ramRun(gpa: bigint, length: bigint, seed: number): Promise<number> {
+    this.#checkRun(gpa, length, "RAM run", MAX_RUN_BYTES);
+    const view = this.#ram.view(gpa, Number(length));
+    this.#written?.mark(gpa, view.length / this.#options.pageSize);
+    let crc = seed;
+    if (this.#buf.readIntoNow(view)) crc = crc32(view, seed);
+    else await this.#buf.readInto(view, "a RAM run", (chunk) => crc = crc32(chunk, crc));
+    this.#summary.sections.ram++;
+    this.#summary.pages += view.length / this.#options.pageSize;
+    return crc;
+  }
+
+  async #sparseRun(gpa: bigint, length: bigint, seed: number): Promise<number> {
+    const buf = this.#buf;
+    const pageSize = this.#options.pageSize;
+    if (length < BigInt(SPARSE_HEAD_BYTES)) this.#fail(`Sparse run length ${length} is too short`);
+    const head = (buf.takeNow(SPARSE_HEAD_BYTES) ??
+      await buf.take(SPARSE_HEAD_BYTES, "a sparse run")).slice();
+    const hv = new DataView(head.buffer);
+    const pages = hv.getUint32(0, true);
+    if (hv.getUint32(4, true) !== 0) this.#fail("Sparse run has a non-zero reserved field");
+    if (pages === 0 || pages * pageSize > MAX_RUN_BYTES) {
+      this.#fail(`Sparse run of ${pages} pages is not in 1 to ${MAX_RUN_BYTES / pageSize}`);
+    }
+    const span = pages * pageSize;
+    this.#checkRun(gpa, BigInt(span), "Sparse run", MAX_RUN_BYTES);
+    const bitmapBytes = sparseBitmapBytes(pages);
+    if (length < BigInt(SPARSE_HEAD_BYTES + bitmapBytes)) {
+      this.#fail(`Sparse run length ${length} cannot hold the bitmap of ${pages} pages`);
+    }
+    const bitmap = (await buf.take(bitmapBytes, "a sparse run bitmap")).slice();
+    let crc = crc32(bitmap, crc32(head, seed));
+    const sent = sparseBits(bitmap, pages);
+    if (sent < 0) this.#fail(`Sparse run bitmap marks page ${-1 - sent} of ${pages}`);
+    if (length !== BigInt(SPARSE_HEAD_BYTES + bitmapBytes + sent * pageSize)) {
+      this.#fail(`Sparse run length ${length} does not match its bitmap (${sent} pages sent)`);
+    }
+    // Sent pages are taken from the read buffer as many at a time as it
+    // holds (one checksum call per batch), and copied into place; zero pages
+    // on the way are cleared, unless the RAM started zeroed and the stream
+    // never wrote them.
+    const view = this.#ram.view(gpa, span);
+    const w = this.#written?.locate(gpa);
+    let i = 0;
+    for (let left = sent; left > 0;) {
+      let k = Math.min(left, Math.floor(buf.buffered / pageSize));
+      let batch = k > 0 ? buf.takeNow(k * pageSize)! : undefined;
+      if (batch === undefined) {
+        batch = await buf.take(pageSize, "a sparse run page");
+        k = 1;
+      }
+      crc = crc32(batch, crc);
+      i = placeBatch(view, batch, k, bitmap, i, pageSize, w);
+      left -= k;
+    }
+    for (; i < pages; i++) zeroOne(view, i, pageSize, w);
+    const s = this.#summary;
+    s.sections.sparse++;
+    s.pages += sent;
+    s.zeroPages += pages - sent;
+    return crc;
+  }
+
+  #zeroRun(gpa: bigint, length: bigint): void {
+    const pageSize = this.#options.pageSize;
+    const chunk = BigInt(MAX_RUN_BYTES);
+    const written = this.#written;
+    for (let off = 0n; off < length; off += chunk) {
+      const n = Number(length - off < chunk ? length - off : chunk);
+      const at = gpa + off;
+      if (written === undefined) clearPages(this.#ram.view(at, n), pageSize);
+      else {
+        written.takeRuns(at, n / pageSize, (first, count) => {
+          this.#ram.view(at + BigInt(first * pageSize), count * pageSize).fill(0);
+        });
+      }
+    }
+    this.#summary.sections.zero++;
+    this.#summary.zeroPages += Number(length) / pageSize;
+  }
+
+  async #deviceState(idLength: bigint, length: bigint, seed: number): Promise<number> {
+    if (idLength === 0n || idLength > BigInt(MAX_DEVICE_ID_BYTES) || idLength > length) {
+      this.#fail(`Device id length ${idLength} is not in 1 to ${MAX_DEVICE_ID_BYTES}`);
+    }
+    // Every chunk counts against the limit with its id and a fixed overhead,
+    // so a flood of empty states is bounded like a large one.
+    const limits = this.#limits;
+    const cost = length + BigInt(DEVICE_CHUNK_OVERHEAD_BYTES);
+    if (cost > BigInt(limits.bytes - this.#deviceBytes)) {
+      this.#fail(
+        `Device state section of ${length} bytes exceeds the remaining device-state limit of ${
+          Math.max(0, limits.bytes - this.#deviceBytes - DEVICE_CHUNK_OVERHEAD_BYTES)
+        } bytes (${limits.bytes} in all)`,
+      );
+    }
+    if (this.#deviceChunks >= limits.chunks) {
+      this.#fail(`More than ${limits.chunks} device-state sections`);
+    }
+    const idBytes = (await this.#buf.take(Number(idLength), "a device id")).slice();
+    let crc = crc32(idBytes, seed);
+    let id = "";
+    try {
+      id = utf8.decode(idBytes);
+    } catch {
+      this.#fail("Device id is not valid UTF-8");
+    }
+    const chunks = this.#summary.deviceStates.get(id);
+    if (chunks === undefined && !this.#devices.has(id)) {
+      this.#fail(
+        `Device state for device "${peerText(id)}", which this destination does not have${
+          this.#devices.size === 0
+            ? " (it restores no devices)"
+            : ` (it has ${[...this.#devices].map((d) => peerText(d)).join(", ")})`
+        }`,
+      );
+    }
+    if (chunks !== undefined && chunks.length >= limits.chunksPerDevice) {
+      this.#fail(
+        `More than ${limits.chunksPerDevice} device-state sections for device "${peerText(id)}"`,
+      );
+    }
+    const state = new Uint8Array(Number(length - idLength));
+    await this.#buf.readInto(state, "a device state section", (c) => crc = crc32(c, crc));
+    this.#deviceBytes += Number(cost);
+    this.#deviceChunks++;
+    // Recorded before the checksum is checked; a mismatch rejects the whole stream.
+    if (chunks === undefined) this.#summary.deviceStates.set(id, [state]);
+    else chunks.push(state);
+    this.#summary.sections.deviceState++;
+    return crc;
+  }
+
+  #iteration(arg: bigint): void {
+    const s = this.#summary;
+    if (arg > 0xffff_ffffn) this.#fail(`Iteration number ${arg} exceeds 2^32 - 1`);
+    const n = Number(arg);
+    if (s.lastIteration !== undefined && n <= s.lastIteration) {
+      this.#fail(`Iteration ${n} does not follow iteration ${s.lastIteration}`);
+    }
+    s.lastIteration = n;
+    s.iterations++;
+    s.sections.iteration++;
+    this.#options.onIteration?.(n);
+  }
+
+  #checkRun(gpa: bigint, length: bigint, name: string, max: number): void {
+    const pageSize = BigInt(this.#options.pageSize);
+    if (length === 0n || length > BigInt(max)) {
+      this.#fail(`${name} length ${length} is not in 1 to ${max}`);
+    }
+    if (gpa % pageSize !== 0n || length % pageSize !== 0n) {
+      this.#fail(`${name} at GPA 0x${gpa.toString(16)} of ${length} bytes is not page-aligned`);
+    }
+    const i = findRegion(this.#ram.layout, gpa, length);
+    if (i === -1) {
+      this.#fail(`${name} GPA 0x${gpa.toString(16)} is outside the destination's layout`);
+    }
+    if (i === -2) {
+      this.#fail(
+        `${name} at GPA 0x${gpa.toString(16)} of ${length} bytes crosses the end of its region`,
+      );
+    }
+  }
+
+  #fail(reason: string): never {
+    throw new StreamError(this.#start, reason);
+  }
+}
+
+// The per-page loops live in plain functions: V8 optimizes a plain function's
+// loop while it runs, but not one inside an async function.
+
+type Written = { bits: Uint32Array; page: number } | undefined;
+
+// The set bits of a sparse run's bitmap, or -1 - i for the first bit i at or past `pages`.
+function sparseBits(bitmap: Uint8Array, pages: number): number {
+  let sent = 0;
+  for (let b = 0; b < bitmap.length; b++) {
+    let v = bitmap[b];
+    for (let i = b * 8; v !== 0; i++, v >>= 1) {
+      if ((v & 1) === 0) continue;
+      if (i >= pages) return -1 - i;
+      sent++;
+    }
+  }
+  return sent;
+}
+
+// Makes page i of a sparse run zero: cleared, or left alone if the RAM
+// started zeroed and the stream never wrote it.
+function zeroOne(view: Uint8Array, i: number, pageSize: number, w: Written): void {
+  const off = i * pageSize;
+  if (w === undefined) return void clearPages(view.subarray(off, off + pageSize), pageSize);
+  const p = w.page + i;
+  if ((w.bits[p >>> 5] >>> (p & 31)) & 1) {
+    view.fill(0, off, off + pageSize);
+    w.bits[p >>> 5] &= ~(1 << (p & 31));
+  }
+}
+
+// Puts the `k` pages of `batch` at the next sent pages from page i, making
+// the zero pages passed on the way zero; returns the page after the last.
+function placeBatch(
+  view: Uint8Array,
+  batch: Uint8Array,
+  k: number,
+  bitmap: Uint8Array,
+  i: number,
+  pageSize: number,
+  w: Written,
+): number {
+  for (let c = 0; c < k; c++, i++) {
+    while (((bitmap[i >> 3] >> (i & 7)) & 1) === 0) zeroOne(view, i++, pageSize, w);
+    view.set(batch.subarray(c * pageSize, (c + 1) * pageSize), i * pageSize);
+    if (w) w.bits[(w.page + i) >>> 5] |= 1 << ((w.page + i) & 31);
+  }
+  return i;
+}

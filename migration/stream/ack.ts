@@ -1,0 +1,101 @@
+/**
+ * The destination's answers on a live transport, written back on the same
+ * connection: at the COMPLETE section an interim frame saying it holds the
+ * whole image (downtime ends when the source reads it), then after END a
+ * final frame saying whether it verified the image and with which digest. A
+ * destination that fails at any point writes a failure frame instead.
+ *
+ * Frame: magic `DVMA` (4 bytes), status u32 (0 = verified, 1 = failed,
+ * 2 = image complete), length u32, then that many bytes of UTF-8 text (the
+ * digest in hex, the error message, or nothing).
+ *
+ * @module
+ */
+
+import type { StreamSink, StreamSource } from "../transport/channel.ts";
+
+const MAGIC = 0x414d5644; // "DVMA" little-endian
+const MAX_TEXT = 4096;
+
+/** What the destination answered. */
+export interface DestinationAck {
+  /** Whether the destination verified the image. */
+  readonly ok: boolean;
+  /** The destination digest (hex) when verified, else its error message. */
+  readonly text: string;
+  /**
+   * True for the interim answer to COMPLETE: the image is in and is being
+   * verified (`ok` is true, `text` empty).
+   */
+  readonly image?: boolean;
+}
+
+/**
+ * Writes the answer frame.
+ *
+ * @param sink The connection.
+ * @param ack The answer.
+ *
+ * @example
+ * ```ts ignore
+ * await writeAck(channel, { ok: true, text: digestHex });
+ * ```
+ */
+export async function writeAck(sink: StreamSink, ack: DestinationAck): Promise<void> {
+  const text = new TextEncoder().encode(ack.text.slice(0, MAX_TEXT));
+  const frame = new Uint8Array(12 + text.byteLength);
+  const v = new DataView(frame.buffer);
+  v.setUint32(0, MAGIC, true);
+  v.setUint32(4, !ack.ok ? 1 : ack.image ? 2 : 0, true);
+  v.setUint32(8, text.byteLength, true);
+  frame.set(text, 12);
+  await sink.write(frame);
+}
+
+async function readFull(source: StreamSource, into: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < into.byteLength) {
+    const n = await source.read(into.subarray(at));
+    if (n === null) {
+      throw new RangeError(
+        `Destination closed the connection after ${at} of ${into.byteLength} answer bytes`,
+      );
+    }
+    at += n;
+  }
+}
+
+/**
+ * Reads the answer frame.
+ *
+ * @param source The connection.
+ * @returns The answer.
+ * @throws {RangeError} When the frame is cut short or malformed, or its text
+ *   is not valid UTF-8.
+ *
+ * @example
+ * ```ts ignore
+ * const ack = await readAck(channel);
+ * ```
+ */
+export async function readAck(source: StreamSource): Promise<DestinationAck> {
+  const head = new Uint8Array(12);
+  await readFull(source, head);
+  const v = new DataView(head.buffer);
+  if (v.getUint32(0, true) !== MAGIC) throw new RangeError("Destination answer has a bad magic");
+  const status = v.getUint32(4, true);
+  const length = v.getUint32(8, true);
+  if (length > MAX_TEXT) throw new RangeError(`Destination answer of ${length} bytes is too long`);
+  const text = new Uint8Array(length);
+  await readFull(source, text);
+  if (status > 2) throw new RangeError(`Destination answer has an unknown status ${status}`);
+  let decoded: string;
+  try {
+    decoded = new TextDecoder("utf-8", { fatal: true }).decode(text);
+  } catch {
+    throw new RangeError(`Destination answer of ${length} bytes is not valid UTF-8`);
+  }
+  return status === 2
+    ? { ok: true, text: decoded, image: true }
+    : { ok: status === 0, text: decoded };
+}
