@@ -61,7 +61,7 @@ Deno.test("DirtyPageTracker.query() in the pinned scope reports pinned pages onl
     assert.equal(kernel.dirtyScope(c.unsafeFd), "pinned");
     const r = t.query(MiB, MiB);
     assert.deepEqual(bits(r.bitmap), [3, 4]);
-    assert.equal(t.scope, "partial");
+    assert.equal(t.scope, "precise");
     // Pinned pages stay dirty; an unpinned page is reported once more, then not.
     kernel.unpin(26, MiB + 0x4000n, 0x1000n);
     assert.deepEqual(bits(t.query(MiB, MiB).bitmap), [3, 4]);

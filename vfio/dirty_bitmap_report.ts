@@ -19,15 +19,7 @@ export interface DirtyTrackerOptions {
   maxBitmapBytes?: bigint;
 }
 
-/**
- * What the container's bitmaps have been seen to mean:
- * - `unknown`: no query has covered a mapping yet;
- * - `all-mapped`: the last query reported every mapped page dirty, as the
- *   kernel does while any group has not pinned pages (every vfio-pci device);
- * - `partial`: the last query reported a subset of the mapped pages (the
- *   pinned-page scope, or a finer source).
- */
-export type DirtyScope = "unknown" | "all-mapped" | "partial";
+export type { DirtyScope } from "../sys/dirty_scope.ts";
 
 /** A dirty bitmap for an IOVA range. */
 export interface DirtyBitmapReport {

@@ -235,7 +235,7 @@ export class DirtyPageTracker {
     const { iova, size, mappedPages } = range;
     const dirtyPages = popcount(bitmap);
     const allMapped = mappedPages > 0 && dirtyPages >= mappedPages;
-    if (mappedPages > 0) this.#scope = allMapped ? "all-mapped" : "partial";
+    if (mappedPages > 0) this.#scope = allMapped ? "all-mapped" : "precise";
     return {
       iova,
       size,

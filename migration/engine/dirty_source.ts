@@ -8,14 +8,9 @@
 
 import type { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 
-/**
- * What a source's bits have been seen to mean:
- * - `precise`: the pages written (CPU trackers, pinned-page scope);
- * - `all-mapped`: every mapped page, every time (type1 while a group has not
- *   pinned pages: every vfio-pci device). Such bits carry no information.
- * - `unknown`: not yet observed.
- */
-export type SourceScope = "precise" | "all-mapped" | "unknown";
+import type { DirtyScope } from "../../sys/dirty_scope.ts";
+
+export type { DirtyScope };
 
 /** What one harvest of one source found. */
 export interface SourceHarvest {
@@ -24,7 +19,7 @@ export interface SourceHarvest {
   /** Pages it reported dirty (in 4 KiB pages). */
   readonly dirtyPages: number;
   /** Its scope as of this harvest. */
-  readonly scope: SourceScope;
+  readonly scope: DirtyScope;
   /** Pages it covers (the mapped RAM for a VFIO source). */
   readonly coveredPages: number;
 }
@@ -34,7 +29,7 @@ export interface DirtySource {
   /** A short name for reports, such as `cpu:pagemap-scan` or `vfio-container`. */
   readonly name: string;
   /** Its scope, as observed so far. */
-  readonly scope: SourceScope;
+  readonly scope: DirtyScope;
   /**
    * `false` when a harvest can miss a write racing it (soft-dirty reads, then
    * clears, in two calls): pre-copy then pauses the workload around each

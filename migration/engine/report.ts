@@ -6,7 +6,7 @@
  */
 
 import type { ConvergenceLimits } from "./convergence.ts";
-import type { SourceScope } from "./dirty_source.ts";
+import type { DirtyScope } from "./dirty_source.ts";
 
 /** One pre-copy iteration (iteration 0 is the bulk pass). */
 export interface IterationRow {
@@ -79,7 +79,7 @@ export interface MigrationReport {
   /** The digest the destination computed (hex), when it reported one. */
   destinationDigest: string | null;
   /** Each dirty source's scope. */
-  dirtyScope: Record<string, SourceScope>;
+  dirtyScope: Record<string, DirtyScope>;
   /** The policy applied. */
   policy: {
     imprecise: "refuse" | "allow";

@@ -11,10 +11,10 @@ import { hex, iova as toIova } from "../../sys/address.ts";
 import type { VfioContainer } from "../../vfio/container.ts";
 import type { DirtyBitmapReport, DirtyPageTracker } from "../../vfio/dirty_page_tracker.ts";
 import {
+  type DirtyScope,
   type DirtySource,
   expandBitmapInto,
   type SourceHarvest,
-  type SourceScope,
 } from "../engine/dirty_source.ts";
 
 const PAGE = 4096n;
@@ -56,7 +56,7 @@ export class VfioDirtySource implements DirtySource {
   #iovaBase: bigint;
   #tracker: DirtyPageTracker;
   #pending: DirtyBitmapReport[] = [];
-  #scope: SourceScope = "unknown";
+  #scope: DirtyScope = "unknown";
 
   /**
    * Creates the source (reads the container's migration capability).
@@ -80,7 +80,7 @@ export class VfioDirtySource implements DirtySource {
   }
 
   /** Its scope, from the container's classification. */
-  get scope(): SourceScope {
+  get scope(): DirtyScope {
     return this.#scope;
   }
 

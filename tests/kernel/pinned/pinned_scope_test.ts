@@ -62,12 +62,12 @@ Deno.test("DirtyPageTracker.query() with only a pinning mdev reports exactly the
   const tracker = w.container.dirtyTracker();
   tracker.start();
   assert.deepEqual(w.query(), [], "nothing pinned or written yet");
-  assert.equal(tracker.scope, "partial");
+  assert.equal(tracker.scope, "precise");
   w.pintest.pin(BASE + 2n * PAGE);
   w.pintest.dmaWrite(BASE + 5n * PAGE + 8n, 0xabab_abab_abab_abn);
   assert.equal(w.pintest.pinned, 1);
   assert.deepEqual(w.query(), [2, 5], "the pinned page and the DMA-written one");
-  assert.equal(tracker.scope, "partial");
+  assert.equal(tracker.scope, "precise");
   assert.deepEqual(w.query(), [2], "still pinned: reported again; written: not");
   const written = new DataView(w.ram.bytes.buffer, w.ram.bytes.byteOffset + 5 * 4096 + 8, 8);
   assert.equal(written.getBigUint64(0, true), 0xabab_abab_abab_abn, "the DMA write landed in RAM");
@@ -105,7 +105,7 @@ Deno.test("DirtyPageTracker.scope: adding edu's group promotes the container to 
   tracker.start();
   w.pintest.pin(BASE + PAGE);
   assert.deepEqual(w.query(), [1]);
-  assert.equal(tracker.scope, "partial");
+  assert.equal(tracker.scope, "precise");
   const edu = w.container.attachGroup(groupAndDevice().group);
   try {
     const all = [...Array(Number(PAGES)).keys()];
@@ -118,5 +118,5 @@ Deno.test("DirtyPageTracker.scope: adding edu's group promotes the container to 
   const all = [...Array(Number(PAGES)).keys()];
   assert.deepEqual(w.query(), all, "leaving, the vfio-pci group marks everything dirty once");
   assert.deepEqual(w.query(), [1], "then the pinned scope again");
-  assert.equal(tracker.scope, "partial");
+  assert.equal(tracker.scope, "precise");
 });
