@@ -6,6 +6,7 @@ import { crc32 } from "node:zlib";
 import { listenEndpoint } from "../migration/transport/open.ts";
 import { arrayRam, type RamAccess } from "../migration/stream/ram.ts";
 import { receiveStream } from "../migration/stream/reader.ts";
+import { guestAddress as g } from "../sys/address.ts";
 
 interface Job {
   size: number;
@@ -29,14 +30,14 @@ export function crcDigest(r: RamAccess): Uint8Array {
 
 async function run(job: Job): Promise<number> {
   if (ram === undefined || Number(ram.layout[0].size) !== job.size) {
-    ram = arrayRam([{ gpa: 0n, size: BigInt(job.size) }]);
-    ram.view(0n, job.size).fill(1); // pre-fault, like QEMU's prealloc=on
+    ram = arrayRam([{ gpa: g(0n), size: BigInt(job.size) }]);
+    ram.view(g(0n), job.size).fill(1); // pre-fault, like QEMU's prealloc=on
   }
   using listener = listenEndpoint("tcp:127.0.0.1:0");
   scope.postMessage({ port: listener.endpoint.transport === "tcp" ? listener.endpoint.port : 0 });
   using conn = await listener.accept();
   if (!job.raw) return (await receiveStream(conn, ram, { digest: crcDigest })).bytes;
-  const buf = ram.view(0n, 4 << 20);
+  const buf = ram.view(g(0n), 4 << 20);
   let total = 0;
   for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) total += n;
   return total;

@@ -344,7 +344,7 @@ src.fill(g(0n), { length: SIZE, value: 1 });
   const encode = async () => {
     const w = new StreamWriter(nullSink);
     await w.writeHeader(ram.layout, 4096);
-    await w.writePages(ram, 0n, PAGES);
+    await w.writePages(ram, g(0n), PAGES);
     await w.writeEnd(digest);
     sink += w.bytesWritten;
   };
@@ -393,11 +393,11 @@ dst.close();
     {
       using conn = await connectEndpoint(`tcp:127.0.0.1:${port}`);
       if (raw) {
-        for (let o = 0; o < SIZE; o += 1 << 20) await conn.write(ram.view(BigInt(o), 1 << 20));
+        for (let o = 0; o < SIZE; o += 1 << 20) await conn.write(ram.view(g(BigInt(o)), 1 << 20));
       } else {
         const w = new StreamWriter(conn);
         await w.writeHeader(ram.layout, 4096);
-        await w.writePages(ram, 0n, PAGES);
+        await w.writePages(ram, g(0n), PAGES);
         await w.writeEnd(digest);
       }
     }

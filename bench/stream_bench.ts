@@ -13,15 +13,16 @@ import { arrayRam, type RamAccess } from "../migration/stream/ram.ts";
 import { receiveStream } from "../migration/stream/reader.ts";
 import { StreamWriter } from "../migration/stream/writer.ts";
 import { pageRuns } from "../migration/stream/zero_pages.ts";
+import { guestAddress as g } from "../sys/address.ts";
 
 const PAGE = 4096;
 const MIB = 1 << 20;
 const SIZE = 256 * MIB;
-const layout = [{ gpa: 0n, size: BigInt(SIZE) }];
+const layout = [{ gpa: g(0n), size: BigInt(SIZE) }];
 
 function filled(kind: "zero" | "random" | "half"): RamAccess {
   const ram = arrayRam(layout);
-  const v = ram.view(0n, SIZE);
+  const v = ram.view(g(0n), SIZE);
   v.fill(1);
   if (kind === "zero") v.fill(0);
   else for (let o = 0; o < SIZE; o += 65536) crypto.getRandomValues(v.subarray(o, o + 65536));
@@ -40,13 +41,13 @@ for (const [name, ram] of [["zero", zero], ["random", random]] as const) {
     name: `Uint8Array copy 256 MiB (${name})`,
     group: `zero-page detection, ${name} pages`,
     baseline: true,
-    fn: () => copyDst.set(ram.view(0n, SIZE)),
+    fn: () => copyDst.set(ram.view(g(0n), SIZE)),
   });
   Deno.bench({
     name: `pageRuns() 256 MiB (${name})`,
     group: `zero-page detection, ${name} pages`,
     fn() {
-      for (const r of pageRuns(ram.view(0n, SIZE), PAGE, { maxRunBytes: 4 * MIB })) {
+      for (const r of pageRuns(ram.view(g(0n), SIZE), PAGE, { maxRunBytes: 4 * MIB })) {
         sink += r.length;
       }
     },
@@ -55,7 +56,7 @@ for (const [name, ram] of [["zero", zero], ["random", random]] as const) {
     name: `Uint32Array scan, 8 words a step (${name})`,
     group: `zero-page detection, ${name} pages`,
     fn() {
-      const v = ram.view(0n, SIZE);
+      const v = ram.view(g(0n), SIZE);
       const w = new Uint32Array(v.buffer, v.byteOffset, SIZE / 4);
       for (let p = 0; p < w.length; p += PAGE / 4) {
         let i = p;
@@ -77,7 +78,7 @@ for (const [name, ram] of [["random", random], ["half-zero", half]] as const) {
     name: `Uint8Array copy 256 MiB (${name})`,
     group: `encode/decode 256 MiB, ${name}`,
     baseline: true,
-    fn: () => copyDst.set(ram.view(0n, SIZE)),
+    fn: () => copyDst.set(ram.view(g(0n), SIZE)),
   });
   Deno.bench({
     name: `StreamWriter.writePages() (${name})`,
@@ -85,7 +86,7 @@ for (const [name, ram] of [["random", random], ["half-zero", half]] as const) {
     async fn() {
       const w = new StreamWriter(nullSink);
       await w.writeHeader(layout, PAGE);
-      await w.writePages(ram, 0n, SIZE / PAGE);
+      await w.writePages(ram, g(0n), SIZE / PAGE);
       await w.writeEnd(new Uint8Array(4));
       sink += w.bytesWritten;
     },
@@ -93,13 +94,13 @@ for (const [name, ram] of [["random", random], ["half-zero", half]] as const) {
   const chunks: Uint8Array[] = [];
   const w = new StreamWriter({ write: (b) => (chunks.push(b.slice()), Promise.resolve()) });
   await w.writeHeader(layout, PAGE);
-  await w.writePages(ram, 0n, SIZE / PAGE);
+  await w.writePages(ram, g(0n), SIZE / PAGE);
   await w.writeEnd(crcDigest(ram));
   const all = new Uint8Array(w.bytesWritten);
   chunks.reduce((at, c) => (all.set(c, at), at + c.length), 0);
   encoded.set(name, all);
   const dst = arrayRam(layout);
-  dst.view(0n, SIZE).fill(1);
+  dst.view(g(0n), SIZE).fill(1);
   Deno.bench({
     name: `receiveStream() (${name})`,
     group: `encode/decode 256 MiB, ${name}`,
@@ -122,9 +123,9 @@ for (const [name, ram] of [["random", random], ["half-zero", half]] as const) {
 
 // 1 GiB over loopback TCP.
 const GIB = 1 << 30;
-const bigLayout = [{ gpa: 0n, size: BigInt(GIB) }];
+const bigLayout = [{ gpa: g(0n), size: BigInt(GIB) }];
 const big = arrayRam(bigLayout);
-for (let o = 0; o < GIB; o += 65536) crypto.getRandomValues(big.view(BigInt(o), 65536));
+for (let o = 0; o < GIB; o += 65536) crypto.getRandomValues(big.view(g(BigInt(o)), 65536));
 const worker = new Worker(new URL("./_stream_receiver.ts", import.meta.url), { type: "module" });
 let reply: ((m: { port?: number; bytes?: number }) => void) | undefined;
 worker.onmessage = (e) => reply?.(e.data);
@@ -152,7 +153,7 @@ Deno.bench({
   async fn() {
     await overTcp(true, async (conn) => {
       const c = conn as { write(b: Uint8Array): Promise<void> };
-      for (let o = 0; o < GIB; o += MIB) await c.write(big.view(BigInt(o), MIB));
+      for (let o = 0; o < GIB; o += MIB) await c.write(big.view(g(BigInt(o)), MIB));
     });
   },
 });
@@ -165,7 +166,7 @@ Deno.bench({
     await overTcp(false, async (conn) => {
       const w = new StreamWriter(conn as { write(b: Uint8Array): Promise<void> });
       await w.writeHeader(bigLayout, PAGE);
-      await w.writePages(big, 0n, GIB / PAGE);
+      await w.writePages(big, g(0n), GIB / PAGE);
       await w.writeEnd(crcDigest(big));
     });
   },

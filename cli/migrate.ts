@@ -10,7 +10,8 @@ import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
 import { MigrationFailure } from "../migration/engine/precopy.ts";
 import type { MigrationReport } from "../migration/engine/report.ts";
 import { DEFAULT_PEER_TIMEOUT_MS, migrateGuest } from "../migration/guest/source.ts";
-import { checkHostCapacity } from "../memory/host_capacity.ts";
+import { checkHostCapacity, formatBytes } from "../memory/host_capacity.ts";
+import type { MigrationEvent } from "../migration/engine/status.ts";
 import { escapeControl, peerText } from "../migration/stream/peer_text.ts";
 import { WorkerWorkload } from "../migration/guest/worker_workload.ts";
 import { parseEndpoint } from "../migration/transport/endpoint.ts";
@@ -176,6 +177,50 @@ export function summarize(r: MigrationReport): string {
 }
 
 /**
+ * The progress line for an event: a kept line per iteration and status
+ * change, a live line during iterations (percent, bytes, rate), and, when the
+ * guest dirties pages faster than they are sent, that instead of a percentage.
+ *
+ * @param e The event.
+ * @returns The line, and whether it is kept; `undefined` for nothing to show.
+ *
+ * @example
+ * ```ts ignore
+ * migrateGuest({ ..., onEvent: (e) => console.log(progressLine(e)?.text) });
+ * ```
+ */
+export function progressLine(e: MigrationEvent): { text: string; keep: boolean } | undefined {
+  const c = e.counters;
+  const rate = `${(c.throughputMbps / 1000).toFixed(2)} Gbit/s`;
+  if (e.type === "status") {
+    if (c.status === "device") return { text: "stop-and-copy: guest paused", keep: true };
+    return undefined;
+  }
+  if (e.type === "iteration") {
+    const r = e.row;
+    const down = Number.isFinite(r.expectedDowntimeMs) ? r.expectedDowntimeMs.toFixed(0) : "∞";
+    const head = c.outpaced
+      ? `dirtying outpaces sending: ${c.dirtyPagesRate.toFixed(0)} pages/s dirtied`
+      : `${c.percent.toFixed(1)} %`;
+    return {
+      text:
+        `iteration ${r.iteration}: ${head}; sent ${formatBytes(r.bytes)} at ${
+          r.bandwidthMBps.toFixed(0)
+        } MB/s (${r.zeroPages} of ${r.sentPages} pages zero), ${r.dirtyPages} pages dirty, ` +
+        `expected downtime ${down} ms${r.throttle ? `, throttle ${r.throttle} %` : ""}`,
+      keep: true,
+    };
+  }
+  const head = c.outpaced ? "dirtying outpaces sending" : `${c.percent.toFixed(1)} %`;
+  return {
+    text: `${c.status === "device" ? "stop-and-copy" : `iteration ${c.iterations}`}: ${head}, ${
+      formatBytes(c.transferredBytes)
+    } sent, ${formatBytes(c.remainingBytes)} remaining, ${rate}`,
+    keep: false,
+  };
+}
+
+/**
  * Runs `migrate`.
  *
  * @param args The arguments after `migrate`.
@@ -317,20 +362,9 @@ export async function runMigrate(args: string[]): Promise<number> {
               : ""
           }`,
         ),
-      onProgress: (p) => {
-        if (p.row) {
-          const r = p.row;
-          progress.update(
-            `iteration ${r.iteration}: sent ${(r.bytes / MiB).toFixed(1)} MiB at ${
-              r.bandwidthMBps.toFixed(0)
-            } MB/s, ${r.dirtyPages} pages dirty, expected downtime ${
-              Number.isFinite(r.expectedDowntimeMs) ? r.expectedDowntimeMs.toFixed(0) : "∞"
-            } ms${r.throttle ? `, throttle ${r.throttle} %` : ""}`,
-            { keep: true },
-          );
-        } else if (p.phase === "stop-and-copy") {
-          progress.update("stop-and-copy: workload paused", { keep: true });
-        }
+      onEvent: (e) => {
+        const line = progressLine(e);
+        if (line !== undefined) progress.update(line.text, { keep: line.keep });
       },
     });
   } catch (e) {

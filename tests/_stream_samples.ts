@@ -6,13 +6,14 @@ import { encodeSectionHeader } from "../migration/stream/format.ts";
 import { arrayRam, type RamAccess, type RamRegionLayout } from "../migration/stream/ram.ts";
 import type { StreamSink, StreamSource } from "../migration/transport/channel.ts";
 import { StreamWriter } from "../migration/stream/writer.ts";
+import { guestAddress as g } from "../sys/address.ts";
 
 export const PAGE = 4096;
 
 /** Two regions with a gap between them. */
 export const LAYOUT: readonly RamRegionLayout[] = [
-  { gpa: 0n, size: 64n * 4096n },
-  { gpa: 0x100000n, size: 32n * 4096n },
+  { gpa: g(0n), size: 64n * 4096n },
+  { gpa: g(0x100000n), size: 32n * 4096n },
 ];
 
 /** SHA-256 over every region in order. */
@@ -98,16 +99,16 @@ export interface SampleOffsets {
  */
 export async function sampleStream(): Promise<[Uint8Array, SampleOffsets]> {
   const src = arrayRam(LAYOUT);
-  crypto.getRandomValues(src.view(0n, 2 * PAGE));
+  crypto.getRandomValues(src.view(g(0n), 2 * PAGE));
   const sink = new MemorySink();
   const w = new StreamWriter(sink);
   await w.writeHeader(src.layout, PAGE);
   const iteration = w.bytesWritten;
   await w.writeIteration(1);
   const ram = w.bytesWritten;
-  await w.writeRamRun(0n, src.view(0n, 2 * PAGE));
+  await w.writeRamRun(g(0n), src.view(g(0n), 2 * PAGE));
   const zero = w.bytesWritten;
-  await w.writeZeroRun(2n * BigInt(PAGE), 1);
+  await w.writeZeroRun(g(2n * BigInt(PAGE)), 1);
   const device = w.bytesWritten;
   await w.writeDeviceState("dev0", new Uint8Array([1, 2, 3, 4, 5]));
   const complete = w.bytesWritten;

@@ -15,10 +15,11 @@ import { connectEndpoint } from "../migration/transport/open.ts";
 import type { StreamChannel } from "../migration/transport/channel.ts";
 import { fakeDestination } from "./_fake_destination.ts";
 import { type Cli, controlCharacters, startCli, until } from "./_support.ts";
+import { guestAddress as g } from "../sys/address.ts";
 
 const MiB = 2 ** 20;
 const RAM = 64 * MiB;
-const HEADER = encodeStreamHeader([{ gpa: 0n, size: BigInt(RAM) }], 4096);
+const HEADER = encodeStreamHeader([{ gpa: g(0n), size: BigInt(RAM) }], 4096);
 // What the receive process may hold beyond its guest RAM: the runtime and its buffers.
 const RSS_OVERHEAD_BOUND = 160 * MiB;
 
@@ -93,7 +94,7 @@ const HOSTILE: Hostile[] = [
   },
   {
     name: "a header for another layout",
-    act: (ch) => ch.write(encodeStreamHeader([{ gpa: 0n, size: 1n << 30n }], 4096)),
+    act: (ch) => ch.write(encodeStreamHeader([{ gpa: g(0n), size: 1n << 30n }], 4096)),
     expect: /Gave up after 1 peer failed .*Layout mismatch/,
     touched: false,
   },

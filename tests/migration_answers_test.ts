@@ -66,7 +66,7 @@ async function againstDestination(
 Deno.test("migrateGuest() fails when the destination gives its verdict before the image answer", async () => {
   const err = await againstDestination((ch) => writeAck(ch, { ok: true, text: "0".repeat(64) }));
   assert.match(err.message, /Destination answered out of order: expected image complete/);
-  assert.equal(err.report.failedPhase, "destination");
+  assert.equal(err.report.failedPhase, "stop-and-copy");
 });
 
 Deno.test("migrateGuest() fails when the destination rejects at COMPLETE", async () => {

@@ -50,9 +50,9 @@ async function migrateAndKill(
       to: endpoint,
       workload,
       limits: { downtimeLimitMs: 1, maxIterations: 1000 },
-      onProgress: (p) => {
-        if (p.row && killedAfterIteration < 0) {
-          killedAfterIteration = p.row.iteration;
+      onEvent: (e) => {
+        if (e.type === "iteration" && killedAfterIteration < 0) {
+          killedAfterIteration = e.row.iteration;
           dst.child.kill("SIGKILL");
         }
       },
@@ -101,8 +101,8 @@ function assertKilledMidStream(o: Outcome, ram: number): void {
   assert.equal(typeof r.error, "string");
   assert.ok(r.error!.length > 0);
   assert.ok(
-    r.failedPhase === "precopy" || r.failedPhase === "stop-and-copy" ||
-      r.failedPhase === "destination",
+    r.failedPhase === "iterate" || r.failedPhase === "stop-and-copy" ||
+      r.failedPhase === "complete",
     `failed in ${r.failedPhase}: ${context}`,
   );
   assert.equal(r.destinationDigest, null, "no destination digest from a killed destination");
@@ -155,7 +155,7 @@ Deno.test("migrateGuest() fails cleanly when the destination is SIGKILLed mid-st
       // The source keeps running. A failure in pre-copy never paused it; after
       // stop-and-copy paused it, migrate() resumes it without waiting for the
       // Worker's answer, so the state may lag the rejection briefly.
-      if (o.failure.report.failedPhase === "precopy") {
+      if (o.failure.report.failedPhase === "iterate") {
         assert.equal(stateAtFailure, "running", "pre-copy never pauses the workload");
       }
       const w = writer;

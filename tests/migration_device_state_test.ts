@@ -86,7 +86,7 @@ Deno.test("migrateGuest() resumes the device and the source when STOP_COPY fails
       destinationDevices: [dst.migration],
     });
     assert.equal(r.report.result, "failed");
-    assert.equal(r.report.failedPhase, "device");
+    assert.equal(r.report.failedPhase, "stop-and-copy", "device state is saved in stop-and-copy");
     assert.match(r.report.error!, /STOP_COPY.*EIO/);
     assert.equal(srcDriver.deviceState, VFIO_DEVICE_STATE_RUNNING, "the source device runs again");
     assert.equal(r.workloadState, "running", "the source keeps running");

@@ -14,10 +14,11 @@ import type { StreamChannel } from "../migration/transport/channel.ts";
 import { guestAddress } from "../sys/address.ts";
 import { readProcFile } from "../sys/procfs.ts";
 import { until, within } from "./_support.ts";
+import { guestAddress as g } from "../sys/address.ts";
 
 const MiB = 2 ** 20;
 const RAM = 8 * MiB;
-const LAYOUT = [{ gpa: 0n, size: BigInt(RAM) }];
+const LAYOUT = [{ gpa: g(0n), size: BigInt(RAM) }];
 
 function ram(): GuestMemory {
   const m = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(RAM) }]);

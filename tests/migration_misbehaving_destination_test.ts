@@ -72,14 +72,14 @@ async function against(
 Deno.test("migrateGuest() resumes the guest and fails when the destination never answers COMPLETE", async () => {
   const f = await against({ silentAtComplete: true });
   assert.match(f.message, /^The destination did not confirm it holds the whole image within 1 s$/);
-  assert.equal(f.report.failedPhase, "destination");
+  assert.equal(f.report.failedPhase, "stop-and-copy", "the phase that was running");
   assert.equal(f.report.downtimeMs, null, "no downtime is claimed without the image answer");
 });
 
 Deno.test("migrateGuest() resumes the guest and fails when the destination never gives its verdict", async () => {
   const f = await against({ silentVerdict: true });
   assert.match(f.message, /^The destination did not give its verdict within 1\.25 s$/);
-  assert.equal(f.report.failedPhase, "destination");
+  assert.equal(f.report.failedPhase, "complete");
 });
 
 Deno.test("migrateGuest() fails on a verdict whose digest differs from the source's", async () => {
@@ -88,7 +88,7 @@ Deno.test("migrateGuest() fails on a verdict whose digest differs from the sourc
     f.message,
     /^The destination verified a different image: its digest (deadbeef){8} differs from the source's [0-9a-f]{64}$/,
   );
-  assert.equal(f.report.failedPhase, "destination");
+  assert.equal(f.report.failedPhase, "complete");
   assert.equal(f.report.destinationDigest, "deadbeef".repeat(8));
 });
 
@@ -106,7 +106,7 @@ Deno.test("migrateGuest() fails within its bound when the destination stops read
   const f = await against({ stopReadingAfter: 100_000 });
   assert.match(
     f.message,
-    /^Migration failed in precopy: No progress on tcp:127\.0\.0\.1:\d+ for 1 s: the peer stopped reading$/,
+    /^Migration failed in pre-copy: No progress on tcp:127\.0\.0\.1:\d+ for 1 s: the peer stopped reading$/,
   );
 });
 
@@ -115,9 +115,9 @@ Deno.test("migrateGuest() --max-seconds bounds the whole migration, not only the
   const f = await against({ readBytesPerSecond: 2 * MiB }, { maxTotalMs: 2000 });
   assert.match(
     f.message,
-    /^Migration failed in precopy: the migration did not complete within its limit of 2 s$/,
+    /^Migration failed in pre-copy: the migration did not complete within its limit of 2 s$/,
   );
-  assert.equal(f.report.failedPhase, "precopy");
+  assert.equal(f.report.failedPhase, "iterate");
   assert.equal(f.report.iterations.length, 0, "iteration 0 never finished");
 });
 

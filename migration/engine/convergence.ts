@@ -1,6 +1,7 @@
 /**
- * The pre-copy convergence policy: measure bandwidth per iteration, estimate
- * the downtime the remaining dirty bytes would cost, and decide between
+ * The pre-copy convergence policy: measure per iteration how fast RAM was
+ * sent and how fast the stream was written, estimate the downtime the
+ * remaining dirty RAM and device state would cost, and decide between
  * another iteration, stop-and-copy, and failure. Optional auto-converge
  * throttles the workload in QEMU's steps (20 %, then +10 %, up to 99 %) when
  * dirtying outpaces sending.
@@ -26,19 +27,26 @@ export interface ConvergenceLimits {
   throttleTriggerRatio?: number;
 }
 
-/** What one pre-copy iteration did. */
+/**
+ * What one pre-copy iteration did. RAM bytes and stream bytes are kept apart:
+ * a zero page costs a scan, not a wire transfer, so a zero-heavy pass moves
+ * RAM far faster than its stream bytes suggest, and the downtime of the
+ * pages left is estimated at the rate RAM was sent, not at the wire's.
+ */
 export interface IterationSample {
-  /** Bytes sent in the iteration. */
-  readonly sentBytes: number;
+  /** RAM bytes the iteration sent (data, zero and never-written pages alike). */
+  readonly ramBytes: number;
+  /** Stream bytes it wrote. */
+  readonly wireBytes: number;
   /** How long sending took, in ms. */
   readonly durationMs: number;
-  /** Dirty bytes harvested at its end: what the next iteration must send. */
+  /** RAM bytes dirty at its end: what the next iteration must send. */
   readonly dirtyBytes: number;
-  /** Bytes resent in full at stop-and-copy whatever the bitmaps say (imprecise device scope). */
+  /** RAM bytes resent in full at stop-and-copy whatever the bitmaps say (imprecise device scope). */
   readonly fixedBytes: number;
-  /** Time stop-and-copy costs whatever is sent (verifying the image), ms (default 0). */
-  readonly overheadMs?: number;
-  /** Time since pre-copy started, in ms. */
+  /** Device state still to send at stop-and-copy, stream bytes (default 0). */
+  readonly deviceBytes?: number;
+  /** Time since the migration started, in ms. */
   readonly elapsedMs: number;
 }
 
@@ -52,14 +60,26 @@ export type ConvergenceDecision =
   }
   | { readonly action: "fail"; readonly expectedDowntimeMs: number; readonly reason: string };
 
+// Iterations that moved less than this say little about the rates.
+const MIN_SAMPLE_BYTES = 1 << 20;
+
 /**
- * Decides, iteration by iteration, when pre-copy has converged.
+ * Decides, iteration by iteration, when pre-copy has converged: the RAM left
+ * dirty (and resent in full) at the rate RAM was sent, plus the pending
+ * device state at the wire's rate, must fit the downtime limit.
  *
  * @example
  * ```ts
  * import { ConvergencePolicy } from "./convergence.ts";
  * const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
- * const d = p.decide({ sentBytes: 1e9, durationMs: 500, dirtyBytes: 1e6, fixedBytes: 0, elapsedMs: 500 });
+ * const d = p.decide({
+ *   ramBytes: 1e9,
+ *   wireBytes: 1e9,
+ *   durationMs: 500,
+ *   dirtyBytes: 1e6,
+ *   fixedBytes: 0,
+ *   elapsedMs: 500,
+ * });
  * console.log(d.action); // "stop-and-copy"
  * ```
  */
@@ -67,7 +87,8 @@ export class ConvergencePolicy {
   /** The limits in force, defaults filled in. */
   readonly limits: Readonly<Required<ConvergenceLimits>>;
   #iterations = 0;
-  #bandwidth = 0;
+  #ramRate = 0;
+  #wireRate = 0;
   #throttle = 0;
   #highCount = 0;
 
@@ -94,9 +115,14 @@ export class ConvergencePolicy {
     }
   }
 
-  /** The bandwidth estimate in bytes per ms (0 before the first sample). */
-  get bandwidth(): number {
-    return this.#bandwidth;
+  /** How fast RAM was sent, in RAM bytes per ms (0 before the first sample). */
+  get ramRate(): number {
+    return this.#ramRate;
+  }
+
+  /** How fast the stream was written, in bytes per ms (0 before the first sample). */
+  get wireRate(): number {
+    return this.#wireRate;
   }
 
   /** The current workload throttle, percent. */
@@ -110,14 +136,20 @@ export class ConvergencePolicy {
   }
 
   /**
-   * Expected downtime for a number of bytes at the current bandwidth.
+   * Expected downtime for RAM and device state left to send.
    *
-   * @param bytes Bytes to send while paused.
-   * @returns Milliseconds (Infinity before any bandwidth is known).
+   * @param ramBytes RAM bytes to send while paused.
+   * @param deviceBytes Device state to send while paused (default 0).
+   * @returns Milliseconds (Infinity while a needed rate is unknown).
    */
-  expectedDowntimeMs(bytes: number): number {
-    if (bytes === 0) return 0;
-    return this.#bandwidth > 0 ? bytes / this.#bandwidth : Infinity;
+  expectedDowntimeMs(ramBytes: number, deviceBytes = 0): number {
+    const ram = ramBytes === 0 ? 0 : this.#ramRate > 0 ? ramBytes / this.#ramRate : Infinity;
+    const device = deviceBytes === 0
+      ? 0
+      : this.#wireRate > 0
+      ? deviceBytes / this.#wireRate
+      : Infinity;
+    return ram + device;
   }
 
   /**
@@ -128,52 +160,51 @@ export class ConvergencePolicy {
    */
   decide(s: IterationSample): ConvergenceDecision {
     this.#iterations++;
-    // Small iterations say little about the link; keep the earlier estimate.
-    if (s.sentBytes >= 1 << 20 || this.#bandwidth === 0) {
-      if (s.sentBytes > 0) this.#bandwidth = s.sentBytes / Math.max(s.durationMs, 0.001);
+    const ms = Math.max(s.durationMs, 0.001);
+    if (s.ramBytes > 0 && (s.ramBytes >= MIN_SAMPLE_BYTES || this.#ramRate === 0)) {
+      this.#ramRate = s.ramBytes / ms;
     }
+    if (s.wireBytes > 0 && (s.wireBytes >= MIN_SAMPLE_BYTES || this.#wireRate === 0)) {
+      this.#wireRate = s.wireBytes / ms;
+    }
+    const device = s.deviceBytes ?? 0;
     const remaining = s.dirtyBytes + s.fixedBytes;
-    const overhead = s.overheadMs ?? 0;
-    const expectedDowntimeMs = this.expectedDowntimeMs(remaining) + overhead;
+    const expectedDowntimeMs = this.expectedDowntimeMs(remaining, device);
     const L = this.limits;
-    if (overhead > L.downtimeLimitMs) {
-      return {
-        action: "fail",
-        expectedDowntimeMs,
-        reason: `verifying the image at the stop point alone takes about ${
-          ms(overhead)
-        }, over the ${L.downtimeLimitMs} ms downtime limit (raise the limit)`,
-      };
-    }
     if (expectedDowntimeMs <= L.downtimeLimitMs) {
       return { action: "stop-and-copy", expectedDowntimeMs, throttle: this.#throttle };
     }
-    if (s.fixedBytes > 0 && this.expectedDowntimeMs(s.fixedBytes) + overhead > L.downtimeLimitMs) {
+    const floor = this.expectedDowntimeMs(s.fixedBytes, device);
+    if ((s.fixedBytes > 0 || device > 0) && floor > L.downtimeLimitMs) {
+      const what = [
+        s.fixedBytes > 0 ? `the ${mib(s.fixedBytes)} resent in full at stop-and-copy` : "",
+        device > 0 ? `${mib(device)} of device state` : "",
+      ].filter((x) => x).join(" and ");
       return {
         action: "fail",
         expectedDowntimeMs,
-        reason: `the ${mib(s.fixedBytes)} resent in full at stop-and-copy alone need ${
-          ms(this.expectedDowntimeMs(s.fixedBytes) + overhead)
+        reason: `${what} alone need ${
+          fmtMs(floor)
         }, over the ${L.downtimeLimitMs} ms downtime limit`,
       };
     }
     if (this.#iterations >= L.maxIterations || s.elapsedMs >= L.maxTotalMs) {
       const which = this.#iterations >= L.maxIterations
         ? `${this.#iterations} iterations`
-        : `${ms(s.elapsedMs)}`;
+        : `${fmtMs(s.elapsedMs)}`;
       return {
         action: "fail",
         expectedDowntimeMs,
         reason: `did not converge after ${which}: ${
           mib(remaining)
         } still dirty, expected downtime ${
-          ms(expectedDowntimeMs)
+          fmtMs(expectedDowntimeMs)
         } over the ${L.downtimeLimitMs} ms limit${
           L.autoConverge ? ` (throttle at ${this.#throttle} %)` : " (try auto-converge)"
         }`,
       };
     }
-    if (L.autoConverge && s.dirtyBytes > s.sentBytes * L.throttleTriggerRatio) {
+    if (L.autoConverge && s.dirtyBytes > s.ramBytes * L.throttleTriggerRatio) {
       // QEMU throttles after the dirty rate was high in two periods.
       if (++this.#highCount >= 2) {
         this.#highCount = 0;
@@ -190,6 +221,6 @@ function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
-function ms(v: number): string {
+function fmtMs(v: number): string {
   return Number.isFinite(v) ? `${v.toFixed(0)} ms` : "unbounded time";
 }

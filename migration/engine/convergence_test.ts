@@ -7,7 +7,8 @@ Deno.test("ConvergencePolicy.decide() stops when the remaining bytes fit the dow
   const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
   // 1000 MiB in 1000 ms: 1 MiB/ms; 200 MiB left -> 200 ms.
   const d = p.decide({
-    sentBytes: 1000 * MiB,
+    ramBytes: 1000 * MiB,
+    wireBytes: 1000 * MiB,
     durationMs: 1000,
     dirtyBytes: 200 * MiB,
     fixedBytes: 0,
@@ -20,7 +21,8 @@ Deno.test("ConvergencePolicy.decide() stops when the remaining bytes fit the dow
 Deno.test("ConvergencePolicy.decide() iterates while the estimate is over the limit", () => {
   const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
   const d = p.decide({
-    sentBytes: 1000 * MiB,
+    ramBytes: 1000 * MiB,
+    wireBytes: 1000 * MiB,
     durationMs: 1000,
     dirtyBytes: 400 * MiB,
     fixedBytes: 0,
@@ -33,7 +35,8 @@ Deno.test("ConvergencePolicy.decide() iterates while the estimate is over the li
 Deno.test("ConvergencePolicy.decide() fails after maxIterations, naming auto-converge", () => {
   const p = new ConvergencePolicy({ maxIterations: 3 });
   const s = {
-    sentBytes: 100 * MiB,
+    ramBytes: 100 * MiB,
+    wireBytes: 100 * MiB,
     durationMs: 100,
     dirtyBytes: 500 * MiB,
     fixedBytes: 0,
@@ -52,7 +55,8 @@ Deno.test("ConvergencePolicy.decide() fails after maxIterations, naming auto-con
 Deno.test("ConvergencePolicy.decide() fails after maxTotalMs", () => {
   const p = new ConvergencePolicy({ maxTotalMs: 5000 });
   const d = p.decide({
-    sentBytes: 100 * MiB,
+    ramBytes: 100 * MiB,
+    wireBytes: 100 * MiB,
     durationMs: 100,
     dirtyBytes: 500 * MiB,
     fixedBytes: 0,
@@ -64,7 +68,8 @@ Deno.test("ConvergencePolicy.decide() fails after maxTotalMs", () => {
 Deno.test("ConvergencePolicy.decide() throttles 20 %, then +10 %, up to 99 %", () => {
   const p = new ConvergencePolicy({ autoConverge: true, maxIterations: 100 });
   const hot = {
-    sentBytes: 100 * MiB,
+    ramBytes: 100 * MiB,
+    wireBytes: 100 * MiB,
     durationMs: 1000,
     dirtyBytes: 90 * MiB,
     fixedBytes: 0,
@@ -77,13 +82,14 @@ Deno.test("ConvergencePolicy.decide() throttles 20 %, then +10 %, up to 99 %", (
     if (d.action === "iterate") throttles.push(d.throttle);
   }
   assert.deepEqual(throttles.slice(0, 6), [0, 20, 20, 30, 30, 40]);
-  assert.equal(Math.max(...throttles), 99);
+  assert.equal(throttles.reduce((a, b) => Math.max(a, b)), 99);
 });
 
 Deno.test("ConvergencePolicy.decide() counts fixed full-resend bytes in the downtime", () => {
   const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
   const d = p.decide({
-    sentBytes: 1000 * MiB,
+    ramBytes: 1000 * MiB,
+    wireBytes: 1000 * MiB,
     durationMs: 1000,
     dirtyBytes: 100 * MiB,
     fixedBytes: 150 * MiB,
@@ -93,7 +99,8 @@ Deno.test("ConvergencePolicy.decide() counts fixed full-resend bytes in the down
   assert.equal(Math.round(d.expectedDowntimeMs), 250);
   const q = new ConvergencePolicy({ downtimeLimitMs: 300 });
   const f = q.decide({
-    sentBytes: 1000 * MiB,
+    ramBytes: 1000 * MiB,
+    wireBytes: 1000 * MiB,
     durationMs: 1000,
     dirtyBytes: 10 * MiB,
     fixedBytes: 400 * MiB,
@@ -107,27 +114,49 @@ Deno.test("ConvergencePolicy rejects non-positive limits", () => {
   assert.throws(() => new ConvergencePolicy({ downtimeLimitMs: 0 }), RangeError);
 });
 
-Deno.test("ConvergencePolicy.decide() counts the verification overhead, and fails when it alone is over", () => {
+Deno.test("ConvergencePolicy.decide() estimates the downtime in RAM bytes, not stream bytes", () => {
+  // The bulk pass of 64 MiB of all-zero RAM: 64 MiB of RAM in 20 ms, but
+  // only 75 KiB on the wire. The same 64 MiB resent in full at
+  // stop-and-copy costs about 20 ms, not 64 MiB at 75 KiB per 20 ms.
   const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
   const d = p.decide({
-    sentBytes: 1000 * MiB,
-    durationMs: 1000,
-    dirtyBytes: 100 * MiB,
-    fixedBytes: 0,
-    overheadMs: 120,
-    elapsedMs: 1000,
+    ramBytes: 64 * MiB,
+    wireBytes: 75 * 1024,
+    durationMs: 20,
+    dirtyBytes: 0,
+    fixedBytes: 64 * MiB,
+    elapsedMs: 25,
   });
   assert.equal(d.action, "stop-and-copy");
-  assert.equal(Math.round(d.expectedDowntimeMs), 220);
-  const q = new ConvergencePolicy({ downtimeLimitMs: 100 });
-  const f = q.decide({
-    sentBytes: 1000 * MiB,
-    durationMs: 1000,
+  assert.equal(Math.round(d.expectedDowntimeMs), 20);
+});
+
+Deno.test("ConvergencePolicy.decide() counts device state at the stream's rate", () => {
+  const p = new ConvergencePolicy({ downtimeLimitMs: 150 });
+  // RAM at 2 MiB/ms, the wire at 1 MiB/ms: 100 MiB of RAM and 150 MiB of device state.
+  const d = p.decide({
+    ramBytes: 200 * MiB,
+    wireBytes: 100 * MiB,
+    durationMs: 100,
+    dirtyBytes: 100 * MiB,
+    fixedBytes: 0,
+    deviceBytes: 150 * MiB,
+    elapsedMs: 100,
+  });
+  assert.equal(d.action, "iterate");
+  assert.equal(Math.round(d.expectedDowntimeMs), 200);
+  const f = new ConvergencePolicy({ downtimeLimitMs: 100 }).decide({
+    ramBytes: 200 * MiB,
+    wireBytes: 100 * MiB,
+    durationMs: 100,
     dirtyBytes: 0,
     fixedBytes: 0,
-    overheadMs: 150,
-    elapsedMs: 1000,
+    deviceBytes: 150 * MiB,
+    elapsedMs: 100,
   });
   assert.equal(f.action, "fail");
-  assert.match(f.action === "fail" ? f.reason : "", /verifying the image at the stop point alone/);
+  assert.match(
+    f.action === "fail" ? f.reason : "",
+    /^150\.0 MiB of device state alone need 150 ms/,
+  );
 });

@@ -17,6 +17,12 @@ export interface DeviceMigrator {
    * `data_fd` stream).
    */
   saveState(): Promise<Uint8Array>;
+  /**
+   * Optional: how many bytes of state the device would send at
+   * stop-and-copy now (QEMU's `vfio_state_pending_exact()`; for VFIO,
+   * `VFIO_DEVICE_FEATURE_MIG_DATA_SIZE`). The expected downtime counts it.
+   */
+  pendingBytes?(): number | Promise<number>;
   /** Returns the device to running after a failed migration. */
   resumeRunning(): void;
 }

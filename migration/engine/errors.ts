@@ -12,12 +12,16 @@
  * @example
  * ```ts
  * import { MigrationError } from "./errors.ts";
- * const e = new MigrationError("precopy", "Cannot converge: 40 MiB still dirty");
+ * const e = new MigrationError("iterate", "Cannot converge: 40 MiB still dirty");
  * console.log(e.phase);
  * ```
  */
 export class MigrationError extends Error {
-  /** Where it failed: `setup`, `precopy`, `stop-and-copy`, `device` or `destination`. */
+  /**
+   * Where it failed: on the source, the engine's phase that was running
+   * (`setup`, `iterate`, `stop-and-copy`, `complete`, `cleanup`); on the
+   * destination, `destination`.
+   */
   readonly phase: string;
 
   /**

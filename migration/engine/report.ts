@@ -7,6 +7,7 @@
 
 import type { ConvergenceLimits } from "./convergence.ts";
 import type { DirtyScope } from "./dirty_source.ts";
+import type { MigrationCounters } from "./status.ts";
 
 /** One pre-copy iteration (iteration 0 is the bulk pass). */
 export interface IterationRow {
@@ -18,8 +19,10 @@ export interface IterationRow {
   dirtyPages: number;
   /** Pages sent in this iteration. */
   sentPages: number;
-  /** Of those, zero pages sent without bytes. */
+  /** Of those, zero pages sent without bytes (QEMU's "duplicate"). */
   zeroPages: number;
+  /** Of the zero pages, never-written ones sent without being read (absent in older reports). */
+  skippedPages?: number;
   /** Stream bytes written in this iteration. */
   bytes: number;
   /** Sending time, ms. */
@@ -30,6 +33,8 @@ export interface IterationRow {
   expectedDowntimeMs: number;
   /** Workload throttle in force, percent. */
   throttle: number;
+  /** Device state the devices reported pending at its end, bytes (absent in older reports). */
+  pendingDeviceBytes?: number;
 }
 
 /** A whole migration's report (`version` 1). */
@@ -72,6 +77,10 @@ export interface MigrationReport {
   verifyMs?: number;
   /** From start to end (the destination verified the image), ms. */
   totalMs: number;
+  /** From start to the stream header (trackers started, connected), ms. */
+  setupMs?: number;
+  /** The counters at the end, as `query-migrate` names them (absent in older reports). */
+  counters?: MigrationCounters;
   /** Bytes written to the stream. */
   totalBytes: number;
   /** The source RAM digest at the stop point (hex). */

@@ -6,28 +6,25 @@
 
 import { digestMemory } from "../../memory/digest.ts";
 import type { GuestMemory } from "../../memory/guest_memory.ts";
-import { guestAddress } from "../../sys/address.ts";
-import type { MigrationRam } from "../engine/precopy.ts";
 import type { RamAccess } from "../stream/ram.ts";
 
 /**
  * The source's view: read-only views that do not count as guest writes.
  *
  * @param memory The guest RAM.
- * @returns The RAM for {@linkcode migrate}.
+ * @returns The RAM for `migrate()`.
  *
  * @example
  * ```ts ignore
  * const ram = sourceRam(memory);
  * ```
  */
-export function sourceRam(memory: GuestMemory): MigrationRam & RamAccess {
+export function sourceRam(memory: GuestMemory): RamAccess {
   return {
-    regions: memory.regions,
     layout: memory.regions.map((r) => ({ gpa: r.gpa, size: r.size })),
-    view: (gpa, length) => memory.readView(guestAddress(gpa), length),
+    view: (gpa, length) => memory.readView(gpa, length),
     // Never-written pages go as zero without being read (or, on memfd, allocated).
-    unpopulated: (gpa, length) => memory.unpopulatedRanges(guestAddress(gpa), length),
+    unpopulated: (gpa, length) => memory.unpopulatedRanges(gpa, length),
   };
 }
 
@@ -46,7 +43,7 @@ export function sourceRam(memory: GuestMemory): MigrationRam & RamAccess {
 export function destinationRam(memory: GuestMemory): RamAccess {
   return {
     layout: memory.regions.map((r) => ({ gpa: r.gpa, size: r.size })),
-    view: (gpa, length) => memory.view(guestAddress(gpa), length),
+    view: (gpa, length) => memory.view(gpa, length),
   };
 }
 

@@ -22,7 +22,8 @@ import { parseEndpoint } from "../transport/endpoint.ts";
 import { MigrationError } from "../engine/errors.ts";
 import { ramDigest, sourceRam } from "./guest_ram.ts";
 import { connectEndpoint } from "../transport/open.ts";
-import { migrate, MigrationFailure, type MigrationProgress } from "../engine/precopy.ts";
+import { migrate, MigrationFailure } from "../engine/precopy.ts";
+import type { MigrationEvent } from "../engine/status.ts";
 import { type MigrationReport, newReport } from "../engine/report.ts";
 import { RateLimitedSink } from "../transport/rate_limited_sink.ts";
 import { StreamWriter } from "../stream/writer.ts";
@@ -48,8 +49,8 @@ export interface MigrateGuestOptions {
   maxBandwidth?: number;
   /** What to do with an all-mapped device source (default `refuse`). */
   imprecise?: "refuse" | "allow";
-  /** Progress. */
-  onProgress?: (p: MigrationProgress) => void;
+  /** Hears each status change, progress within iterations, and each iteration's row. */
+  onEvent?: (event: MigrationEvent) => void;
   /** Called with the CPU tracker chosen and why others were rejected. */
   onTracker?: (chosen: string, rejected: { kind: string; reason: string }[]) => void;
   /**
@@ -176,7 +177,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       destinationReady: live ? () => destinationAck(channel!, false, verdictMs) : undefined,
       transport: options.to,
       startedAt,
-      onProgress: options.onProgress,
+      onEvent: options.onEvent,
     });
   } catch (e) {
     if (e instanceof MigrationFailure) {

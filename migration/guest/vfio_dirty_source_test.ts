@@ -6,6 +6,7 @@ import { FakeKernel } from "../../tests/fake_kernel.ts";
 import { anonMemory } from "../../tests/anon_memory.ts";
 import { expandBitmapInto } from "../engine/dirty_source.ts";
 import { VfioDirtySource } from "./vfio_dirty_source.ts";
+import { guestAddress as g } from "../../sys/address.ts";
 
 const MiB = 0x100000n;
 
@@ -16,7 +17,7 @@ Deno.test("VfioDirtySource.unmapDma() keeps a vIOMMU unmap's dirty pages for the
     using container = VfioContainer.open({ syscalls: kernel });
     using _g = container.attachGroup(26);
     // Two regions: GPA 0 and GPA 1 MiB, mapped at IOVA = GPA.
-    const regions = [{ gpa: 0n, size: MiB }, { gpa: MiB, size: MiB }];
+    const regions = [{ gpa: g(0n), size: MiB }, { gpa: MiB, size: MiB }];
     using _a = container.mapDma(iova(0n), { vaddr: mem.vaddr, size: MiB });
     container.mapDma(iova(MiB), { vaddr: hostAddress(mem.vaddr + MiB), size: MiB });
     const source = new VfioDirtySource(container, regions);

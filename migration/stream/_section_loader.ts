@@ -2,6 +2,7 @@
 // each against the destination's own layout before reading or allocating.
 
 import { crc32 } from "node:zlib";
+import type { GuestAddress } from "../../sys/address.ts";
 import type { StreamBuffer } from "./_stream_buffer.ts";
 import type { RamAccess } from "./ram.ts";
 import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
@@ -96,13 +97,14 @@ export class SectionLoader {
         this.#fail(`${name} section after COMPLETE (only END may follow)`);
       }
       let crc: number;
+      let zeroAt: GuestAddress | undefined;
       switch (h.type) {
         case SectionType.RAM:
           crc = await this.#ramRun(h.arg, h.length, seed);
           break;
         case SectionType.ZERO:
           crc = seed;
-          this.#checkRun(h.arg, h.length, "Zero run", Number.MAX_SAFE_INTEGER);
+          zeroAt = this.#checkRun(h.arg, h.length, "Zero run", Number.MAX_SAFE_INTEGER);
           break;
         case SectionType.DEVICE_STATE:
           crc = await this.#deviceState(h.arg, h.length, seed);
@@ -131,7 +133,7 @@ export class SectionLoader {
         this.#fail(`${name} section checksum mismatch`);
       }
       // Sections without payload take effect only once their checksum holds.
-      if (h.type === SectionType.ZERO) this.#zeroRun(h.arg, h.length);
+      if (h.type === SectionType.ZERO) this.#zeroRun(zeroAt!, h.length);
       if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
       if (h.type === SectionType.COMPLETE) await this.#complete();
       if (h.type === SectionType.END) return await this.#end();
@@ -163,8 +165,8 @@ export class SectionLoader {
   }
 
   async #ramRun(gpa: bigint, length: bigint, seed: number): Promise<number> {
-    this.#checkRun(gpa, length, "RAM run", MAX_RUN_BYTES);
-    const view = this.#ram.view(gpa, Number(length));
+    const at = this.#checkRun(gpa, length, "RAM run", MAX_RUN_BYTES);
+    const view = this.#ram.view(at, Number(length));
     this.#written?.mark(gpa, view.length / this.#options.pageSize);
     let crc = seed;
     if (this.#buf.readIntoNow(view)) crc = crc32(view, seed);
@@ -187,7 +189,7 @@ export class SectionLoader {
       this.#fail(`Sparse run of ${pages} pages is not in 1 to ${MAX_RUN_BYTES / pageSize}`);
     }
     const span = pages * pageSize;
-    this.#checkRun(gpa, BigInt(span), "Sparse run", MAX_RUN_BYTES);
+    const at = this.#checkRun(gpa, BigInt(span), "Sparse run", MAX_RUN_BYTES);
     const bitmapBytes = sparseBitmapBytes(pages);
     if (length < BigInt(SPARSE_HEAD_BYTES + bitmapBytes)) {
       this.#fail(`Sparse run length ${length} cannot hold the bitmap of ${pages} pages`);
@@ -203,7 +205,7 @@ export class SectionLoader {
     // holds (one checksum call per batch), and copied into place; zero pages
     // on the way are cleared, unless the RAM started zeroed and the stream
     // never wrote them.
-    const view = this.#ram.view(gpa, span);
+    const view = this.#ram.view(at, span);
     const w = this.#written?.locate(gpa);
     let i = 0;
     for (let left = sent; left > 0;) {
@@ -225,17 +227,18 @@ export class SectionLoader {
     return crc;
   }
 
-  #zeroRun(gpa: bigint, length: bigint): void {
+  // Runs checked by #checkRun: every GPA below is inside the layout.
+  #zeroRun(gpa: GuestAddress, length: bigint): void {
     const pageSize = this.#options.pageSize;
     const chunk = BigInt(MAX_RUN_BYTES);
     const written = this.#written;
     for (let off = 0n; off < length; off += chunk) {
       const n = Number(length - off < chunk ? length - off : chunk);
-      const at = gpa + off;
+      const at = (gpa + off) as GuestAddress;
       if (written === undefined) clearPages(this.#ram.view(at, n), pageSize);
       else {
         written.takeRuns(at, n / pageSize, (first, count) => {
-          this.#ram.view(at + BigInt(first * pageSize), count * pageSize).fill(0);
+          this.#ram.view((at + BigInt(first * pageSize)) as GuestAddress, count * pageSize).fill(0);
         });
       }
     }
@@ -308,7 +311,8 @@ export class SectionLoader {
     this.#options.onIteration?.(n);
   }
 
-  #checkRun(gpa: bigint, length: bigint, name: string, max: number): void {
+  // Checks a run against the layout; returns its GPA, now known to be one.
+  #checkRun(gpa: bigint, length: bigint, name: string, max: number): GuestAddress {
     const pageSize = BigInt(this.#options.pageSize);
     if (length === 0n || length > BigInt(max)) {
       this.#fail(`${name} length ${length} is not in 1 to ${max}`);
@@ -325,6 +329,7 @@ export class SectionLoader {
         `${name} at GPA 0x${gpa.toString(16)} of ${length} bytes crosses the end of its region`,
       );
     }
+    return gpa as GuestAddress;
   }
 
   #fail(reason: string): never {

@@ -16,6 +16,7 @@ import { StreamError } from "./error.ts";
 import { encodeStreamHeader, SectionType } from "./format.ts";
 import { receiveStream } from "./reader.ts";
 import { StreamWriter } from "./writer.ts";
+import { guestAddress as g } from "../../sys/address.ts";
 
 async function reject(bytes: Uint8Array, ram: RamAccess = arrayRam(LAYOUT)): Promise<StreamError> {
   const err = await receiveStream(new MemorySource(bytes), ram, { digest: sha256Ram })
@@ -101,13 +102,13 @@ Deno.test("receiveStream({ zeroed }) leaves never-written zero pages alone and c
   const sink = new MemorySink();
   const w = new StreamWriter(sink, { maxRunBytes: 64 * 1024 });
   await w.writeHeader(LAYOUT, PAGE);
-  await w.writePages(src, 0n, 64);
-  await w.writePages(src, 0x100000n, 32);
+  await w.writePages(src, g(0n), 64);
+  await w.writePages(src, g(0x100000n), 32);
   await w.writeIteration(0);
-  src.view(3n * BigInt(PAGE), PAGE).fill(0);
-  await w.writePages(src, 3n * BigInt(PAGE), 1);
-  await w.writeZeroRun(5n * BigInt(PAGE), 2);
-  src.view(5n * BigInt(PAGE), 2 * PAGE).fill(0);
+  src.view(g(3n * BigInt(PAGE)), PAGE).fill(0);
+  await w.writePages(src, g(3n * BigInt(PAGE)), 1);
+  await w.writeZeroRun(g(5n * BigInt(PAGE)), 2);
+  src.view(g(5n * BigInt(PAGE)), 2 * PAGE).fill(0);
   await w.writeEnd(sha256Ram(src));
   const bytes = sink.bytes();
 
@@ -120,7 +121,7 @@ Deno.test("receiveStream({ zeroed }) leaves never-written zero pages alone and c
   // with `zeroed` (the caller vouched for zero), and is cleared without it.
   const marked = () => {
     const ram = arrayRam(LAYOUT);
-    ram.view(2n * BigInt(PAGE), PAGE).fill(0xaa); // page 2: zero in every section that carries it
+    ram.view(g(2n * BigInt(PAGE)), PAGE).fill(0xaa); // page 2: zero in every section that carries it
     return ram;
   };
   const trusting = marked();
@@ -129,7 +130,7 @@ Deno.test("receiveStream({ zeroed }) leaves never-written zero pages alone and c
     zeroed: true,
   }).then(() => undefined, (e) => e);
   assert.ok(err instanceof StreamError && /RAM digest mismatch/.test(err.reason), String(err));
-  assert.equal(trusting.view(2n * BigInt(PAGE), 1)[0], 0xaa, "not read or written");
+  assert.equal(trusting.view(g(2n * BigInt(PAGE)), 1)[0], 0xaa, "not read or written");
   const careful = marked();
   await receiveStream(new MemorySource(bytes), careful, { digest: sha256Ram });
   assert.ok(sameRam(src, careful));

@@ -16,6 +16,7 @@ import {
   STREAM_VERSION,
   streamHeaderBytes,
 } from "./format.ts";
+import { guestAddress as g } from "../../sys/address.ts";
 
 Deno.test("stream format pins its sizes, codes and magic", () => {
   assert.deepEqual([...STREAM_MAGIC], [...new TextEncoder().encode("DVMM-MIG")]);
@@ -37,7 +38,7 @@ Deno.test("stream format pins its sizes, codes and magic", () => {
 });
 
 Deno.test("encodeStreamHeader() lays out fields little-endian with a trailing CRC", () => {
-  const h = encodeStreamHeader([{ gpa: 0x1000n, size: 0x2000n }], 4096);
+  const h = encodeStreamHeader([{ gpa: g(0x1000n), size: 0x2000n }], 4096);
   const v = new DataView(h.buffer);
   assert.equal(h.length, 44);
   assert.equal(new TextDecoder().decode(h.subarray(0, 8)), "DVMM-MIG");
@@ -51,9 +52,9 @@ Deno.test("encodeStreamHeader() lays out fields little-endian with a trailing CR
 });
 
 Deno.test("encodeStreamHeader() rejects bad page sizes and layouts", () => {
-  assert.throws(() => encodeStreamHeader([{ gpa: 0n, size: 4096n }], 3000), RangeError);
+  assert.throws(() => encodeStreamHeader([{ gpa: g(0n), size: 4096n }], 3000), RangeError);
   assert.throws(() => encodeStreamHeader([], 4096), RangeError);
-  assert.throws(() => encodeStreamHeader([{ gpa: 0x800n, size: 4096n }], 4096), RangeError);
+  assert.throws(() => encodeStreamHeader([{ gpa: g(0x800n), size: 4096n }], 4096), RangeError);
 });
 
 Deno.test("encodeSectionHeader() round-trips and decodeSectionHeader() catches a flipped bit", () => {
@@ -71,10 +72,10 @@ Deno.test("encodeSectionHeader() round-trips and decodeSectionHeader() catches a
 });
 
 Deno.test("layoutProblem() and isValidPageSize() name what is wrong", () => {
-  assert.equal(layoutProblem([{ gpa: 0n, size: 4096n }], 4096), undefined);
-  assert.match(layoutProblem([{ gpa: 0n, size: 0n }], 4096)!, /empty/);
+  assert.equal(layoutProblem([{ gpa: g(0n), size: 4096n }], 4096), undefined);
+  assert.match(layoutProblem([{ gpa: g(0n), size: 0n }], 4096)!, /empty/);
   assert.match(
-    layoutProblem([{ gpa: 0x2000n, size: 4096n }, { gpa: 0x1000n, size: 4096n }], 4096)!,
+    layoutProblem([{ gpa: g(0x2000n), size: 4096n }, { gpa: g(0x1000n), size: 4096n }], 4096)!,
     /overlaps or precedes/,
   );
   assert.equal(isValidPageSize(65536), true);
@@ -82,7 +83,7 @@ Deno.test("layoutProblem() and isValidPageSize() name what is wrong", () => {
 });
 
 Deno.test("findRegion() tells a miss from a run crossing a region end", () => {
-  const layout = [{ gpa: 0x1000n, size: 0x2000n }, { gpa: 0x4000n, size: 0x1000n }];
+  const layout = [{ gpa: g(0x1000n), size: 0x2000n }, { gpa: g(0x4000n), size: 0x1000n }];
   assert.equal(findRegion(layout, 0x1000n, 0x2000n), 0);
   assert.equal(findRegion(layout, 0x4000n, 0x1000n), 1);
   assert.equal(findRegion(layout, 0x3000n, 0x1000n), -1);

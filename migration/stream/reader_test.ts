@@ -16,6 +16,7 @@ import { StreamError } from "./error.ts";
 import { receiveStream } from "./reader.ts";
 import { StreamWriter } from "./writer.ts";
 import { encodeSectionHeader, encodeStreamHeader, SectionType } from "./format.ts";
+import { guestAddress as g } from "../../sys/address.ts";
 
 /** Receives `bytes` into fresh RAM (read 5000 bytes at a time) and returns the StreamError. */
 async function reject(bytes: Uint8Array, options: { digest?: () => Uint8Array } = {}) {
@@ -46,7 +47,7 @@ function flipped(bytes: Uint8Array, at: number) {
 Deno.test("receiveStream() loads a stream with every section type and reports it", async () => {
   const [bytes, off] = await sampleStream();
   const dst = arrayRam(LAYOUT);
-  dst.view(2n * BigInt(PAGE), PAGE).fill(0xee); // the zero run must clear it
+  dst.view(g(2n * BigInt(PAGE)), PAGE).fill(0xee); // the zero run must clear it
   const seen: number[] = [];
   const s = await receiveStream(new MemorySource(bytes, 3), dst, {
     digest: sha256Ram,
@@ -270,7 +271,7 @@ Deno.test("receiveStream() rejects a page size or layout mismatch", async () => 
   })
     .catch((e) => e);
   assertError(e1, 12, /^Page size mismatch: stream has 4096, destination has 8192$/);
-  const other = arrayRam([LAYOUT[0], { gpa: 0x100000n, size: 16n * BigInt(PAGE) }]);
+  const other = arrayRam([LAYOUT[0], { gpa: g(0x100000n), size: 16n * BigInt(PAGE) }]);
   const e2 = await receiveStream(new MemorySource(bytes), other, {
     digest: sha256Ram,
     devices: ["dev0"],
@@ -343,13 +344,13 @@ Deno.test("receiveStream() leaves the image equal to the source on success", asy
 });
 
 Deno.test("receiveStream() rejects a stream cut inside a large RAM run read in place", async () => {
-  const layout = [{ gpa: 0n, size: 1n << 20n }];
+  const layout = [{ gpa: g(0n), size: 1n << 20n }];
   const src = arrayRam(layout);
-  crypto.getRandomValues(src.view(0n, 65536));
+  crypto.getRandomValues(src.view(g(0n), 65536));
   const sink = new MemorySink();
   const w = new StreamWriter(sink);
   await w.writeHeader(layout, PAGE);
-  await w.writeRamRun(0n, src.view(0n, 1 << 20));
+  await w.writeRamRun(g(0n), src.view(g(0n), 1 << 20));
   await w.writeEnd(sha256Ram(src));
   const cut = 44 + 28 + 300_000; // far more than the read buffer still to come
   const err = await receiveStream(

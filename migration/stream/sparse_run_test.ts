@@ -6,18 +6,23 @@ import { StreamError } from "./error.ts";
 import { SECTION_HEADER_BYTES, SectionType, streamHeaderBytes } from "./format.ts";
 import { receiveStream } from "./reader.ts";
 import { StreamWriter } from "./writer.ts";
+import { guestAddress as g } from "../../sys/address.ts";
 
 const PAGE = 4096;
-const LAYOUT = [{ gpa: 0n, size: 4096n * 1024n }]; // 4 MiB
+const LAYOUT = [{ gpa: g(0n), size: 4096n * 1024n }]; // 4 MiB
 
 async function alternating(): Promise<{ bytes: Uint8Array; src: ReturnType<typeof arrayRam> }> {
   const src = arrayRam(LAYOUT);
-  const v = src.view(0n, 4 << 20);
+  const v = src.view(g(0n), 4 << 20);
   for (let p = 0; p < 1024; p += 2) v.fill(p & 0xff || 1, p * PAGE, (p + 1) * PAGE);
   const sink = new MemorySink();
   const w = new StreamWriter(sink, { maxRunBytes: 1 << 20 });
   await w.writeHeader(LAYOUT, PAGE);
-  assert.deepEqual(await w.writePages(src, 0n, 1024), { pages: 512, zeroPages: 512 });
+  assert.deepEqual(await w.writePages(src, g(0n), 1024), {
+    pages: 512,
+    zeroPages: 512,
+    skippedPages: 0,
+  });
   await w.writeEnd(sha256Ram(src));
   return { bytes: sink.bytes(), src };
 }
@@ -53,7 +58,7 @@ Deno.test("StreamWriter.writePages() sends finely interleaved zero pages as spar
   // Four 1 MiB windows, each one section: half the pages' bytes plus small bitmaps.
   assert.ok(bytes.length < (2 << 20) + 8192, `${bytes.length} bytes`);
   const dst = arrayRam(LAYOUT);
-  dst.view(1n * 4096n, PAGE).fill(9); // a stale page in a zero slot must be cleared
+  dst.view(g(1n * 4096n), PAGE).fill(9); // a stale page in a zero slot must be cleared
   const s = await receiveStream(new MemorySource(bytes), dst, { digest: sha256Ram });
   assert.equal(s.sections.sparse, 4);
   assert.equal(s.sections.ram + s.sections.zero, 0);

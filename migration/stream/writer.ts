@@ -6,6 +6,7 @@
  */
 
 import { SectionFramer } from "./_section_framer.ts";
+import type { GuestAddress } from "../../sys/address.ts";
 import type { RamAccess, RamRegionLayout } from "./ram.ts";
 import {
   encodeStreamHeader,
@@ -58,8 +59,10 @@ export interface StreamWriterOptions {
 export interface WritePagesResult {
   /** Pages sent with their bytes. */
   pages: number;
-  /** Pages sent as zero runs. */
+  /** Pages sent as zero runs (or zero pages of sparse runs): QEMU's "duplicate" pages. */
   zeroPages: number;
+  /** Of the zero pages, those never written, sent without being read. */
+  skippedPages: number;
 }
 
 const textEncoder = new TextEncoder();
@@ -156,7 +159,7 @@ export class StreamWriter {
    * @throws {RangeError} If the range is unaligned or outside the header's layout.
    * @throws {TypeError} Before the header, after the end, or while another call is pending.
    */
-  writeRamRun(gpa: bigint, bytes: Uint8Array): Promise<void> {
+  writeRamRun(gpa: GuestAddress, bytes: Uint8Array): Promise<void> {
     return this.#run("open", async () => {
       this.#checkRange(gpa, bytes.length);
       for (let off = 0; off < bytes.length; off += this.#maxRunAligned()) {
@@ -175,7 +178,7 @@ export class StreamWriter {
    * @throws {RangeError} If the range is unaligned or outside the header's layout.
    * @throws {TypeError} Before the header, after the end, or while another call is pending.
    */
-  writeZeroRun(gpa: bigint, pages: number): Promise<void> {
+  writeZeroRun(gpa: GuestAddress, pages: number): Promise<void> {
     return this.#run("open", async () => {
       const length = this.#pagesToBytes(pages);
       this.#checkRange(gpa, length);
@@ -195,9 +198,12 @@ export class StreamWriter {
    * @throws {RangeError} If the range is unaligned or leaves the layout.
    * @throws {TypeError} Before the header, after the end, or while another call is pending.
    */
-  writePages(ram: RamAccess, gpa: bigint, pages: number): Promise<WritePagesResult> {
+  writePages(ram: RamAccess, gpa: GuestAddress, pages: number): Promise<WritePagesResult> {
     return this.#run("open", async () => {
-      const result = { pages: 0, zeroPages: 0 };
+      // The whole range is checked before the first section: a hole or the
+      // layout's end fails the call with nothing written.
+      this.#checkSpan(gpa, this.#pagesToBytes(pages));
+      const result = { pages: 0, zeroPages: 0, skippedPages: 0 };
       await this.#pages(ram, gpa, pages, result);
       return result;
     });
@@ -216,9 +222,13 @@ export class StreamWriter {
    * @throws {RangeError} If a run is malformed or leaves the region.
    * @throws {TypeError} Before the header, after the end, or while another call is pending.
    */
-  writePageRuns(ram: RamAccess, gpa: bigint, runs: readonly number[]): Promise<WritePagesResult> {
+  writePageRuns(
+    ram: RamAccess,
+    gpa: GuestAddress,
+    runs: readonly number[],
+  ): Promise<WritePagesResult> {
     return this.#run("open", async () => {
-      const result = { pages: 0, zeroPages: 0 };
+      const result = { pages: 0, zeroPages: 0, skippedPages: 0 };
       const ps = this.#pageSize;
       if (runs.length % 2 !== 0) throw new RangeError("Cannot send page runs: odd pair list");
       let end = 0;
@@ -236,7 +246,7 @@ export class StreamWriter {
       for (let k = 0; k < runs.length; k += 2) {
         const off = runs[k] * ps;
         const n = runs[k + 1];
-        const at = gpa + BigInt(off);
+        const at = (gpa + BigInt(off)) as GuestAddress; // inside the range checked above
         if (n > 1) {
           await this.#pages(ram, at, n, result);
           continue;
@@ -252,7 +262,7 @@ export class StreamWriter {
   }
 
   // The body of writePages: adds what it sent to `result`.
-  async #pages(ram: RamAccess, gpa: bigint, pages: number, result: WritePagesResult) {
+  async #pages(ram: RamAccess, gpa: GuestAddress, pages: number, result: WritePagesResult) {
     let cur = gpa;
     let left = BigInt(this.#pagesToBytes(pages));
     // Never-written ranges of the current region's span, asked once per span:
@@ -279,10 +289,9 @@ export class StreamWriter {
         };
       }
       const view = ram.view(cur, chunk);
-      const runs = pageRunList(view, this.#pageSize, {
-        maxRunBytes: this.#maxRun,
-        knownZero: holesIn(holes.list, Number(cur - holes.at), chunk),
-      });
+      const knownZero = holesIn(holes.list, Number(cur - holes.at), chunk);
+      for (const [, n] of knownZero) result.skippedPages += n / this.#pageSize;
+      const runs = pageRunList(view, this.#pageSize, { maxRunBytes: this.#maxRun, knownZero });
       const groups = groupRuns(runs, this.#maxRunAligned(), SPARSE_MIN_RUNS);
       for (let g = 0; g < groups.length; g += 2) {
         const i = groups[g];
@@ -310,7 +319,7 @@ export class StreamWriter {
         if (run.zero) result.zeroPages += run.length / this.#pageSize;
         else result.pages += run.length / this.#pageSize;
       }
-      cur += BigInt(chunk);
+      cur = (cur + BigInt(chunk)) as GuestAddress; // inside the span checked up front
       left -= BigInt(chunk);
     }
   }
@@ -415,10 +424,13 @@ export class StreamWriter {
       throw new TypeError(`Cannot write: the stream is ${this.#state}, expected ${need}`);
     }
     this.#busy = true;
+    const framed = this.#framer.bytes;
     try {
       return await body();
     } catch (e) {
-      if (!(e instanceof RangeError)) this.#state = "failed";
+      // A bad argument refused before anything was framed leaves the stream
+      // usable; any failure after a section began leaves it cut: failed.
+      if (!(e instanceof RangeError) || this.#framer.bytes !== framed) this.#state = "failed";
       throw e;
     } finally {
       this.#busy = false;
@@ -435,6 +447,29 @@ export class StreamWriter {
       throw new RangeError(`Cannot write ${pages} pages: expected a non-negative integer`);
     }
     return bytes;
+  }
+
+  // Whether [gpa, gpa + length) lies in the layout without a hole (it may
+  // span adjacent regions).
+  #checkSpan(gpa: bigint, length: number): void {
+    const page = BigInt(this.#pageSize);
+    if (gpa % page !== 0n) {
+      throw new RangeError(`Cannot send pages at GPA 0x${gpa.toString(16)}: not page-aligned`);
+    }
+    let cur = gpa;
+    const end = gpa + BigInt(length);
+    while (cur < end) {
+      const i = findRegion(this.#layout, cur, 1n);
+      if (i < 0) {
+        throw new RangeError(
+          `Cannot send pages at GPA 0x${gpa.toString(16)} length ${length}: GPA 0x${
+            cur.toString(16)
+          } is in no region`,
+        );
+      }
+      const r = this.#layout[i];
+      cur = r.gpa + r.size;
+    }
   }
 
   #checkRange(gpa: bigint, length: number): void {

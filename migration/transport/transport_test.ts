@@ -13,9 +13,10 @@ import { arrayRam, type RamAccess } from "../stream/ram.ts";
 import { StreamError } from "../stream/error.ts";
 import { receiveStream } from "../stream/reader.ts";
 import { StreamWriter } from "../stream/writer.ts";
+import { guestAddress as g } from "../../sys/address.ts";
 
 // 12 MiB in two regions with a gap: large enough for partial socket reads.
-const BIG = [{ gpa: 0n, size: 8n << 20n }, { gpa: 1n << 30n, size: 4n << 20n }];
+const BIG = [{ gpa: g(0n), size: 8n << 20n }, { gpa: g(1n << 30n), size: 4n << 20n }];
 
 async function send(endpoint: string, src: RamAccess): Promise<number> {
   using sink = await connectEndpoint(endpoint);
@@ -158,7 +159,7 @@ Deno.test("receiveStream() rejects a TCP stream the sender cuts at a random poin
 });
 
 Deno.test("StreamWriter.writeRamRun() waits while a slow TCP reader does not read", async () => {
-  const layout = [{ gpa: 0n, size: 64n << 20n }];
+  const layout = [{ gpa: g(0n), size: 64n << 20n }];
   const src = arrayRam(layout);
   using listener = listenEndpoint("tcp:127.0.0.1:0");
   const accepted = listener.accept();
@@ -167,7 +168,7 @@ Deno.test("StreamWriter.writeRamRun() waits while a slow TCP reader does not rea
   const w = new StreamWriter(sink);
   await w.writeHeader(layout, PAGE);
   let done = false;
-  const writing = w.writeRamRun(0n, src.view(0n, 64 << 20)).then(() => (done = true));
+  const writing = w.writeRamRun(g(0n), src.view(g(0n), 64 << 20)).then(() => (done = true));
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(done, false, "the writer finished although nobody read");
   // Drain: the writer finishes only as the reader makes room.

@@ -1,44 +1,29 @@
 /**
- * The inputs of the pre-copy engine and its failure: the RAM, the sink,
- * progress events, options, and {@linkcode MigrationFailure}.
+ * The inputs of the pre-copy engine and its failure: the sink it writes the
+ * stream to, its options, and {@linkcode MigrationFailure}.
  *
  * @module
  */
 
-import type { RamAccess } from "../stream/ram.ts";
+import type { GuestAddress } from "../../sys/address.ts";
+import type { RamAccess, RamRegionLayout } from "../stream/ram.ts";
+import type { WritePagesResult } from "../stream/writer.ts";
 import type { ConvergenceLimits } from "./convergence.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import { MigrationError } from "./errors.ts";
-import type { IterationRow, MigrationReport } from "./report.ts";
+import type { MigrationReport } from "./report.ts";
+import type { MigrationEvent, MigrationPhase } from "./status.ts";
 import type { Workload } from "./workload.ts";
-
-/** The RAM being migrated: its regions, and zero-copy views. */
-export interface MigrationRam {
-  /** The regions, in order. */
-  readonly regions: readonly {
-    readonly gpa: bigint;
-    readonly size: bigint;
-    readonly pages: number;
-  }[];
-  /** A zero-copy view of guest RAM. */
-  view(gpa: bigint, length: number): Uint8Array;
-  /** Optional: never-written ranges of `[gpa, gpa + length)` (see `RamAccess.unpopulated`). */
-  unpopulated?(gpa: bigint, length: number): [number, number][];
-}
 
 /** Where the stream goes (a `StreamWriter`). */
 export interface MigrationSink {
   /** Bytes written so far. */
   readonly bytesWritten: number;
   /** Writes the header. */
-  writeHeader(layout: readonly { gpa: bigint; size: bigint }[], pageSize: number): Promise<void>;
+  writeHeader(layout: readonly RamRegionLayout[], pageSize: number): Promise<void>;
   /** Writes a page range, eliding zero pages. */
-  writePages(
-    ram: RamAccess,
-    gpa: bigint,
-    pages: number,
-  ): Promise<unknown>;
+  writePages(ram: RamAccess, gpa: GuestAddress, pages: number): Promise<WritePagesResult>;
   /**
    * Writes many page runs of one region (pairs of first page after `gpa`
    * and count), eliding zero pages. Optional: without it each run is a
@@ -46,9 +31,9 @@ export interface MigrationSink {
    */
   writePageRuns?(
     ram: RamAccess,
-    gpa: bigint,
+    gpa: GuestAddress,
     runs: readonly number[],
-  ): Promise<unknown>;
+  ): Promise<WritePagesResult>;
   /** Writes a device's state. */
   writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
   /** Marks the end of an iteration. */
@@ -59,32 +44,16 @@ export interface MigrationSink {
   writeEnd(digest: Uint8Array): Promise<void>;
 }
 
-/** Progress, once per iteration and at each phase. */
-export interface MigrationProgress {
-  /** `precopy`, `stop-and-copy` or `done`. */
-  readonly phase: string;
-  /** The iteration row, during pre-copy. */
-  readonly row?: IterationRow;
-  /** Bytes written so far. */
-  readonly bytes: number;
-}
-
-/** Options of `migrate`. */
+/** Options of `migrate()`. */
 export interface MigrateOptions {
   /** The RAM. */
-  ram: MigrationRam;
+  ram: RamAccess;
   /**
    * The stream sink, or a function that opens it: called once the dirty
    * sources are started and their scope is known, just before the header
    * is written, so a destination does not wait while tracking starts.
    */
   sink: MigrationSink | (() => Promise<MigrationSink>);
-  /**
-   * Aborting stops the migration at the next step (the caller also wires it
-   * to the transport, so a pending write or read stops at once): the
-   * workload is resumed and the failure names the signal's reason.
-   */
-  signal?: AbortSignal;
   /** Dirty sources, merged each iteration (CPU tracker, VFIO container…). */
   sources: DirtySource[];
   /** The running workload, paused at stop-and-copy and throttled by auto-converge. */
@@ -115,11 +84,20 @@ export interface MigrateOptions {
    * `imageMs` and `totalMs`. Default: now.
    */
   startedAt?: number;
-  /** Called with progress. */
-  onProgress?: (p: MigrationProgress) => void;
+  /**
+   * Aborting stops the migration at the next step (the caller also wires it
+   * to the transport, so a pending write or read stops at once): the
+   * workload is resumed and the failure names the signal's reason.
+   */
+  signal?: AbortSignal;
+  /**
+   * Hears the migration: each status change, progress within an iteration,
+   * and each iteration's row, with the counters as of then.
+   */
+  onEvent?: (event: MigrationEvent) => void;
 }
 
-/** A migration that failed carries its report. */
+/** A migration that failed carries its report, and the phase that was running. */
 export class MigrationFailure extends MigrationError {
   /** The report up to the failure. */
   readonly report: MigrationReport;
@@ -136,3 +114,12 @@ export class MigrationFailure extends MigrationError {
     this.report = report;
   }
 }
+
+/** The phase names, for messages. */
+export const PHASE_NAMES: Readonly<Record<MigrationPhase, string>> = {
+  setup: "setup",
+  iterate: "pre-copy",
+  "stop-and-copy": "stop-and-copy",
+  complete: "completion",
+  cleanup: "cleanup",
+};

@@ -1,0 +1,123 @@
+// Iterate: send all RAM (iteration 0, the bulk pass), then what the merged
+// dirty sources report, until the convergence policy says the rest fits the
+// downtime limit; auto-converge throttles the workload on the way.
+
+import type { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
+import { MigrationError } from "./errors.ts";
+import type { IterationRow } from "./report.ts";
+import { andNot, count, sendDirty } from "./_send.ts";
+import { type MigrationRun, PAGE } from "./_run.ts";
+
+/** Runs pre-copy; returns the pages still dirty when it converged. */
+export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
+  const { options, report, policy, counters: c } = run;
+  run.enter("iterate");
+  run.status("active");
+  let dirty = run.bitmaps();
+  for (const b of dirty) b.fillAll();
+  let throttled = false;
+  for (let iteration = 0;; iteration++) {
+    run.checkSignal();
+    const before = run.bytes;
+    const start = performance.now();
+    const sent = await sendDirty(run, dirty);
+    await run.sink!.writeIteration(iteration);
+    const durationMs = performance.now() - start;
+    const bytes = run.bytes - before;
+    const { merged, bySource } = await harvest(run);
+    andNot(merged, run.fixed);
+    const dirtyPages = count(merged);
+    const deviceBytes = await pendingDeviceBytes(run);
+    const decision = policy.decide({
+      ramBytes: sent.pages * PAGE,
+      wireBytes: bytes,
+      durationMs,
+      dirtyBytes: dirtyPages * PAGE,
+      fixedBytes: run.fixedBytes,
+      deviceBytes,
+      elapsedMs: performance.now() - run.t0,
+    });
+    const seconds = Math.max(durationMs / 1000, 1e-6);
+    const row: IterationRow = {
+      iteration,
+      dirtyPagesBySource: bySource,
+      dirtyPages,
+      sentPages: sent.pages,
+      zeroPages: sent.zeroPages,
+      skippedPages: sent.skippedPages,
+      bytes,
+      durationMs,
+      bandwidthMBps: bytes / 1e6 / seconds,
+      expectedDowntimeMs: decision.expectedDowntimeMs,
+      throttle: decision.action === "fail" ? policy.throttle : decision.throttle,
+      pendingDeviceBytes: deviceBytes,
+    };
+    report.iterations.push(row);
+    c.iterations = iteration + 1;
+    c.dirtyPagesRate = dirtyPages / seconds;
+    c.throughputMbps = (bytes * 8) / 1e6 / seconds;
+    c.expectedDowntimeMs = decision.expectedDowntimeMs;
+    c.throttlePercent = row.throttle;
+    c.pendingDeviceBytes = deviceBytes;
+    // After the bulk pass, more left dirty than was sent means the guest
+    // dirties faster than pages go out.
+    c.outpaced = iteration > 0 && dirtyPages >= sent.pages && dirtyPages > 0;
+    run.refresh((dirtyPages * PAGE) + run.fixedBytes);
+    run.emit({ type: "iteration", row: { ...row }, counters: { ...c } });
+    if (decision.action === "fail") {
+      throw new MigrationError("iterate", `Cannot migrate: ${decision.reason}`);
+    }
+    if (
+      decision.action === "iterate" &&
+      decision.throttle !== (report.iterations.at(-2)?.throttle ?? 0)
+    ) {
+      // The first throttle step arms its undo: a failure runs the guest at full speed again.
+      if (decision.throttle > 0 && (report.iterations.at(-2)?.throttle ?? 0) === 0) {
+        if (!throttled) run.undo.defer(() => options.workload?.setThrottle(0));
+        throttled = true;
+      }
+      options.workload?.setThrottle(decision.throttle);
+    }
+    dirty = merged;
+    if (decision.action === "stop-and-copy") {
+      report.expectedDowntimeMs = decision.expectedDowntimeMs;
+      return dirty;
+    }
+  }
+}
+
+// Harvests every source into its own bitmaps, then merges them. A source
+// whose harvest can race a writer (soft-dirty) gets the workload paused
+// around it.
+export async function harvest(
+  run: MigrationRun,
+): Promise<{ merged: DirtyBitmap[]; bySource: Record<string, number> }> {
+  const { options, report } = run;
+  const merged = run.bitmaps();
+  const bySource: Record<string, number> = {};
+  const hold = options.workload !== undefined &&
+    options.sources.some((s) => s.concurrentSafe === false);
+  if (hold) await options.workload!.pause();
+  try {
+    for (const s of options.sources) {
+      const own = run.bitmaps();
+      const h = s.harvestInto(own);
+      report.dirtyScope[s.name] = h.scope;
+      bySource[s.name] = count(own);
+      merged.forEach((b, i) => b.orMerge(own[i]));
+    }
+  } finally {
+    if (hold) await options.workload!.resume();
+  }
+  run.counters.dirtySyncCount++;
+  return { merged, bySource };
+}
+
+// What the devices say they still hold (QEMU's vfio_state_pending_exact).
+async function pendingDeviceBytes(run: MigrationRun): Promise<number> {
+  let n = 0;
+  for (const d of run.options.devices ?? []) {
+    if (d.supported && d.pendingBytes) n += await d.pendingBytes();
+  }
+  return n;
+}
