@@ -130,6 +130,9 @@ Deno.test("VfioDeviceMigration.stopCopySize() reads MIG_DATA_SIZE, undefined on 
   using b = new Opened(kernel, 27, DST);
   assert.equal(VfioDeviceMigration.probe(a.device).stopCopySize(), BigInt(4 + STATE.length));
   assert.equal(VfioDeviceMigration.probe(b.device).stopCopySize(), undefined);
+  // What the engine counts in the expected downtime: the estimate, or 0 without one.
+  assert.equal(VfioDeviceMigration.probe(a.device).pendingBytes(), 4 + STATE.length);
+  assert.equal(VfioDeviceMigration.probe(b.device).pendingBytes(), 0);
 });
 
 Deno.test("MigrationDataFd reads PRE_COPY data, precopy info and ENOMSG, then STOP_COPY to EOF", async () => {

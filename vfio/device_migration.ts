@@ -242,6 +242,20 @@ export class VfioDeviceMigration {
     return readStopCopySize(this.#sys, this.#fd("read the stop-copy size"));
   }
 
+  /**
+   * The state this device would send at stop-and-copy now, for the
+   * engine's expected downtime (QEMU's `vfio_state_pending_exact()`): the
+   * `MIG_DATA_SIZE` estimate, or 0 where the kernel has none (or the device
+   * cannot migrate).
+   *
+   * @returns Bytes.
+   * @throws {IoctlError} When the kernel refuses other than with `ENOTTY`.
+   */
+  pendingBytes(): number {
+    if (!this.supported) return 0;
+    return Number(this.stopCopySize() ?? 0n);
+  }
+
   #toStop(what: string): void {
     const start = this.deviceState;
     if (start === VFIO_DEVICE_STATE_ERROR) {
