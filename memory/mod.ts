@@ -64,6 +64,7 @@ export {
   type WriteObserver,
 } from "./guest_memory.ts";
 export { GuestRegion } from "./guest_region.ts";
+export { checkHostCapacity, type HostCapacity, hostCapacity } from "./host_capacity.ts";
 export { PAGEMAP_SCAN_UFFD_FEATURES, PagemapScanTracker } from "./pagemap_scan_tracker.ts";
 export { probeSoftDirty, type SoftDirtyProbe, SoftDirtyTracker } from "./soft_dirty_tracker.ts";
 export {

@@ -1,14 +1,16 @@
 /**
  * Pre-copy live migration of guest RAM and device state.
  *
- * - The engine: {@linkcode migrateGuest} (source) and {@linkcode receiveGuest}
- *   (destination), built on {@linkcode migrate}: dirty sources merged per
- *   iteration (the CPU tracker, the VFIO container, unmaps during pre-copy),
+ * - Both sides of a guest: {@linkcode migrateGuest} (source) and
+ *   {@linkcode receiveGuest} (destination), `GuestMemory` and the VFIO
+ *   container wired into the engine.
+ * - The engine: {@linkcode migrate}, in phases (setup, iterate,
+ *   stop-and-copy, complete, cleanup): dirty sources merged per iteration,
  *   the {@linkcode ConvergencePolicy} with auto-converge, the explicit policy
- *   for the all-mapped device scope, stop-and-copy with VFIO migration v2
- *   device state, and a {@linkcode MigrationReport} (chart it with
- *   {@linkcode renderReportSvg}).
- * - Scripted tests: {@linkcode runMigrationScenario}.
+ *   for the all-mapped device scope, device state, a stream of
+ *   {@linkcode MigrationEvent}s with QEMU's status and counters, and a
+ *   {@linkcode MigrationReport} (chart it with {@linkcode renderReportSvg}).
+ * - Scripted tests: `runMigrationScenario()` in `./testing`.
  * - The versioned stream format (see `STREAM.md`), its writer and its
  *   untrusting receiver, and the file, unix-socket and TCP transports behind
  *   one interface.
@@ -23,6 +25,7 @@
  *   arrayRam,
  *   connectEndpoint,
  *   formatEndpoint,
+ *   guestAddress,
  *   listenEndpoint,
  *   type RamAccess,
  *   receiveStream,
@@ -36,7 +39,7 @@
  * }
  * const layout = [{ gpa: 0n, size: 4n << 20n }];
  * const src = arrayRam(layout);
- * crypto.getRandomValues(src.view(0n, 65536));
+ * crypto.getRandomValues(src.view(guestAddress(0n), 65536));
  * const dst = arrayRam(layout);
  *
  * using listener = listenEndpoint("tcp:127.0.0.1:0");
@@ -47,8 +50,8 @@
  * {
  *   using conn = await connectEndpoint(formatEndpoint(listener.endpoint));
  *   const w = new StreamWriter(conn);
- *   await w.writeHeader(layout, 4096);
- *   await w.writePages(src, 0n, 1024);
+ *   await w.writeHeader(src.layout, 4096);
+ *   await w.writePages(src, guestAddress(0n), 1024);
  *   await w.writeEnd(sha256(src));
  * }
  * console.log((await received).pages); // 16
@@ -57,37 +60,131 @@
  * @module
  */
 
-export * from "./transport/endpoint.ts";
-export * from "./transport/open.ts";
-export * from "./stream/ram.ts";
-export * from "./stream/error.ts";
-export * from "./stream/format.ts";
-export * from "./stream/reader.ts";
-export * from "./stream/writer.ts";
-export * from "./transport/channel.ts";
-export * from "./transport/file.ts";
-export * from "./transport/tcp.ts";
-export * from "./transport/unix.ts";
-export * from "./stream/zero_pages.ts";
-export * from "./stream/ack.ts";
-export * from "./engine/convergence.ts";
-export * from "./guest/cpu_dirty_source.ts";
-export * from "../tests/cut_proxy.ts";
-export * from "./guest/destination.ts";
-export * from "./engine/device_migrator.ts";
-export * from "./engine/dirty_source.ts";
-export * from "./engine/errors.ts";
-export * from "./guest/guest_ram.ts";
-export * from "./engine/precopy.ts";
-export * from "./transport/rate_limited_sink.ts";
-export * from "./engine/report.ts";
-export * from "./engine/report_svg.ts";
-export * from "../tests/scenario.ts";
-export * from "./guest/source.ts";
-export * from "./guest/untracked_device_source.ts";
-export * from "./guest/vfio_dirty_source.ts";
-export * from "./guest/worker_workload.ts";
-export * from "./engine/workload.ts";
-// The types of the layers below that this API names.
-export type * from "../memory/mod.ts";
-export type * from "../vfio/mod.ts";
+// Both sides of a guest.
+export { DEFAULT_PEER_TIMEOUT_MS, migrateGuest, type MigrateGuestOptions } from "./guest/source.ts";
+export {
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_MAX_PENDING,
+  defaultIdleTimeoutMs,
+  DestinationFailure,
+  type ReceivedGuest,
+  receiveGuest,
+  type ReceiveGuestOptions,
+} from "./guest/destination.ts";
+export { destinationRam, ramDigest, sourceRam } from "./guest/guest_ram.ts";
+export { CpuDirtySource } from "./guest/cpu_dirty_source.ts";
+export {
+  type RegionLayout,
+  VfioDirtySource,
+  type VfioDirtySourceOptions,
+} from "./guest/vfio_dirty_source.ts";
+export { UntrackedDeviceSource } from "./guest/untracked_device_source.ts";
+export { WorkerWorkload } from "./guest/worker_workload.ts";
+// The engine.
+export { migrate } from "./engine/precopy.ts";
+export { type MigrateOptions, MigrationFailure, type MigrationSink } from "./engine/types.ts";
+export { MigrationError } from "./engine/errors.ts";
+export type {
+  MigrationCounters,
+  MigrationEvent,
+  MigrationPhase,
+  MigrationStatus,
+} from "./engine/status.ts";
+export {
+  type ConvergenceDecision,
+  type ConvergenceLimits,
+  ConvergencePolicy,
+  type IterationSample,
+} from "./engine/convergence.ts";
+export {
+  type DirtyScope,
+  type DirtySource,
+  expandBitmapInto,
+  type SourceHarvest,
+} from "./engine/dirty_source.ts";
+export type { DeviceMigrator } from "./engine/device_migrator.ts";
+export { combineWorkloads, type Pausable, type Workload } from "./engine/workload.ts";
+export {
+  type IterationRow,
+  type MigrationReport,
+  newReport,
+  parseReport,
+} from "./engine/report.ts";
+export { renderReportSvg } from "./engine/report_svg.ts";
+// The stream.
+export { StreamWriter, type StreamWriterOptions, type WritePagesResult } from "./stream/writer.ts";
+export {
+  type IncomingStream,
+  openStream,
+  type ReceiveOptions,
+  receiveStream,
+  type ReceiveSummary,
+  type SectionCounts,
+} from "./stream/reader.ts";
+export { StreamError } from "./stream/error.ts";
+export { arrayRam, type RamAccess, type RamRegionLayout } from "./stream/ram.ts";
+export { type DestinationAck, readAck, writeAck } from "./stream/ack.ts";
+export {
+  DEFAULT_DEVICE_STATE_BYTES,
+  DEFAULT_DEVICE_STATE_CHUNKS,
+  DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
+  MAX_RUN_BYTES,
+  SectionType,
+  STREAM_VERSION,
+} from "./stream/format.ts";
+export { escapeControl, peerText } from "./stream/peer_text.ts";
+// Transports.
+export { connectEndpoint, listenEndpoint } from "./transport/open.ts";
+export { type Endpoint, formatEndpoint, parseEndpoint } from "./transport/endpoint.ts";
+export {
+  type AcceptOptions,
+  type ConnectOptions,
+  type RawStream,
+  StreamChannel,
+  type StreamChannelOptions,
+  type StreamListener,
+  type StreamSink,
+  type StreamSource,
+} from "./transport/channel.ts";
+export { RateLimitedSink } from "./transport/rate_limited_sink.ts";
+// The GPA brand the RAM and stream APIs take.
+export { guestAddress } from "../sys/address.ts";
+// closure: types the API above names, from the layers below.
+export type {
+  DirtyBitmap,
+  DmaLease,
+  DmaMapper,
+  GuestAddress,
+  GuestMemory,
+  GuestMemoryDescriptor,
+  GuestMemoryDmaLease,
+  GuestRegion,
+  HostAddress,
+  IoctlRequest,
+  Iova,
+  MapIntoOptions,
+  MemoryBacking,
+  Syscalls,
+  WriteObserver,
+} from "../memory/mod.ts";
+export type {
+  DeviceInfo,
+  DirtyBitmapReport,
+  DirtyPageTracker,
+  DirtyTrackerOptions,
+  DmaMapping,
+  GroupStatus,
+  IommuInfo,
+  IovaRange,
+  IrqInfo,
+  MigrationCap,
+  RawCap,
+  RegionInfo,
+  RegionMapping,
+  UnknownCap,
+  UnmapResult,
+  VfioContainer,
+  VfioDevice,
+  VfioGroup,
+} from "../vfio/mod.ts";

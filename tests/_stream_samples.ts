@@ -7,6 +7,7 @@ import { arrayRam, type RamAccess, type RamRegionLayout } from "../migration/str
 import type { StreamSink, StreamSource } from "../migration/transport/channel.ts";
 import { StreamWriter } from "../migration/stream/writer.ts";
 import { guestAddress as g } from "../sys/address.ts";
+import { fillSeeded } from "./_random.ts";
 
 export const PAGE = 4096;
 
@@ -23,12 +24,16 @@ export function sha256Ram(ram: RamAccess): Uint8Array {
   return new Uint8Array(h.digest());
 }
 
-/** RAM filled with random bytes; with `halfZero`, every other page is zero. */
-export function randomRam(layout: readonly RamRegionLayout[], halfZero = false): RamAccess {
+/** RAM filled with bytes from `seed`; with `halfZero`, every other page is zero. */
+export function randomRam(
+  layout: readonly RamRegionLayout[],
+  halfZero = false,
+  seed = 1,
+): RamAccess {
   const ram = arrayRam(layout);
   for (const r of layout) {
     const v = ram.view(r.gpa, Number(r.size));
-    for (let o = 0; o < v.length; o += 65536) crypto.getRandomValues(v.subarray(o, o + 65536));
+    fillSeeded(v, seed + Number(r.gpa & 0xffffn));
     if (halfZero) { for (let o = 0; o < v.length; o += 2 * PAGE) v.fill(0, o, o + PAGE); }
   }
   return ram;
@@ -99,7 +104,7 @@ export interface SampleOffsets {
  */
 export async function sampleStream(): Promise<[Uint8Array, SampleOffsets]> {
   const src = arrayRam(LAYOUT);
-  crypto.getRandomValues(src.view(g(0n), 2 * PAGE));
+  fillSeeded(src.view(g(0n), 2 * PAGE), 2);
   const sink = new MemorySink();
   const w = new StreamWriter(sink);
   await w.writeHeader(src.layout, PAGE);

@@ -1,9 +1,10 @@
-// The whole test suite: the fast suite on this host (against the fake kernel
-// and this host's own kernel), then the real-kernel suite inside the QEMU guest.
-// Streams both, then prints one plain line, "N passed, N failed", and exits
-// non-zero if anything failed or could not run.
+// The whole test suite: the static checks (each one counts as a test), the
+// fast suite on this host (against the fake kernel and this host's own
+// kernel), then the real-kernel suite inside the QEMU guest. Streams them,
+// then prints one plain line, "N passed, N failed", and exits non-zero if
+// anything failed or could not run.
 //
-//   deno run -A tests/all.ts [--host-only | --kernel-only]
+//   deno run -A tests/all.ts [--host-only | --kernel-only] [--no-checks]
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(Deno.args);
@@ -18,6 +19,8 @@ interface Outcome {
 const SUMMARY = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/;
 // The kernel harness's total over every guest it booted: "kernel: 30 passed, 0 failed".
 const KERNEL_TOTAL = /^kernel: (\d+) passed, (\d+) failed$/;
+// tests/check.ts's closing line: "check: 11 clean, 0 failed".
+const CHECK_TOTAL = /^check: (\d+) clean, (\d+) failed$/;
 
 async function run(label: string, cmd: string[]): Promise<Outcome> {
   console.error(`\n== ${label}: ${cmd.join(" ")}`);
@@ -38,11 +41,11 @@ async function run(label: string, cmd: string[]): Promise<Outcome> {
     const lines = tail.split("\n");
     tail = lines.pop() ?? "";
     for (const line of lines) {
-      last = SUMMARY.exec(line) ?? last;
+      last = SUMMARY.exec(line) ?? CHECK_TOTAL.exec(line) ?? last;
       total = KERNEL_TOTAL.exec(line) ?? total;
     }
   }
-  last = SUMMARY.exec(tail) ?? last;
+  last = SUMMARY.exec(tail) ?? CHECK_TOTAL.exec(tail) ?? last;
   total = KERNEL_TOTAL.exec(tail) ?? total;
   if (total !== null) last = total; // several guests: their sum, not the last one's line
   const { code } = await child.status;
@@ -57,6 +60,9 @@ async function run(label: string, cmd: string[]): Promise<Outcome> {
 
 const deno = Deno.execPath();
 const outcomes: Outcome[] = [];
+if (!args.has("--kernel-only") && !args.has("--no-checks")) {
+  outcomes.push(await run("static checks", [deno, "run", "-A", "tests/check.ts"]));
+}
 if (!args.has("--kernel-only")) {
   outcomes.push(
     await run("host tests", [deno, "test", "--allow-all", "--ignore=tests/kernel/,bench/"]),

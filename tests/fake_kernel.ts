@@ -3,10 +3,11 @@
  * boundary, for tests that need no root, no IOMMU and no device.
  *
  * It follows drivers/vfio/{container,group}.c, vfio_iommu_type1.c and
- * vfio-pci as of Linux 6.1 (see /work/shared/docs/vfio-uapi.md F.4 and
- * real-vfio-in-qemu.md): ioctls are dispatched by number and fd type, user
- * memory named in structs (bitmaps, DMA targets) is read and written for
- * real, and anonymous mmaps and device BAR mmaps are real mappings.
+ * vfio-pci as of Linux 6.1 and 6.12, and is held to them by the
+ * faithfulness scenarios that run the same steps against the real kernel in
+ * the QEMU guest: ioctls are dispatched by number and fd type, user memory
+ * named in structs (bitmaps, DMA targets) is read and written for real, and
+ * anonymous mmaps and device BAR mmaps are real mappings.
  *
  * Requires `--allow-ffi`.
  *
@@ -16,6 +17,7 @@
 import { EBADF } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
 import { addressOf } from "../sys/host_memory.ts";
+import type { DirtyScope } from "../sys/dirty_scope.ts";
 import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
 import { kernelName } from "./fake/names.ts";
 import type { FakeKernelOptions } from "./fake/options.ts";
@@ -44,8 +46,7 @@ export { FIRST_FAKE_FD } from "./fake/fds.ts";
 export type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
 export type { IovaRange } from "../vfio/uapi/iommu_info.ts";
 
-/** The dirty scope of a container: see {@linkcode FakeKernel.dirtyScope}. */
-export type DirtyScope = "all-mapped" | "pinned";
+export type { DirtyScope } from "../sys/dirty_scope.ts";
 
 /**
  * A fake VFIO kernel implementing {@linkcode Syscalls}.
@@ -358,7 +359,7 @@ export class FakeKernel implements Syscalls {
 
   /**
    * The dirty scope of a container: `"all-mapped"` while any attached group
-   * has never pinned pages, else `"pinned"`.
+   * has never pinned pages, else `"precise"` (type1's pinned-page scope).
    *
    * @param containerFd An open container fd whose IOMMU is set.
    * @returns The scope.
@@ -371,6 +372,6 @@ export class FakeKernel implements Syscalls {
         `Cannot read the dirty scope of fd ${containerFd}: not a container with an IOMMU`,
       );
     }
-    return entry.container.iommu.numNonPinnedGroups > 0 ? "all-mapped" : "pinned";
+    return entry.container.iommu.numNonPinnedGroups > 0 ? "all-mapped" : "precise";
   }
 }

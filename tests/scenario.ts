@@ -53,6 +53,8 @@ export interface MigrationScenario {
   destinationDevices?: { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
   /** Called once the RAM is mapped and tracking is about to start (test hooks). */
   beforeMigrate?: () => void;
+  /** The directory the scenario makes its own temp directory in (default: the system's). */
+  tempDir?: string;
   /** Faults. */
   faults?: {
     /** TCP only: cut the connection after this many stream bytes. */
@@ -116,7 +118,7 @@ function fillRandom(view: Uint8Array): void {
  */
 export async function runMigrationScenario(s: MigrationScenario): Promise<MigrationScenarioResult> {
   const transport = s.transport ?? "tcp";
-  const dir = await Deno.makeTempDir({ prefix: "deno-vmm-scenario-" });
+  const dir = await Deno.makeTempDir({ prefix: "deno-vmm-scenario-", dir: s.tempDir });
   await using stack = new AsyncDisposableStack();
   stack.defer(() => Deno.remove(dir, { recursive: true }));
   const source = stack.use(

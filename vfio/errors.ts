@@ -41,7 +41,8 @@ export class DirtyTrackingUnavailableError extends Error {
  * @example
  * ```ts
  * import { VfioStateError } from "./errors.ts";
- * throw new VfioStateError("Cannot map DMA: the container is closed");
+ * const e = new VfioStateError("Cannot map DMA: the container is closed");
+ * console.log(e instanceof VfioStateError, e.message);
  * ```
  */
 export class VfioStateError extends Error {

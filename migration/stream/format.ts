@@ -7,7 +7,16 @@
  */
 
 import { crc32 } from "node:zlib";
-import type { RamRegionLayout } from "./ram.ts";
+/**
+ * A region as the stream header carries it: a GPA and a size (the codecs take
+ * plain numbers; `RamRegionLayout`'s branded GPA fits too).
+ */
+export interface LayoutEntry {
+  /** Guest-physical address of the first byte. */
+  readonly gpa: bigint;
+  /** Size in bytes. */
+  readonly size: bigint;
+}
 
 /** The first 8 bytes of every stream: `DVMM-MIG`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("DVMM-MIG");
@@ -122,7 +131,7 @@ export interface SectionHeader {
  * ```
  */
 export function layoutProblem(
-  layout: readonly RamRegionLayout[],
+  layout: readonly LayoutEntry[],
   pageSize: number,
 ): string | undefined {
   if (layout.length === 0 || layout.length > MAX_REGIONS) {
@@ -175,7 +184,7 @@ export function isValidPageSize(pageSize: number): boolean {
  * ```
  */
 export function encodeStreamHeader(
-  layout: readonly RamRegionLayout[],
+  layout: readonly LayoutEntry[],
   pageSize: number,
 ): Uint8Array {
   if (!isValidPageSize(pageSize)) {
@@ -287,7 +296,7 @@ export function decodeSectionHeader(bytes: Uint8Array): SectionHeader | undefine
  * ```
  */
 export function findRegion(
-  layout: readonly RamRegionLayout[],
+  layout: readonly LayoutEntry[],
   gpa: bigint,
   length: bigint,
 ): number {

@@ -42,22 +42,23 @@ export type { ReceiveOptions, ReceiveSummary, SectionCounts } from "./receive_ty
  * @example Load a stream file
  * ```ts
  * import { createHash } from "node:crypto";
- * import { arrayRam } from "./ram.ts";
+ * import { guestAddress } from "../../sys/address.ts";
+ * import { arrayRam, type RamAccess } from "./ram.ts";
  * import { connectEndpoint, listenEndpoint } from "../transport/open.ts";
  * import { receiveStream } from "./reader.ts";
  * import { StreamWriter } from "./writer.ts";
- * function sha256(ram: { view(gpa: bigint, n: number): Uint8Array }) {
- *   return createHash("sha256").update(ram.view(0n, 1 << 20)).digest();
+ * function sha256(ram: RamAccess) {
+ *   return createHash("sha256").update(ram.view(guestAddress(0n), 1 << 20)).digest();
  * }
  * const layout = [{ gpa: 0n, size: 1n << 20n }];
  * const src = arrayRam(layout);
- * src.view(0x3000n, 4).set([1, 2, 3, 4]);
+ * src.view(guestAddress(0x3000n), 4).set([1, 2, 3, 4]);
  * const path = await Deno.makeTempFile();
  * {
  *   using file = await connectEndpoint(`file:${path}`);
  *   const w = new StreamWriter(file);
- *   await w.writeHeader(layout, 4096);
- *   await w.writePages(src, 0n, 256);
+ *   await w.writeHeader(src.layout, 4096);
+ *   await w.writePages(src, guestAddress(0n), 256);
  *   await w.writeEnd(sha256(src));
  * }
  * const dst = arrayRam(layout);

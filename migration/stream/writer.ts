@@ -78,6 +78,7 @@ const textEncoder = new TextEncoder();
  *
  * @example Save a RAM image to a file
  * ```ts
+ * import { guestAddress } from "../../sys/address.ts";
  * import { arrayRam } from "./ram.ts";
  * import { connectEndpoint } from "../transport/open.ts";
  * import { StreamWriter } from "./writer.ts";
@@ -87,7 +88,7 @@ const textEncoder = new TextEncoder();
  *   using sink = await connectEndpoint(`file:${path}`);
  *   const w = new StreamWriter(sink);
  *   await w.writeHeader(ram.layout, 4096);
- *   await w.writePages(ram, 0n, 256);
+ *   await w.writePages(ram, guestAddress(0n), 256);
  *   await w.writeEnd(new Uint8Array(32));
  *   console.log(w.bytesWritten);
  * }

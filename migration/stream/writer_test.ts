@@ -13,6 +13,7 @@ import { receiveStream } from "./reader.ts";
 import { StreamWriter } from "./writer.ts";
 import type { StreamSink } from "../transport/channel.ts";
 import { type GuestAddress, guestAddress as g } from "../../sys/address.ts";
+import { fillSeeded } from "../../tests/_random.ts";
 
 const P = BigInt(PAGE);
 
@@ -61,7 +62,7 @@ Deno.test("StreamWriter.writePages() spans adjacent regions and rejects gaps", a
   const gap = new StreamWriter(sink);
   await gap.writeHeader(LAYOUT, PAGE);
   const ram = arrayRam(LAYOUT);
-  crypto.getRandomValues(ram.view(g(0n), 64 * PAGE).subarray(0, 65536));
+  fillSeeded(ram.view(g(0n), 64 * PAGE).subarray(0, 65536), 64);
   const before = gap.bytesWritten;
   await assert.rejects(
     gap.writePages(ram, g(0n), 65),
@@ -94,7 +95,7 @@ Deno.test("StreamWriter is failed after a write that failed part way through a s
 Deno.test("StreamWriter.writeRamRun() hands the RAM view itself to the sink", async () => {
   const ram = arrayRam([{ gpa: g(0n), size: 1024n * P }]);
   const view = ram.view(g(0n), 1024 * PAGE);
-  crypto.getRandomValues(view.subarray(0, 65536));
+  fillSeeded(view.subarray(0, 65536), 97);
   const seen: Uint8Array[] = [];
   const sink: StreamSink = { write: (b) => (seen.push(b), Promise.resolve()) };
   const w = new StreamWriter(sink);
@@ -185,7 +186,9 @@ Deno.test("StreamWriter waits for each sink write and holds at most one batch", 
   let done = false;
   const sending = w.writePages(ram, g(0n), 4096).then(() => (done = true));
   let released = 0;
-  while (!done) {
+  // The writer advances on the event loop; a bound keeps a stuck one from hanging the test.
+  for (let turns = 0; !done; turns++) {
+    assert.ok(turns < 1_000_000, `writePages stuck after ${released} released writes`);
     await new Promise((r) => setTimeout(r, 0));
     if (pending.length === 0) continue;
     assert.equal(done, false, "writePages resolved while a sink write was pending");

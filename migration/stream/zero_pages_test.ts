@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { clearPages, isZero, pageRunList, pageRuns } from "./zero_pages.ts";
+import { seeded, testSeed } from "../../tests/_random.ts";
 
 const PAGE = 4096;
 
@@ -15,16 +16,18 @@ function naiveRuns(bytes: Uint8Array, page: number, maxRun: number) {
 }
 
 Deno.test("pageRuns() matches a byte-by-byte scan on random patterns", () => {
+  const seed = testSeed();
+  const random = seeded(seed);
   for (let trial = 0; trial < 20; trial++) {
-    const pages = 1 + Math.floor(Math.random() * 64);
+    const pages = 1 + Math.floor(random() * 64);
     const bytes = new Uint8Array(pages * PAGE);
     for (let p = 0; p < pages; p++) {
-      if (Math.random() < 0.5) bytes[p * PAGE + Math.floor(Math.random() * PAGE)] = 1;
+      if (random() < 0.5) bytes[p * PAGE + Math.floor(random() * PAGE)] = 1;
     }
     const got = [...pageRuns(bytes, PAGE, { maxRunBytes: 3 * PAGE })].map((
       r,
     ) => [r.zero, r.offset, r.length]);
-    assert.deepEqual(got, naiveRuns(bytes, PAGE, 3 * PAGE));
+    assert.deepEqual(got, naiveRuns(bytes, PAGE, 3 * PAGE), `trial ${trial}, seed ${seed}`);
   }
 });
 

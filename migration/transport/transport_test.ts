@@ -14,6 +14,7 @@ import { StreamError } from "../stream/error.ts";
 import { receiveStream } from "../stream/reader.ts";
 import { StreamWriter } from "../stream/writer.ts";
 import { guestAddress as g } from "../../sys/address.ts";
+import { seeded, testSeed } from "../../tests/_random.ts";
 
 // 12 MiB in two regions with a gap: large enough for partial socket reads.
 const BIG = [{ gpa: g(0n), size: 8n << 20n }, { gpa: g(1n << 30n), size: 4n << 20n }];
@@ -138,8 +139,10 @@ Deno.test("connectEndpoint() fails cleanly when nothing listens", async () => {
 
 Deno.test("receiveStream() rejects a TCP stream the sender cuts at a random point", async () => {
   const [bytes, off] = await sampleStream();
+  const seed = testSeed();
+  const random = seeded(seed);
   for (let trial = 0; trial < 5; trial++) {
-    const cut = 1 + Math.floor(Math.random() * (off.length - 1));
+    const cut = 1 + Math.floor(random() * (off.length - 1));
     using listener = listenEndpoint("tcp:127.0.0.1:0");
     const receiving = (async () => {
       using source = await listener.accept();
@@ -152,8 +155,8 @@ Deno.test("receiveStream() rejects a TCP stream the sender cuts at a random poin
       await sink.write(bytes.subarray(0, cut)); // then close early
     }
     const err = await receiving;
-    assert.ok(err instanceof StreamError, `cut ${cut}: ${err}`);
-    assert.equal(err.offset, cut, err.message);
+    assert.ok(err instanceof StreamError, `cut ${cut} (seed ${seed}): ${err}`);
+    assert.equal(err.offset, cut, `${err.message} (seed ${seed})`);
     assert.match(err.reason, /^Stream (truncated|ended without an END section)/);
   }
 });
@@ -169,11 +172,17 @@ Deno.test("StreamWriter.writeRamRun() waits while a slow TCP reader does not rea
   await w.writeHeader(layout, PAGE);
   let done = false;
   const writing = w.writeRamRun(g(0n), src.view(g(0n), 64 << 20)).then(() => (done = true));
-  await new Promise((r) => setTimeout(r, 300));
-  assert.equal(done, false, "the writer finished although nobody read");
-  // Drain: the writer finishes only as the reader makes room.
+  // No socket buffers hold 64 MiB: while the reader has taken less than
+  // half of it, the writer cannot have finished.
   let read = 0;
   const buf = new Uint8Array(1 << 20);
+  while (read < 32 << 20) {
+    const n = await source.read(buf);
+    assert.notEqual(n, null);
+    read += n!;
+    assert.equal(done, false, `the writer finished with only ${read} bytes read`);
+  }
+  // Drain: the writer finishes only as the reader makes room.
   while (!done) {
     const n = await source.read(buf);
     assert.notEqual(n, null);

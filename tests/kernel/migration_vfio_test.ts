@@ -61,8 +61,11 @@ class EduDmaWorkload implements Workload {
   async pause(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    // Let the transfer in flight land before the final harvest.
+    // Let the transfer in flight land before the final harvest (edu takes
+    // microseconds; a device that never finishes fails the test).
+    const end = performance.now() + 10_000;
     while (this.#regs.readU32(EDU.DMA_CMD) & EDU.CMD_START) {
+      if (performance.now() > end) assert.fail("edu DMA did not finish within 10 s");
       await new Promise((r) => setTimeout(r, 5));
     }
     if (this.#busy) this.transfers++;

@@ -8,11 +8,11 @@ import { EOPNOTSUPP } from "../../../sys/errno.ts";
 import { IoctlError } from "../../../sys/errors.ts";
 import {
   DirtyTrackingUnavailableError,
-  IOMMU_HW_INFO_TYPE_INTEL_VTD,
   Iommufd,
   VfioCdevDevice,
   vfioCdevPath,
-} from "../../../vfio/iommufd/mod.ts";
+} from "../../../vfio/mod.ts";
+import { IOMMU_HW_INFO_TYPE_INTEL_VTD } from "../../../vfio/uapi/mod.ts";
 import { anonMemory } from "../../anon_memory.ts";
 import { EDU, groupAndDevice, waitDma } from "../_group.ts";
 import { bootProfile } from "../env.ts";

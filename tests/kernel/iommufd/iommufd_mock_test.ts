@@ -10,12 +10,12 @@ import { IoctlError } from "../../../sys/errors.ts";
 import { mulberry32 } from "../../_memory_support.ts";
 import {
   DirtyTrackingUnavailableError,
-  IOMMU_HW_INFO_TYPE_SELFTEST,
   Iommufd,
   IommufdDirtyTracker,
   type PageBitmap,
   VfioStateError,
-} from "../../../vfio/iommufd/mod.ts";
+} from "../../../vfio/mod.ts";
+import { IOMMU_HW_INFO_TYPE_SELFTEST } from "../../../vfio/uapi/mod.ts";
 import { anonMemory } from "../../anon_memory.ts";
 import { bootProfile } from "../env.ts";
 import {
