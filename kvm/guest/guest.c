@@ -144,8 +144,11 @@ static void verify(void) {
 void guest_main(void) {
   MB32(MB_MAGIC) = GUEST_MAGIC;
   MB32(MB_VERSION) = GUEST_VERSION;
+  if (MB64(MB_BOOTS) == 0) MB64(MB_CHECKSUM) = GUEST_FNV_OFFSET;
   MB64(MB_BOOTS) = MB64(MB_BOOTS) + 1;
   u64 seed = MB32(MB_SEED);
+  /* Written after every command, so each command dirties the stack page. */
+  volatile u64 stack_mark __attribute__((unused)) = 0;
   MB32(MB_STATE) = GUEST_STATE_IDLE;
   puts_com1("deno-vmm guest: up, seed ");
   putu_com1(seed);
@@ -194,6 +197,7 @@ void guest_main(void) {
         break;
     }
     /* A RUN cut short by a new command is not acknowledged: the new one runs. */
+    stack_mark = seq;
     if (MB32(MB_COMMAND_SEQ) != seq) continue;
     MB32(MB_ACK_SEQ) = seq;
     MB32(MB_STATE) = GUEST_STATE_IDLE;
