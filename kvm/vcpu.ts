@@ -239,6 +239,15 @@ export class Vcpu implements Disposable {
   }
 
   /**
+   * Where `KVM_RUN` is called: `"worker"` (a thread of its own) or `"inline"`.
+   *
+   * @returns The thread kind.
+   */
+  get thread(): "worker" | "inline" {
+    return this.#thread;
+  }
+
+  /**
    * Where the vCPU is.
    *
    * @returns The state.

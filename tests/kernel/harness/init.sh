@@ -49,6 +49,22 @@ while read -r module; do
   insmod "/lib/modules/$module" || fail "cannot load $module"
 done </etc/modules
 
+# KVM: the vendor module of the CPU's virtualization (QEMU's -cpu max has svm),
+# with its dependencies. Without it the KVM tests fail on the missing /dev/kvm.
+kvm=
+grep -qw svm /proc/cpuinfo && kvm=kvm_amd
+grep -qw vmx /proc/cpuinfo && kvm=kvm_intel
+if [ -n "$kvm" ]; then
+  while read -r module; do
+    insmod "/lib/modules/$module" || say "cannot load $module"
+  done <"/etc/modules.$kvm"
+fi
+if [ -c /dev/kvm ]; then
+  say "KVM: /dev/kvm ($kvm)"
+else
+  say "KVM: no /dev/kvm (CPU virtualization: ${kvm:-none})"
+fi
+
 dev=
 for d in /sys/bus/pci/devices/*; do
   if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
