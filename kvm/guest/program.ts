@@ -244,15 +244,20 @@ export class GuestProgram implements Disposable {
   }
 
   #ack(seq: number): void {
-    const resolve = this.#acks.get(seq);
-    this.#acks.delete(seq);
-    resolve?.();
+    // An acknowledgement also ends every earlier command (a RUN that a later
+    // command cut short is not acknowledged itself).
+    for (const [s, resolve] of [...this.#acks]) {
+      if (s <= seq) {
+        this.#acks.delete(s);
+        resolve();
+      }
+    }
   }
 
   /**
-   * Issues a command; resolves once the guest acknowledges it on the ack
-   * port, or with the vCPU's stop if it stops first (a command that ends the
-   * guest: exit, triple fault).
+   * Issues a command; resolves once the guest acknowledges it (or a later
+   * command, which ends an unbounded RUN) on the ack port, or with the vCPU's
+   * stop if it stops first (a command that ends the guest: exit, triple fault).
    *
    * @param command The command.
    * @param params Its parameters.
