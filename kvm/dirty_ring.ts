@@ -161,21 +161,26 @@ export class KvmDirtyRing implements KvmDirtySource, Disposable {
 
   // Moves the dirty entries of one ring into the pending bitmaps; returns how many.
   #collect(ring: Ring): number {
-    const slots = new Map(this.#vm.slots().map((s) => [s.slot, Number(s.size / 4096n)]));
+    const slots = this.#vm.slots();
     const mask = ring.entries - 1;
+    const { i32, u32 } = ring;
+    let lastSlot = -1;
+    let pages = 0;
+    let pending: Uint32Array | undefined;
     let n = 0;
     for (;;) {
       const at = (ring.next & mask) * WORDS_PER_ENTRY;
-      const flags = Atomics.load(ring.i32, at);
-      if ((flags & KVM_DIRTY_GFN_F_DIRTY) === 0) break;
-      const slot = ring.u32[at + 1];
-      const page = ring.u32[at + 2] + ring.u32[at + 3] * 2 ** 32;
-      const pages = slots.get(slot);
-      if (pages !== undefined && page < pages) {
-        const p = this.#pendingFor(slot, pages);
-        p[page >>> 5] |= 1 << (page & 31);
+      if ((Atomics.load(i32, at) & KVM_DIRTY_GFN_F_DIRTY) === 0) break;
+      const slot = u32[at + 1];
+      if (slot !== lastSlot) {
+        lastSlot = slot;
+        const s = slots.find((x) => x.slot === slot);
+        pages = s === undefined ? 0 : Number(s.size / 4096n);
+        pending = s === undefined ? undefined : this.#pendingFor(slot, pages);
       }
-      Atomics.store(ring.i32, at, KVM_DIRTY_GFN_F_RESET);
+      const page = u32[at + 2] + u32[at + 3] * 2 ** 32;
+      if (pending !== undefined && page < pages) pending[page >>> 5] |= 1 << (page & 31);
+      Atomics.store(i32, at, KVM_DIRTY_GFN_F_RESET);
       ring.next = (ring.next + 1) >>> 0;
       n++;
     }

@@ -297,6 +297,16 @@ export class Vcpu implements Disposable {
   }
 
   /**
+   * The host address of this vCPU's `kvm_run` mapping (0 once closed), for
+   * code that calls `KVM_RUN` itself while the vCPU is paused.
+   *
+   * @returns The address.
+   */
+  get unsafeRunAddress(): bigint {
+    return this.#runAddr;
+  }
+
+  /**
    * The host address and size of this vCPU's dirty ring mapping, when the VM
    * has a dirty ring. The mapping lives until the vCPU is closed.
    *

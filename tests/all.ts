@@ -1,5 +1,7 @@
 // The whole test suite: the fast suite on this host (against the fake kernel
-// and this host's own kernel), then the real-kernel suite inside the QEMU guest.
+// and this host's own kernel), the real-kernel KVM tests on this host when it
+// has a usable /dev/kvm, then the real-kernel suite inside the QEMU guest
+// (which always has /dev/kvm, through nested virtualization).
 // Streams both, then prints one plain line, "N passed, N failed", and exits
 // non-zero if anything failed or could not run.
 //
@@ -53,6 +55,32 @@ if (!args.has("--kernel-only")) {
   outcomes.push(
     await run("host tests", [deno, "test", "--allow-all", "--ignore=tests/kernel/,bench/"]),
   );
+}
+if (!args.has("--kernel-only")) {
+  const kvmTests = [...Deno.readDirSync(`${root}tests/kernel`)]
+    .map((e) => e.name).filter((n) => /^kvm_.*_test\.ts$/.test(n)).sort()
+    .map((n) => `tests/kernel/${n}`);
+  let kvm: string;
+  try {
+    Deno.openSync("/dev/kvm", { read: true, write: true }).close();
+    kvm = "usable";
+  } catch (e) {
+    kvm = (e as Error).name;
+  }
+  if (kvm === "usable") {
+    outcomes.push(
+      await run("real-kernel KVM tests (this host's /dev/kvm)", [
+        deno,
+        "test",
+        "--allow-all",
+        ...kvmTests,
+      ]),
+    );
+  } else {
+    console.error(
+      `\n== real-kernel KVM tests: not on this host (/dev/kvm: ${kvm}); in the QEMU guest only`,
+    );
+  }
 }
 if (!args.has("--host-only")) {
   outcomes.push(

@@ -31,6 +31,7 @@ import { denoDir, jobScript, makeJobDir } from "./harness/job.ts";
 import { ensureKernel } from "./harness/kernel.ts";
 import { type TestSummary, writeStdout } from "./harness/output.ts";
 import { Apt, ensurePackages } from "./harness/packages.ts";
+import { buildGuestImage } from "../../kvm/guest/build.ts";
 import { runGuest } from "./harness/qemu.ts";
 
 const KERNEL_TESTS = decodeURIComponent(new URL(".", import.meta.url).pathname).replace(/\/$/, "");
@@ -215,6 +216,12 @@ async function runInGuest(options: Options, files: string[], progress: Progress)
       cause: err,
     });
   });
+
+  if (files.some((f) => /\/kvm_[^/]*_test\.ts$/.test(f))) {
+    // The guest finds the KVM test guest in the same cache (its root is ours).
+    progress.step("building the KVM test guest on the host");
+    await buildGuestImage();
+  }
 
   const jobDir = await makeJobDir(
     jobScript({ project: PROJECT, files, denoFlags: options.denoFlags, denoDir: dir }),
