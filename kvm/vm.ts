@@ -138,7 +138,7 @@ export class Vm implements Disposable {
       sys: this.#sys,
       fd: () => this.#open(),
       slots: () => this.#slots,
-      vcpus: () => this.#vcpus,
+      vcpus: () => this.#live(),
       setRingHandler: (h) => {
         if (this.#ringHandler !== undefined && h !== undefined) {
           throw new TypeError("Cannot harvest a VM's dirty rings twice: it has a KvmDirtyRing");
@@ -240,7 +240,12 @@ export class Vm implements Disposable {
    * @returns The vCPUs.
    */
   get vcpus(): readonly Vcpu[] {
-    return [...this.#vcpus];
+    return this.#live();
+  }
+
+  // vCPUs closed on their own stay out of pause, state and harvests.
+  #live(): Vcpu[] {
+    return this.#vcpus.filter((v) => v.unsafeFd >= 0);
   }
 
   /**
@@ -445,7 +450,7 @@ export class Vm implements Disposable {
    * @returns A promise resolved once they all run.
    */
   async start(): Promise<void> {
-    await Promise.all(this.#vcpus.filter((v) => v.state === "created").map((v) => v.start()));
+    await Promise.all(this.#live().filter((v) => v.state === "created").map((v) => v.start()));
   }
 
   /**
@@ -454,12 +459,12 @@ export class Vm implements Disposable {
    * @returns A promise.
    */
   async pause(): Promise<void> {
-    await Promise.all(this.#vcpus.map((v) => v.pause()));
+    await Promise.all(this.#live().map((v) => v.pause()));
   }
 
   /** Resumes every paused vCPU. */
   resume(): void {
-    for (const v of this.#vcpus) v.resume();
+    for (const v of this.#live()) v.resume();
   }
 
   /**
@@ -468,7 +473,7 @@ export class Vm implements Disposable {
    * @returns How each ended, in vCPU order.
    */
   stop(): Promise<VcpuStop[]> {
-    return Promise.all(this.#vcpus.map((v) => v.stop()));
+    return Promise.all(this.#live().map((v) => v.stop()));
   }
 
   /**
@@ -507,14 +512,14 @@ export class Vm implements Disposable {
    * @throws {IoctlError} Naming the ioctl that failed.
    */
   saveState(): VmState {
-    const running = this.#vcpus.filter((v) => v.state === "running");
+    const running = this.#live().filter((v) => v.state === "running");
     if (running.length > 0) {
       throw new TypeError(
         `Cannot save the VM's state while vCPU ${running.map((v) => v.id).join(", ")} runs: ` +
           "pause it first",
       );
     }
-    return { clock: this.getClock(), vcpus: this.#vcpus.map((v) => v.saveState()) };
+    return { clock: this.getClock(), vcpus: this.#live().map((v) => v.saveState()) };
   }
 
   /**
@@ -526,13 +531,14 @@ export class Vm implements Disposable {
    * @throws {IoctlError} Naming the ioctl that failed.
    */
   restoreState(state: VmState): void {
+    const live = this.#live();
     for (const s of state.vcpus) {
-      if (!this.#vcpus.some((v) => v.id === s.id)) {
+      if (!live.some((v) => v.id === s.id)) {
         throw new KvmStateError(`Cannot restore vCPU ${s.id}: this VM has no such vCPU`);
       }
     }
     if (state.clock !== undefined) this.setClock(state.clock);
-    for (const s of state.vcpus) this.#vcpus.find((v) => v.id === s.id)!.restoreState(s);
+    for (const s of state.vcpus) live.find((v) => v.id === s.id)!.restoreState(s);
   }
 
   /**

@@ -128,3 +128,15 @@ Deno.test("Vm.close() closes vCPUs and unmaps; a closed VM refuses use", () => {
   assert.equal(fake.liveMappings, 0);
   assert.throws(() => vm.createVcpu(), /closed VM/);
 });
+
+Deno.test("Vm.vcpus leaves out a vCPU closed on its own; its id is not reused", () => {
+  const fake = new FakeKvm();
+  using kvm = Kvm.open({ syscalls: fake });
+  using vm = kvm.createVm();
+  const a = vm.createVcpu();
+  vm.createVcpu();
+  a.close();
+  assert.deepEqual(vm.vcpus.map((v) => v.id), [1]);
+  assert.equal(vm.saveState().vcpus.length, 1);
+  assert.equal(vm.createVcpu().id, 2);
+});

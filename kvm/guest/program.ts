@@ -360,6 +360,19 @@ export class GuestProgram implements Disposable {
   }
 
   /**
+   * The guest-physical page numbers of the guest's page tables (PML4, PDPT,
+   * four PDs). The guest never writes them, but with nested paging the CPU
+   * treats its page walks as writes (AMD NPT; Intel EPT with A/D bits), so
+   * KVM may report them after any harvest that flushed the guest's TLB.
+   *
+   * @returns The page numbers.
+   */
+  static pageTablePages(): readonly number[] {
+    const first = Number(GUEST_LAYOUT.pml4 / 4096n);
+    return [first, first + 1, first + 2, first + 3, first + 4, first + 5];
+  }
+
+  /**
    * The exit status, once the guest wrote the done port.
    *
    * @returns The status, if any.

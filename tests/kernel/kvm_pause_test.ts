@@ -80,3 +80,17 @@ Deno.test("Vm.pause() stops every vCPU, even one that never started running a gu
   g.vm.resume();
   await within("Vm.stop()", g.vm.stop());
 });
+
+Deno.test("Vm.close() stops vCPU threads that are running the guest", async () => {
+  const g = await bootGuest();
+  void g.guest.command("run", { maxWrites: 0 });
+  const c = g.guest.mailbox().counter;
+  await within("guest progress", until(() => g.guest.mailbox().counter > c));
+  g.guest.close();
+  g.vm.close(); // synchronous: kicks the thread and waits for it to end
+  assert.equal(g.vcpu.state, "stopped");
+  assert.equal(g.vcpu.unsafeFd, -1);
+  assert.deepEqual(await g.vcpu.stopped, {});
+  g.memory.close();
+  g.kvm.close();
+});

@@ -27,11 +27,10 @@ Deno.test("Vm.restoreState() into a second VM: the guest goes on where it was", 
     void g.guest.command("run", { pattern: "hotspot", pagesPerSecond: 20_000, heartbeatMs: 5 });
     await beats.promise;
     await g.vm.pause();
-    const mb = g.guest.mailbox();
-    counter = mb.counter;
+    // Paused anywhere, even inside a write: the sums are checked once the
+    // guest has finished a command, on the second VM.
+    counter = g.guest.mailbox().counter;
     assert.ok(counter > 0n);
-    assert.equal(mb.checksum, g.guest.expectedChecksum(counter));
-    assert.equal(mb.pageSum, g.guest.dataPageSum());
     saved = encodeVmState(g.vm.saveState());
     memory2.write(guestAddress(0n), g.memory.read(guestAddress(0n), Number(RAM)));
   } // the first VM and its RAM are gone
