@@ -70,6 +70,20 @@ export const LIBC_SYMBOLS = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // uid_t getuid(void);
   getuid: { parameters: [], result: "u32" },
+  // pid_t getpid(void);
+  getpid: { parameters: [], result: "i32" },
+  // pid_t gettid(void);
+  gettid: { parameters: [], result: "i32" },
+  // int tgkill(pid_t tgid, pid_t tid, int sig);
+  tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int pthread_sigmask(int how, const sigset_t *set, sigset_t *oldset); returns an errno
+  pthreadSigmask: {
+    name: "pthread_sigmask",
+    parameters: ["i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  // int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout);
+  sigtimedwait: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   // int *__errno_location(void);
   errnoLocation: {
     name: "__errno_location",

@@ -1,8 +1,10 @@
 // The whole test suite: the static checks (each one counts as a test), the
 // fast suite on this host (against the fake kernel and this host's own
-// kernel), then the real-kernel suite inside the QEMU guest. Streams them,
-// then prints one plain line, "N passed, N failed", and exits non-zero if
-// anything failed or could not run.
+// kernel), the real-kernel KVM tests on this host when it has a usable
+// /dev/kvm, then the real-kernel suite inside the QEMU guests (which always
+// have /dev/kvm, through nested virtualization). Streams them, then prints
+// one plain line, "N passed, N failed", and exits non-zero if anything
+// failed or could not run.
 //
 //   deno run -A tests/all.ts [--host-only | --kernel-only] [--no-checks]
 
@@ -67,6 +69,32 @@ if (!args.has("--kernel-only")) {
   outcomes.push(
     await run("host tests", [deno, "test", "--allow-all", "--ignore=tests/kernel/,bench/"]),
   );
+}
+if (!args.has("--kernel-only")) {
+  const kvmTests = [...Deno.readDirSync(`${root}tests/kernel`)]
+    .map((e) => e.name).filter((n) => /^kvm_.*_test\.ts$/.test(n)).sort()
+    .map((n) => `tests/kernel/${n}`);
+  let kvm: string;
+  try {
+    Deno.openSync("/dev/kvm", { read: true, write: true }).close();
+    kvm = "usable";
+  } catch (e) {
+    kvm = (e as Error).name;
+  }
+  if (kvm === "usable") {
+    outcomes.push(
+      await run("real-kernel KVM tests (this host's /dev/kvm)", [
+        deno,
+        "test",
+        "--allow-all",
+        ...kvmTests,
+      ]),
+    );
+  } else {
+    console.error(
+      `\n== real-kernel KVM tests: not on this host (/dev/kvm: ${kvm}); in the QEMU guest only`,
+    );
+  }
 }
 if (!args.has("--host-only")) {
   outcomes.push(

@@ -38,6 +38,7 @@ import { ensureKernel, type Kernel } from "./harness/kernel.ts";
 import { type TestSummary, writeStdout } from "./harness/output.ts";
 import { Apt, ensurePackages } from "./harness/packages.ts";
 import { type BootProfile, declaredTests, PROFILES, profilesOf } from "./harness/profiles.ts";
+import { buildGuestImage } from "../../kvm/guest/build.ts";
 import { runGuest } from "./harness/qemu.ts";
 import { ensureTestModule } from "./harness/test_modules.ts";
 
@@ -281,6 +282,11 @@ async function bootProfile(
   }
   progress.step(`[${profile.name}] kernel ${kernel.version}: ${profile.description}`);
   const initramfs = await ensureInitramfs(CACHE, { kernel, progress });
+  if (files.some((f) => /\/kvm_[^/]*_test\.ts$/.test(f))) {
+    // The guest finds the KVM test guest in the same cache (its root is ours).
+    progress.step(`[${profile.name}] building the KVM test guest on the host`);
+    await buildGuestImage();
+  }
   const jobDir = await makeJobDir(
     jobScript({
       project: PROJECT,

@@ -54,6 +54,23 @@ while read -r module; do
   insmod "/lib/modules/$module" || fail "cannot load $module"
 done </etc/modules
 
+# KVM: the vendor module of the CPU's virtualization (QEMU's -cpu max has svm),
+# with its dependencies. Without it the KVM tests fail on the missing /dev/kvm.
+kvm=
+grep -qw svm /proc/cpuinfo && kvm=kvm_amd
+grep -qw vmx /proc/cpuinfo && kvm=kvm_intel
+if [ -n "$kvm" ] && [ -f "/etc/modules.$kvm" ]; then
+  while read -r module; do
+    [ -n "$module" ] || continue
+    insmod "/lib/modules/$module" || say "cannot load $module"
+  done <"/etc/modules.$kvm"
+fi
+if [ -c /dev/kvm ]; then
+  say "KVM: /dev/kvm ($kvm)"
+else
+  say "KVM: no /dev/kvm (CPU virtualization: ${kvm:-none})"
+fi
+
 group=
 bdf=
 bind_edu() {

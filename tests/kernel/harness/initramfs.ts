@@ -30,6 +30,13 @@ export const GUEST_MODULES: readonly string[] = [
   "vfio-pci",
 ];
 
+/**
+ * The KVM vendor modules; `/init` loads the one the CPU has virtualization for
+ * (`svm`: kvm_amd, `vmx`: kvm_intel), from `/etc/modules.<name>`, which lists
+ * it after its dependencies that {@linkcode GUEST_MODULES} does not load.
+ */
+export const GUEST_KVM_MODULES: readonly string[] = ["kvm_amd", "kvm_intel"];
+
 /** The static busybox that busybox-static installs. */
 export const BUSYBOX = "/bin/busybox";
 
@@ -121,7 +128,13 @@ async function listTree(root: string, rel = "."): Promise<string[]> {
   return out;
 }
 
-async function build(root: string, kernel: Kernel, modules: string[], init: string) {
+async function build(
+  root: string,
+  kernel: Kernel,
+  modules: string[],
+  init: string,
+  kvmModules: Map<string, string[]>,
+) {
   for (const dir of ["bin", "dev", "proc", "sys", "lib/modules", "etc", "lower", "rw", "newroot"]) {
     await Deno.mkdir(`${root}/${dir}`, { recursive: true });
   }
@@ -135,16 +148,31 @@ async function build(root: string, kernel: Kernel, modules: string[], init: stri
   }
   await Deno.writeTextFile(`${root}/init`, init, { mode: 0o755 });
   await Deno.chmod(`${root}/init`, 0o755);
-  const names: string[] = [];
-  for (const rel of modules) {
-    const name = rel.split("/").pop()!.replace(COMPRESSED, "");
-    await Deno.writeFile(
-      `${root}/lib/modules/${name}`,
-      await decompressModule(`${kernel.modulesDir}/${rel}`),
-    );
-    names.push(name);
+  const install = async (rels: string[]) => {
+    const names: string[] = [];
+    for (const rel of rels) {
+      const name = rel.split("/").pop()!.replace(COMPRESSED, "");
+      await Deno.writeFile(
+        `${root}/lib/modules/${name}`,
+        await decompressModule(`${kernel.modulesDir}/${rel}`),
+      );
+      names.push(name);
+    }
+    return names.join("\n") + "\n";
+  };
+  await Deno.writeTextFile(`${root}/etc/modules`, await install(modules));
+  for (const [vendor, rels] of kvmModules) {
+    await Deno.writeTextFile(`${root}/etc/modules.${vendor}`, await install(rels));
   }
-  await Deno.writeTextFile(`${root}/etc/modules`, names.join("\n") + "\n");
+}
+
+/** Each KVM vendor module with the dependencies `modules` does not already load. */
+function kvmModuleLists(modulesDep: string, modules: readonly string[]): Map<string, string[]> {
+  const lists = new Map<string, string[]>();
+  for (const vendor of GUEST_KVM_MODULES) {
+    lists.set(vendor, resolveModules(modulesDep, [vendor]).filter((m) => !modules.includes(m)));
+  }
+  return lists;
 }
 
 /**
@@ -165,14 +193,19 @@ export async function ensureInitramfs(
   const busybox = await Deno.readFile(BUSYBOX);
   assertStatic(BUSYBOX, busybox);
   // A kernel with everything built in (the 6.12 test kernel) has no modules dir.
-  const modules = kernel.modulesDir === undefined
-    ? []
-    : resolveModules(await Deno.readTextFile(`${kernel.modulesDir}/modules.dep`), GUEST_MODULES);
+  const modulesDep = kernel.modulesDir === undefined
+    ? ""
+    : await Deno.readTextFile(`${kernel.modulesDir}/modules.dep`);
+  const modules = kernel.modulesDir === undefined ? [] : resolveModules(modulesDep, GUEST_MODULES);
+  const kvmModules = kernel.modulesDir === undefined
+    ? new Map<string, string[]>()
+    : kvmModuleLists(modulesDep, modules);
   const key = await sha256(JSON.stringify({
     format: FORMAT,
     kernel: kernel.version,
     init,
     modules,
+    kvmModules: [...kvmModules],
     busybox: await sha256(busybox),
   }));
   const prefix = `initramfs-${kernel.version}-`;
@@ -188,7 +221,7 @@ export async function ensureInitramfs(
   const tmp = await Deno.makeTempDir({ dir: cacheDir, prefix: `initramfs.tmp-${Deno.pid}-` });
   try {
     const root = `${tmp}/root`;
-    await build(root, kernel, modules, init);
+    await build(root, kernel, modules, init, kvmModules);
     const list = (await listTree(root)).join("\n") + "\n";
     const { stdout } = await exec(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], {
       cwd: root,

@@ -1,0 +1,90 @@
+// Shared set-up of the real-kernel KVM tests: a VM with guest RAM, one vCPU
+// running the test guest, torn down in order. /dev/kvm must be there (the
+// harness's QEMU guest loads kvm_amd or kvm_intel); without it Kvm.open()
+// throws a KvmUnavailableError and the test fails.
+
+import { buildGuestImage, type GuestImage } from "../../kvm/guest/build.ts";
+import { GuestProgram } from "../../kvm/guest/program.ts";
+import { Kvm } from "../../kvm/kvm.ts";
+import type { Vcpu, VcpuOptions } from "../../kvm/vcpu.ts";
+import type { Vm, VmOptions } from "../../kvm/vm.ts";
+import { GuestMemory } from "../../memory/guest_memory.ts";
+import { guestAddress } from "../../sys/address.ts";
+
+let image: Promise<GuestImage> | undefined;
+
+/** The test guest, built once per process. */
+export function guestImage(): Promise<GuestImage> {
+  return image ??= buildGuestImage();
+}
+
+/** A booted test guest and everything under it. */
+export interface BootedGuest extends AsyncDisposable {
+  kvm: Kvm;
+  memory: GuestMemory;
+  vm: Vm;
+  vcpu: Vcpu;
+  guest: GuestProgram;
+}
+
+/**
+ * Makes a VM with `ramBytes` of RAM, installs the test guest on vCPU 0,
+ * starts it and waits until it is idle.
+ */
+export async function bootGuest(options: {
+  ramBytes?: bigint;
+  vm?: VmOptions;
+  vcpu?: VcpuOptions;
+  seed?: number;
+  onLine?: (line: string) => void;
+} = {}): Promise<BootedGuest> {
+  const img = await guestImage();
+  const kvm = Kvm.open();
+  const memory = GuestMemory.create([{
+    gpa: guestAddress(0n),
+    size: options.ramBytes ?? 8n << 20n,
+  }]);
+  let vm: Vm | undefined;
+  let slots: Disposable | undefined;
+  let guest: GuestProgram | undefined;
+  const close = () => {
+    guest?.close();
+    vm?.close();
+    slots = undefined;
+    memory.close();
+    kvm.close();
+  };
+  try {
+    vm = kvm.createVm(options.vm);
+    slots = vm.addMemory(memory);
+    const vcpu = vm.createVcpu(options.vcpu);
+    guest = GuestProgram.install(vm, vcpu, memory, {
+      image: img,
+      seed: options.seed ?? 1,
+      onLine: options.onLine,
+    });
+    await vcpu.start();
+    const stop = await guest.command("idle");
+    if (stop !== undefined) throw stop.error ?? new TypeError("The test guest stopped at boot");
+    void slots;
+    return {
+      kvm,
+      memory,
+      vm,
+      vcpu,
+      guest,
+      async [Symbol.asyncDispose]() {
+        await vm!.stop();
+        close();
+      },
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+/** Pages of slot 0 the guest writes for data page `p`. */
+export function dataPageFrame(p: number): number {
+  return 256 + p;
+}
