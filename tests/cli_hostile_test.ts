@@ -3,7 +3,6 @@
 // that must not leave a socket file or an orphan behind, report paths that
 // must fail before any work, oversized RAM, and messages that name things.
 import assert from "node:assert/strict";
-import { crc32 } from "node:zlib";
 import { summarize } from "../cli/migrate.ts";
 import {
   encodeSectionHeader,
@@ -14,6 +13,7 @@ import { type MigrationReport, newReport } from "../migration/engine/report.ts";
 import { connectEndpoint } from "../migration/transport/open.ts";
 import type { StreamChannel } from "../migration/transport/channel.ts";
 import { fakeDestination } from "./_fake_destination.ts";
+import { concat, section } from "./_stream_samples.ts";
 import { type Cli, controlCharacters, startCli, until } from "./_support.ts";
 import { guestAddress as g } from "../sys/address.ts";
 
@@ -22,24 +22,6 @@ const RAM = 64 * MiB;
 const HEADER = encodeStreamHeader([{ gpa: g(0n), size: BigInt(RAM) }], 4096);
 // What the receive process may hold beyond its guest RAM: the runtime and its buffers.
 const RSS_OVERHEAD_BOUND = 160 * MiB;
-
-function sectionBytes(type: number, arg: bigint, length: bigint, payload = new Uint8Array(0)) {
-  const out = new Uint8Array(28 + payload.length + 4);
-  const seed = encodeSectionHeader(out, 0, { type, flags: 0, arg, length });
-  out.set(payload, 28);
-  new DataView(out.buffer).setUint32(28 + payload.length, crc32(payload, seed), true);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "deno-vmm-cli-" });
@@ -88,7 +70,7 @@ async function flood(ch: StreamChannel, bytes: Uint8Array, total: number): Promi
   }
 }
 
-const EMPTY_STATE = sectionBytes(SectionType.DEVICE_STATE, 1n, 1n, new Uint8Array([0x64]));
+const EMPTY_STATE = section(SectionType.DEVICE_STATE, 1n, 1n, new Uint8Array([0x64]));
 
 const HOSTILE: Hostile[] = [
   {
@@ -138,7 +120,7 @@ const HOSTILE: Hostile[] = [
   },
   {
     name: "an oversized RAM run",
-    act: (ch) => ch.write(concat(HEADER, sectionBytes(SectionType.RAM, 0n, 1n << 40n))),
+    act: (ch) => ch.write(concat(HEADER, section(SectionType.RAM, 0n, 1n << 40n))),
     expect: /RAM run length 1099511627776 is not in 1 to 67108864/,
     touched: true,
   },
@@ -146,7 +128,7 @@ const HOSTILE: Hostile[] = [
     name: "a RAM run outside the layout",
     act: (ch) =>
       ch.write(
-        concat(HEADER, sectionBytes(SectionType.RAM, 1n << 40n, 4096n, new Uint8Array(4096))),
+        concat(HEADER, section(SectionType.RAM, 1n << 40n, 4096n, new Uint8Array(4096))),
       ),
     expect: /RAM run GPA 0x10000000000 is outside the destination's layout/,
     touched: true,
@@ -154,7 +136,7 @@ const HOSTILE: Hostile[] = [
   {
     name: "a section with a bad checksum",
     act: (ch) => {
-      const s = sectionBytes(SectionType.RAM, 0n, 4096n, new Uint8Array(4096));
+      const s = section(SectionType.RAM, 0n, 4096n, new Uint8Array(4096));
       s[100] ^= 1;
       return ch.write(concat(HEADER, s));
     },
@@ -167,7 +149,7 @@ const HOSTILE: Hostile[] = [
       ch.write(
         concat(
           HEADER,
-          sectionBytes(SectionType.RAM, 0n, 8192n, new Uint8Array(8192)).slice(0, 5000),
+          section(SectionType.RAM, 0n, 8192n, new Uint8Array(8192)).slice(0, 5000),
         ),
       ),
     expect: /Stream truncated in a RAM run/,
@@ -175,7 +157,7 @@ const HOSTILE: Hostile[] = [
   },
   {
     name: "END before COMPLETE",
-    act: (ch) => ch.write(concat(HEADER, sectionBytes(SectionType.END, 0n, 4n, new Uint8Array(4)))),
+    act: (ch) => ch.write(concat(HEADER, section(SectionType.END, 0n, 4n, new Uint8Array(4)))),
     expect: /END section before COMPLETE/,
     touched: true,
   },

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { fillRam } from "../cli/fill.ts";
 import { digestMemory } from "../memory/digest.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
@@ -88,14 +89,7 @@ export interface MigrationScenarioResult {
 }
 
 function fillRandom(view: Uint8Array): void {
-  const words = new Uint32Array(view.buffer, view.byteOffset, Math.floor(view.byteLength / 4));
-  let x = 0x12345678;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
+  fillRam(view, { pattern: "random", seed: 0x12345678 });
 }
 
 /**
