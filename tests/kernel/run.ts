@@ -10,7 +10,7 @@
  * edu on vfio-pci); one guest boots per profile that has files. The 6.12
  * profiles boot a test kernel built from Debian's `linux-source-6.12`, cached
  * in `${XDG_CACHE_HOME:-~/.cache}/deno-vmm/`. It installs the Debian packages
- * it needs and caches the stock kernel and initramfs in `tests/kernel/.cache/`.
+ * it needs and caches the stock kernel and initramfs there too (`stock-kernel/`).
  *
  * With `--host --group N` (or `DENO_VMM_VFIO_GROUP=N` and `/dev/vfio/N`
  * present) it runs the same files directly on this host instead.
@@ -33,7 +33,7 @@ import { exec, HarnessError, Progress } from "./harness/exec.ts";
 import { runOnHost } from "./harness/host.ts";
 import { ensureInitramfs } from "./harness/initramfs.ts";
 import { denoDir, jobScript, makeJobDir } from "./harness/job.ts";
-import { type CustomKernel, ensureCustomKernel } from "./harness/custom_kernel.ts";
+import { cacheRoot, type CustomKernel, ensureCustomKernel } from "./harness/custom_kernel.ts";
 import { ensureKernel, type Kernel } from "./harness/kernel.ts";
 import { type TestSummary, writeStdout } from "./harness/output.ts";
 import { Apt, ensurePackages } from "./harness/packages.ts";
@@ -44,7 +44,9 @@ import { ensureTestModule } from "./harness/test_modules.ts";
 
 const KERNEL_TESTS = decodeURIComponent(new URL(".", import.meta.url).pathname).replace(/\/$/, "");
 const PROJECT = KERNEL_TESTS.replace(/\/tests\/kernel$/, "");
-const CACHE = `${KERNEL_TESTS}/.cache`;
+// The stock kernel and the initramfs images live outside the checkout, beside
+// the 6.12 build, so a fresh clone reuses what this machine fetched before.
+const CACHE = `${cacheRoot()}/stock-kernel`;
 const SKIP_DIRS = new Set([".cache", "harness", "modules", "node_modules"]);
 
 const USAGE =
