@@ -148,6 +148,7 @@ Deno.test("receiveStream() rejects a TCP stream the sender cuts at a random poin
       using source = await listener.accept();
       return await receiveStream(source, arrayRam(LAYOUT), {
         digest: sha256Ram,
+        devices: ["dev0"],
       });
     })().catch((e) => e);
     {
