@@ -51,6 +51,7 @@ Deno.test("migrateGuest() moves a v2 device's state to the destination device", 
       workload: { pattern: "random", pagesPerSecond: 2_000 },
       devices: [src.migration],
       destinationDevices: [dst.migration],
+      limits: { downtimeLimitMs: 5_000 }, // room for a loaded machine
     });
     assert.equal(r.report.result, "completed", r.report.error);
     assert.equal(r.report.devices.length, 1);

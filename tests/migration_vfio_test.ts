@@ -84,6 +84,8 @@ Deno.test("migrateGuest() refuses an all-mapped container unless told otherwise"
       vfio: { container },
       imprecise: "allow",
       workload: { pattern: "random", pagesPerSecond: 2_000 },
+      // The 64 MiB resent at stop-and-copy must fit the limit on a loaded machine too.
+      limits: { downtimeLimitMs: 5_000 },
     });
     assert.equal(allowed.report.result, "completed", allowed.report.error);
     assert.equal(allowed.report.dirtyScope["vfio-container"], "all-mapped");
@@ -109,6 +111,8 @@ Deno.test("migrateGuest() estimates an all-zero guest's downtime in RAM bytes, a
       fill: (v) => v.fill(0),
       vfio: { container },
       imprecise: "allow",
+      // Room for a loaded machine; the estimate in stream bytes was over 20 000 s.
+      limits: { downtimeLimitMs: 5_000 },
     });
     assert.equal(r.report.result, "completed", r.report.error);
     const bulk = r.report.iterations[0];
@@ -139,6 +143,7 @@ Deno.test("migrateGuest() converges normally in the pinned scope", async () => {
       vfio: { container },
       workload: { pattern: "hotspot", pagesPerSecond: 5_000 },
       beforeMigrate: () => kernel.pin(26, 0x10000n, 0x4000n),
+      limits: { downtimeLimitMs: 5_000 },
     });
     assert.equal(r.report.result, "completed", r.report.error);
     assert.equal(r.report.dirtyScope["vfio-container"], "precise");

@@ -37,6 +37,7 @@
  *     vfio: { container },
  *     imprecise: "allow",
  *     workload: { pattern: "random", pagesPerSecond: 1000, seed: 1 },
+ *     limits: { downtimeLimitMs: 5_000 }, // about the policy, not this machine's speed
  *   });
  *   assert.equal(allowed.report.result, "completed");
  *   assert.equal(allowed.destination.digest, allowed.report.sourceDigest);
