@@ -33,7 +33,11 @@ import { checkHostCapacity } from "./host_capacity.ts";
 
 /** Options of {@linkcode GuestMemory.create}. */
 export interface GuestMemoryOptions {
-  /** The syscall boundary for mmap/munmap (default libc). */
+  /**
+   * The syscall boundary (default libc): mappings, memfds, prefaulting, the
+   * `/proc` reads behind its checks and diagnostics, and, by default, the
+   * dirty trackers made for this memory.
+   */
   syscalls?: Syscalls;
   /** Default backing for regions that do not name one (default `"anonymous"`). */
   backing?: MemoryBacking;
@@ -134,6 +138,7 @@ export class GuestMemory implements Disposable {
     if (populated.length > 0) {
       checkHostCapacity(Number(populated.reduce((n, p) => n + p.size, 0n)), {
         what: "the guest RAM to prefault",
+        syscalls: sys,
       });
     }
     const backings: Backing[] = [];
@@ -175,10 +180,15 @@ export class GuestMemory implements Disposable {
    * mappings: `close()` only forgets them, and the owner must outlive it.
    *
    * @param descriptor From `describe()`.
+   * @param options `syscalls`: the boundary for its pagemap reads and its
+   *   dirty trackers (default libc).
    * @returns A non-owning guest memory.
    * @throws {RangeError} For an invalid descriptor.
    */
-  static attach(descriptor: GuestMemoryDescriptor): GuestMemory {
+  static attach(
+    descriptor: GuestMemoryDescriptor,
+    options: { syscalls?: Syscalls } = {},
+  ): GuestMemory {
     const regions = descriptor.regions.map((r, i) =>
       new GuestRegion({
         index: i,
@@ -190,7 +200,7 @@ export class GuestMemory implements Disposable {
         fd: -1,
       })
     );
-    return new GuestMemory(defaultSyscalls(), false, regions, []);
+    return new GuestMemory(options.syscalls ?? defaultSyscalls(), false, regions, []);
   }
 
   /**
@@ -208,6 +218,16 @@ export class GuestMemory implements Disposable {
         backing: r.backing,
       })),
     };
+  }
+
+  /**
+   * The syscall boundary this memory was made with; the dirty trackers made
+   * for it use the same one by default.
+   *
+   * @returns The boundary.
+   */
+  get syscalls(): Syscalls {
+    return this.#sys;
   }
 
   /**
@@ -564,7 +584,9 @@ export class GuestMemory implements Disposable {
         `Cannot look for unpopulated pages at GPA ${hex(gpa)}: the range spans two regions`,
       );
     }
-    return unpopulatedRanges(this.#regions[p[0]], p[1], p[2]);
+    return unpopulatedRanges(this.#regions[p[0]], { offset: p[1], length: p[2] }, {
+      syscalls: this.#sys,
+    });
   }
 
   /**

@@ -51,10 +51,14 @@ Deno.test("GuestMemory.unpopulatedRanges() is empty where the kernel cannot tell
 Deno.test("digestMemory() hashes holes as zero without allocating them", () => {
   using m = sparse("memfd");
   const fd = m.regions[0].unsafeFd;
-  const holesBefore = fileHoles(fd, 0n, BigInt(MiB));
+  const holesBefore = fileHoles(fd, { start: 0n, end: BigInt(MiB) });
   const d = digestMemory(m);
   const sha = digestMemory(m, { algorithm: "sha256" });
-  assert.deepEqual(fileHoles(fd, 0n, BigInt(MiB)), holesBefore, "the digest allocated nothing");
+  assert.deepEqual(
+    fileHoles(fd, { start: 0n, end: BigInt(MiB) }),
+    holesBefore,
+    "the digest allocated nothing",
+  );
   // The same bytes, fully populated, digest the same.
   using full = GuestMemory.create([{ gpa: g(BASE), size: BigInt(MiB) }], { prefault: true });
   full.view(g(BASE), MiB).set(m.read(g(BASE), MiB));
@@ -68,8 +72,8 @@ Deno.test("fileHoles() stops after `limit` holes", () => {
   using m = GuestMemory.create([{ gpa: g(BASE), size: BigInt(MiB), backing: "memfd" }]);
   for (let p = 1; p < 256; p += 2) m.view(g(BASE + BigInt(p * PAGE)), 1)[0] = 1; // odd pages
   const fd = m.regions[0].unsafeFd;
-  assert.equal(fileHoles(fd, 0n, BigInt(MiB)).length, 128);
-  assert.deepEqual(fileHoles(fd, 0n, BigInt(MiB), 3), [
+  assert.equal(fileHoles(fd, { start: 0n, end: BigInt(MiB) }).length, 128);
+  assert.deepEqual(fileHoles(fd, { start: 0n, end: BigInt(MiB) }, { limit: 3 }), [
     [0n, 4096n],
     [8192n, 12288n],
     [16384n, 20480n],

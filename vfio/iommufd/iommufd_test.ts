@@ -6,7 +6,8 @@ import { iova } from "../../sys/address.ts";
 import { ENOENT, EOPNOTSUPP } from "../../sys/errno.ts";
 import { IoctlError, SyscallError } from "../../sys/errors.ts";
 import { defaultSyscalls } from "../../sys/libc.ts";
-import type { IoctlRequest, Syscalls } from "../../sys/syscalls.ts";
+import type { IoctlRequest } from "../../sys/syscalls.ts";
+import { ForwardingSyscalls } from "../../tests/forwarding_syscalls.ts";
 import { DirtyTrackingUnavailableError } from "../errors.ts";
 import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING } from "./constants.ts";
 import { IommufdDirtyTracker } from "./dirty_tracker.ts";
@@ -14,22 +15,24 @@ import { Iommufd } from "./iommufd.ts";
 import { decodeGetDirtyBitmap } from "./uapi/hwpt.ts";
 
 /** /dev/iommu as a script: ids count up, HWPT_ALLOC(DIRTY) can be refused, calls are logged. */
-class ScriptedIommu implements Syscalls {
+class ScriptedIommu extends ForwardingSyscalls {
   calls: { name: string; arg: Uint8Array }[] = [];
   open_ = 0;
   nextId = 1;
   refuseDirty = false;
   missing = false;
-  #libc = defaultSyscalls();
-  open(path: string): number {
+  constructor() {
+    super(defaultSyscalls()); // mmap and munmap are real
+  }
+  override open(path: string): number {
     if (this.missing) throw new SyscallError("open", ENOENT, { path });
     this.open_++;
     return 1000;
   }
-  close(): void {
+  override close(): void {
     this.open_--;
   }
-  ioctl(_fd: number, req: IoctlRequest, arg: Uint8Array): number {
+  override ioctl(_fd: number, req: IoctlRequest, arg: Uint8Array): number {
     this.calls.push({ name: req.name, arg: arg.slice() });
     const v = new DataView(arg.buffer, arg.byteOffset);
     if (req.name === "IOMMU_IOAS_ALLOC") v.setUint32(8, this.nextId++, true);
@@ -41,25 +44,19 @@ class ScriptedIommu implements Syscalls {
     }
     return 0;
   }
-  ioctlValue(): number {
+  override ioctlValue(): number {
     return 0;
   }
-  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
-    return this.#libc.mmap(length, prot, flags, fd, offset);
-  }
-  munmap(addr: bigint, length: bigint): void {
-    this.#libc.munmap(addr, length);
-  }
-  pread(): number {
+  override pread(): number {
     return 0;
   }
-  pwrite(): number {
+  override pwrite(): number {
     return 0;
   }
-  read(): number {
+  override read(): number {
     return 0;
   }
-  write(): number {
+  override write(): number {
     return 0;
   }
   named(name: string): Uint8Array[] {
