@@ -9,6 +9,7 @@
 import { unpopulatedRanges } from "./unpopulated.ts";
 import type { GuestAddress, HostAddress } from "../sys/address.ts";
 import { guestAddress, hex, hostAddress } from "../sys/address.ts";
+import { ResourceBusyError } from "../sys/errors.ts";
 import { hostView } from "../sys/host_memory.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
@@ -103,6 +104,7 @@ export class GuestMemory implements Disposable {
   #last = 0;
   #observers: WriteObserver[] = [];
   #closeHooks = new Set<() => void>();
+  #dmaLeases = new Set<GuestMemoryDmaLease>();
   #closed = false;
 
   private constructor(sys: Syscalls, owned: boolean, regions: GuestRegion[], backings: Backing[]) {
@@ -611,7 +613,8 @@ export class GuestMemory implements Disposable {
 
   /**
    * Maps every region into a VFIO container (IOVA = `iovaBase` + GPA). If a
-   * region fails, the ones already mapped are unmapped.
+   * region fails, the ones already mapped are unmapped. Until the lease is
+   * unmapped, `close()` refuses: the device could still write the RAM.
    *
    * @param container Anything with `mapDma()` (a `VfioContainer`).
    * @param options `iovaBase` (default 0) and `readonly`.
@@ -620,7 +623,10 @@ export class GuestMemory implements Disposable {
    */
   mapInto(container: DmaMapper, options: MapIntoOptions = {}): GuestMemoryDmaLease {
     if (this.#closed) throw new TypeError("Cannot map guest memory for DMA: it is closed");
-    return mapRegions(this.#regions, container, options);
+    for (const l of this.#dmaLeases) if (!l.mapped) this.#dmaLeases.delete(l);
+    const lease = mapRegions(this.#regions, container, options);
+    this.#dmaLeases.add(lease);
+    return lease;
   }
 
   /**
@@ -643,7 +649,8 @@ export class GuestMemory implements Disposable {
    * Runs `hook` at the start of `close()`, before anything is unmapped (dirty
    * trackers use it to stop).
    *
-   * @param hook The hook; it must not throw.
+   * @param hook The hook; if it throws, the rest still runs and the memory
+   *   is still unmapped, and `close()` throws that error afterwards.
    * @returns A disposable that removes it.
    */
   onClose(hook: () => void): Disposable {
@@ -653,14 +660,37 @@ export class GuestMemory implements Disposable {
 
   /**
    * Unmaps every region and closes memfds (idempotent). Views handed out
-   * before must not be used afterwards.
+   * before must not be used afterwards. Dirty trackers of this memory stop
+   * first. While a DMA lease from {@linkcode GuestMemory.mapInto} is still
+   * mapped it refuses and changes nothing: unmap the lease first (`using`
+   * in declaration order does). A lease whose unmap the kernel refused no
+   * longer holds it back (the IOMMU keeps those pages pinned until its
+   * container releases them).
    *
+   * @throws {ResourceBusyError} While a DMA lease is mapped, naming it.
    * @throws {SyscallError} The first munmap/close failure, after trying all.
    */
   close(): void {
     if (this.#closed) return;
+    const live = [...this.#dmaLeases].filter((l) => l.mapped && !l.unmapRefused);
+    if (live.length > 0) {
+      throw new ResourceBusyError(
+        `guest memory (${this.#regions.length} regions, ${describeSize(this.size)})`,
+        live.map((l) =>
+          `the DMA lease of ${l.leases.length} regions at iova ${hex(l.leases[0].iova)}`
+        ),
+        { order: "unmap it first: a device could still write this RAM" },
+      );
+    }
     this.#closed = true;
-    for (const hook of [...this.#closeHooks]) hook();
+    let first: unknown;
+    for (const hook of [...this.#closeHooks]) {
+      try {
+        hook();
+      } catch (e) {
+        first ??= e;
+      }
+    }
     this.#closeHooks.clear();
     this.#observers = [];
     const backings = this.#backings;
@@ -671,8 +701,10 @@ export class GuestMemory implements Disposable {
     this.#sizes = [];
     this.#u8 = [];
     this.#dv = [];
-    if (!this.#owned) return;
-    let first: unknown;
+    if (!this.#owned) {
+      if (first !== undefined) throw first;
+      return;
+    }
     for (const b of backings.reverse()) {
       try {
         unmapBacking(this.#sys, b);
