@@ -138,7 +138,9 @@ export class PagemapScanTracker implements DirtyTracker {
       } catch (e) {
         throw new DirtyTrackerUnavailableError(
           "pagemap-scan",
-          `cannot open /proc/self/pagemap for PAGEMAP_SCAN (${e instanceof Error ? e.message : e})`,
+          `cannot set up PAGEMAP_SCAN on /proc/self/pagemap (${
+            e instanceof Error ? e.message : e
+          })`,
           { cause: e },
         );
       }

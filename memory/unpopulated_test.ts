@@ -3,6 +3,9 @@ import { guestAddress as g } from "../sys/address.ts";
 import { fileHoles } from "../sys/memfd.ts";
 import { digestMemory, pageCrcs } from "./digest.ts";
 import { GuestMemory } from "./guest_memory.ts";
+import { EIO } from "../sys/errno.ts";
+import { SyscallError } from "../sys/errors.ts";
+import { FakeKernel } from "../tests/fake_kernel.ts";
 import type { MemoryBacking } from "./_backing.ts";
 
 const PAGE = 4096;
@@ -78,4 +81,27 @@ Deno.test("fileHoles() stops after `limit` holes", () => {
     [8192n, 12288n],
     [16384n, 20480n],
   ]);
+});
+
+Deno.test("GuestMemory.unpopulatedRanges() asks FakeKernel, and a failed lseek or pagemap read leaves nothing open", () => {
+  for (const backing of ["memfd", "anonymous"] as MemoryBacking[]) {
+    const kernel = new FakeKernel();
+    {
+      using m = GuestMemory.create([{ gpa: g(BASE), size: BigInt(MiB), backing }], {
+        syscalls: kernel,
+      });
+      m.view(g(BASE + BigInt(3 * PAGE)), PAGE).fill(3);
+      kernel.clearCalls();
+      assert.deepEqual(m.unpopulatedRanges(g(BASE), MiB), [[0, 3 * PAGE], [4 * PAGE, 252 * PAGE]]);
+      const asked = backing === "memfd" ? "lseek" : "pread";
+      assert.ok(kernel.calls.some((c) => c.syscall === asked), `${backing}: asked with ${asked}`);
+      kernel.failNext(backing === "memfd" ? "lseek" : "pread /proc/self/pagemap", EIO);
+      assert.throws(
+        () => m.unpopulatedRanges(g(BASE), MiB),
+        (e: unknown) => e instanceof SyscallError && e.errno === EIO,
+      );
+      assert.equal(kernel.openFds, backing === "memfd" ? 1 : 0, kernel.openFdDescriptions().join());
+    }
+    assert.equal(kernel.openFds + kernel.liveMappings, 0);
+  }
 });
