@@ -11,7 +11,12 @@ import { MAP_FAILED } from "./constants.ts";
 import { IoctlError, SyscallError } from "./errors.ts";
 import type { IoctlRequest, Syscalls } from "./syscalls.ts";
 
-/** x86_64 syscall number of `userfaultfd(2)` (`__NR_userfaultfd`; glibc has no wrapper). */
+/**
+ * x86_64 syscall number of `userfaultfd(2)` (`__NR_userfaultfd`; glibc has no
+ * wrapper): the same as `NR_USERFAULTFD` in `userfaultfd.ts`, which
+ * `memory/uapi_layout_test.ts` pins against the headers (repeated here so
+ * that this file, which `userfaultfd.ts` imports, imports nothing back).
+ */
 const NR_USERFAULTFD = 323n;
 
 const encoder = new TextEncoder();

@@ -1,11 +1,11 @@
 /**
- * The fake kernel's host side: the files it opens on the host kernel for the
- * caller (memfds, userfaultfds, `/proc/self/pagemap`, other `/proc` and
- * `/sys` files), the `/proc` files it models, and the memory calls. Memory
- * and fds are real (the host kernel does the work); the fake records the
- * calls, injects failures, and models what the options describe: the
- * hugetlb pool, soft-dirty bits, `PAGEMAP_SCAN`'s presence and userfaultfd's
- * permission check.
+ * The fake kernel's host files: what `open(2)` of `/proc`, `/sys` and
+ * `/dev/userfaultfd` gives, and the calls on those fds. Host files are the
+ * host's own, at their real fd numbers; modelled ones (see
+ * `proc_files.ts`) are the fake's. A pagemap read gets the modelled
+ * soft-dirty bits; `PAGEMAP_SCAN` is `ENOTTY` when the options say the
+ * kernel lacks it; a userfaultfd made through `/dev/userfaultfd` joins the
+ * table.
  *
  * Every method reports failure by throwing {@linkcode KernelError}.
  *
@@ -14,79 +14,31 @@
  * @module
  */
 
-import { MAP_HUGETLB } from "../../sys/constants.ts";
-import { EINVAL, ENODEV, ENOTDIR, ENOTTY, EPERM, ESPIPE } from "../../sys/errno.ts";
-import { SyscallError } from "../../sys/errors.ts";
-import { LibcSyscalls } from "../../sys/libc.ts";
-import { MFD_HUGETLB } from "../../sys/memfd.ts";
+import { EINVAL, ENOTDIR, ENOTTY, ESPIPE } from "../../sys/errno.ts";
 import { PAGEMAP_PATH, PAGEMAP_SCAN } from "../../sys/pagemap.ts";
 import type { IoctlRequest } from "../../sys/syscalls.ts";
-import { UFFD_USER_MODE_ONLY, USERFAULTFD_IOC_NEW } from "../../sys/userfaultfd.ts";
-import type { FdEntry, FdTable, HostFile, ModelFile } from "./fds.ts";
-import { HUGE_PAGE, HugePool } from "./hugetlb.ts";
-import type { FakeKernelOptions } from "./options.ts";
-import { SoftDirtyModel, type WatchedMapping } from "./soft_dirty.ts";
+import { USERFAULTFD_IOC_NEW } from "../../sys/userfaultfd.ts";
+import type { FdEntry } from "./fds.ts";
+import { HUGE_PAGE } from "./hugetlb.ts";
+import { host, type HostState } from "./host_state.ts";
+import { modelFile, modelRead } from "./proc_files.ts";
 import { fail } from "./user_memory.ts";
-
-/** A mapping the fake made: what `liveMappings` counts. */
-export interface FakeMapping extends WatchedMapping {
-  /** Huge pages reserved from the modelled pool (0 otherwise). */
-  readonly hugePages: number;
-}
 
 /** Host paths the fake opens on the host kernel; any other path is the fake's own. */
 const HOST_PREFIXES = ["/proc/", "/sys/"];
 const DEV_USERFAULTFD = "/dev/userfaultfd";
-const CLEAR_REFS = "/proc/self/clear_refs";
-const NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages";
-const MEMINFO = "/proc/meminfo";
-const UNPRIVILEGED_USERFAULTFD = "/proc/sys/vm/unprivileged_userfaultfd";
-/** `MAP_HUGE_SHIFT`: the huge page size bits of `mmap` and `memfd_create` flags. */
-const HUGE_SIZE_BITS = 0x3f << 26;
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Runs a libc call, turning its `SyscallError` into the handler's errno. */
-function host<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof SyscallError) fail(err.errno);
-    throw err;
-  }
-}
-
-/** The host side of the fake kernel. */
+/** The host files of the fake kernel. */
 export class FakeHost {
-  #libc = new LibcSyscalls();
-  #fds: FdTable;
-  #mappings: Map<bigint, FakeMapping>;
-  #softDirty: SoftDirtyModel;
-  #pagemapScan: boolean;
-  #uffdSysctl: 0 | 1 | undefined;
-  #seccomp: boolean;
-  #pool: HugePool | undefined;
-  #uid: number | undefined;
+  #s: HostState;
 
   /**
-   * Builds the host side.
+   * Builds the host files' side.
    *
-   * @param options The fake's options.
-   * @param state The fd table and the mappings, shared with the VFIO world.
+   * @param state The host side's state.
    */
-  constructor(
-    options: FakeKernelOptions,
-    state: { fds: FdTable; mappings: Map<bigint, FakeMapping> },
-  ) {
-    this.#fds = state.fds;
-    this.#mappings = state.mappings;
-    this.#softDirty = new SoftDirtyModel(options.softDirty ?? false);
-    this.#pagemapScan = options.pagemapScan ?? true;
-    this.#uffdSysctl = options.unprivilegedUserfaultfd;
-    this.#seccomp = options.seccompDeniesUserfaultfd ?? false;
-    this.#pool = options.nrHugepages === undefined ? undefined : new HugePool(options.nrHugepages);
-    this.#uid = options.uid;
+  constructor(state: HostState) {
+    this.#s = state;
   }
 
   /**
@@ -109,61 +61,15 @@ export class FakeHost {
    * @throws {KernelError} The errno.
    */
   open(path: string, flags: number): number {
-    const model = this.#model(path);
-    if (model !== undefined) return this.#fds.install({ kind: "model", model });
-    const fd = host(() => this.#libc.open(path, flags));
+    const model = modelFile(path, this.#s);
+    if (model !== undefined) return this.#s.fds.install({ kind: "model", model });
+    const fd = host(() => this.#s.libc.open(path, flags));
     const what = path === PAGEMAP_PATH
       ? "pagemap"
       : path === DEV_USERFAULTFD
       ? "/dev/userfaultfd"
       : "file";
-    return this.#installHost(fd, { what, label: path });
-  }
-
-  #installHost(fd: number, file: HostFile): number {
-    try {
-      return this.#fds.installAt(fd, { kind: "host", host: file });
-    } catch (e) {
-      this.#libc.close(fd);
-      throw e;
-    }
-  }
-
-  #model(path: string): ModelFile | undefined {
-    const file = (text: string, write?: (bytes: Uint8Array) => number): ModelFile => ({
-      path,
-      contents: encoder.encode(text),
-      pos: 0,
-      ...(write ? { write } : {}),
-    });
-    if (path === CLEAR_REFS) return file("", (bytes) => this.#clearRefs(bytes));
-    const pool = this.#pool;
-    if (pool !== undefined && path === NR_HUGEPAGES) {
-      return file(`${pool.total}\n`, (bytes) => {
-        pool.resize(parseCount(bytes));
-        return bytes.byteLength;
-      });
-    }
-    if (pool !== undefined && path === MEMINFO) {
-      return file(pool.meminfo(decoder.decode(readHost(this.#libc, MEMINFO))));
-    }
-    if (this.#uffdSysctl !== undefined && path === UNPRIVILEGED_USERFAULTFD) {
-      return file(`${this.#uffdSysctl}\n`, (bytes) => {
-        const v = parseCount(bytes);
-        if (v !== 0 && v !== 1) fail(EINVAL);
-        this.#uffdSysctl = v;
-        return bytes.byteLength;
-      });
-    }
-    return undefined;
-  }
-
-  // clear_refs_write(): kstrtoint, CLEAR_REFS_ALL (1) to CLEAR_REFS_MM_HIWATER_RSS (5).
-  #clearRefs(bytes: Uint8Array): number {
-    const v = parseCount(bytes);
-    if (v < 1 || v > 5) fail(EINVAL);
-    if (v === 4) this.#softDirty.clear(this.#mappings.values());
-    return bytes.byteLength;
+    return this.#s.installHost(fd, { what, label: path });
   }
 
   /**
@@ -174,7 +80,7 @@ export class FakeHost {
    * @throws {KernelError} The host's errno (the fd is released anyway).
    */
   close(fd: number, entry: FdEntry): void {
-    if (entry.kind === "host") host(() => this.#libc.close(fd));
+    if (entry.kind === "host") host(() => this.#s.libc.close(fd));
   }
 
   /**
@@ -193,7 +99,7 @@ export class FakeHost {
       entry.model.pos += n;
       return n;
     }
-    return host(() => this.#libc.read(fd, buf));
+    return host(() => this.#s.libc.read(fd, buf));
   }
 
   /**
@@ -210,7 +116,7 @@ export class FakeHost {
       if (entry.model.write === undefined) fail(EINVAL); // no write op (vfs_write: FMODE_CAN_WRITE)
       return entry.model.write(buf);
     }
-    return host(() => this.#libc.write(fd, buf));
+    return host(() => this.#s.libc.write(fd, buf));
   }
 
   /**
@@ -225,9 +131,13 @@ export class FakeHost {
    */
   pread(fd: number, entry: FdEntry, buf: Uint8Array, offset: bigint): number {
     if (entry.kind === "model") return modelRead(entry.model, buf, Number(offset));
-    const n = host(() => this.#libc.pread(fd, buf, offset));
+    const n = host(() => this.#s.libc.pread(fd, buf, offset));
     if (entry.kind === "host" && entry.host.what === "pagemap") {
-      this.#softDirty.overlay((offset / 8n) * 4096n, buf.subarray(0, n), this.#mappings.values());
+      this.#s.softDirty.overlay(
+        (offset / 8n) * 4096n,
+        buf.subarray(0, n),
+        this.#s.mappings.values(),
+      );
     }
     return n;
   }
@@ -244,7 +154,7 @@ export class FakeHost {
    */
   pwrite(fd: number, entry: FdEntry, buf: Uint8Array, offset: bigint): number {
     if (entry.kind === "model") return this.write(fd, entry, buf);
-    return host(() => this.#libc.pwrite(fd, buf, offset));
+    return host(() => this.#s.libc.pwrite(fd, buf, offset));
   }
 
   /**
@@ -262,16 +172,16 @@ export class FakeHost {
   ioctl(fd: number, entry: FdEntry, request: IoctlRequest, arg: Uint8Array | bigint): number {
     if (entry.kind !== "host") return fail(ENOTTY);
     const file = entry.host;
-    if (file.what === "pagemap" && request.code === PAGEMAP_SCAN.code && !this.#pagemapScan) {
+    if (file.what === "pagemap" && request.code === PAGEMAP_SCAN.code && !this.#s.pagemapScan) {
       fail(ENOTTY);
     }
     const ret = host(() =>
       typeof arg === "bigint"
-        ? this.#libc.ioctlValue(fd, request, arg)
-        : this.#libc.ioctl(fd, request, arg)
+        ? this.#s.libc.ioctlValue(fd, request, arg)
+        : this.#s.libc.ioctl(fd, request, arg)
     );
     if (file.what === "/dev/userfaultfd" && request.code === USERFAULTFD_IOC_NEW.code) {
-      return this.#installHost(ret, { what: "userfaultfd", label: "via /dev/userfaultfd" });
+      return this.#s.installHost(ret, { what: "userfaultfd", label: "via /dev/userfaultfd" });
     }
     return ret;
   }
@@ -287,7 +197,7 @@ export class FakeHost {
    * @throws {KernelError} The errno.
    */
   lseek(fd: number, entry: FdEntry | undefined, offset: bigint, whence: number): bigint {
-    if (entry?.kind === "host") return host(() => this.#libc.lseek(fd, offset, whence));
+    if (entry?.kind === "host") return host(() => this.#s.libc.lseek(fd, offset, whence));
     if (entry?.kind !== "model") return fail(ESPIPE);
     const m = entry.model;
     const base = whence === 0 ? 0 : whence === 1 ? m.pos : whence === 2 ? m.contents.length : -1;
@@ -308,7 +218,7 @@ export class FakeHost {
   ftruncate(fd: number, entry: FdEntry | undefined, length: bigint): void {
     if (entry?.kind !== "host") return fail(EINVAL);
     if (entry.host.hugetlb && length % HUGE_PAGE !== 0n) fail(EINVAL);
-    host(() => this.#libc.ftruncate(fd, length));
+    host(() => this.#s.libc.ftruncate(fd, length));
   }
 
   /**
@@ -322,160 +232,6 @@ export class FakeHost {
    */
   getdents64(fd: number, entry: FdEntry | undefined, buf: Uint8Array): number {
     if (entry?.kind !== "host") return fail(ENOTDIR);
-    return host(() => this.#libc.getdents64(fd, buf));
-  }
-
-  /**
-   * `memfd_create(2)`; with the pool modelled, an `MFD_HUGETLB` memfd is a
-   * plain memfd whose mappings reserve huge pages from the pool.
-   *
-   * @param name The name.
-   * @param flags `MFD_*`.
-   * @returns The fd.
-   * @throws {KernelError} The errno.
-   */
-  memfdCreate(name: string, flags: number): number {
-    const hugetlb = this.#pool !== undefined && (flags & MFD_HUGETLB) !== 0;
-    const real = hugetlb ? flags & ~(MFD_HUGETLB | HUGE_SIZE_BITS) : flags;
-    const fd = host(() => this.#libc.memfdCreate(name, real));
-    return this.#installHost(fd, { what: "memfd", label: name, ...(hugetlb ? { hugetlb } : {}) });
-  }
-
-  /**
-   * `mmap(2)` of anonymous memory (`entry` undefined) or a host file.
-   *
-   * @param entry The fd's entry, or undefined for `fd` -1.
-   * @param call The `mmap` arguments.
-   * @returns The address and the mapping to record.
-   * @throws {KernelError} The errno (`ENOMEM` when the pool is short).
-   */
-  mmap(
-    entry: FdEntry | undefined,
-    call: { length: bigint; prot: number; flags: number; fd: number; offset: bigint },
-  ): { addr: bigint; mapping: FakeMapping } {
-    if (entry !== undefined && entry.kind !== "host") return fail(ENODEV);
-    const pool = this.#pool;
-    const huge = entry === undefined
-      ? (call.flags & MAP_HUGETLB) !== 0
-      : entry.host.hugetlb === true;
-    let flags = call.flags;
-    let hugePages = 0;
-    if (huge && pool !== undefined) {
-      hugePages = pool.reserve(call.length);
-      flags &= ~(MAP_HUGETLB | HUGE_SIZE_BITS);
-    }
-    try {
-      const addr = host(() => this.#libc.mmap(call.length, call.prot, flags, call.fd, call.offset));
-      return {
-        addr,
-        mapping: { start: addr, length: call.length, kind: huge ? "hugetlb" : "ram", hugePages },
-      };
-    } catch (e) {
-      pool?.release(hugePages);
-      throw e;
-    }
-  }
-
-  /**
-   * A mapping the fake made is gone.
-   *
-   * @param mapping The mapping.
-   */
-  unmapped(mapping: FakeMapping): void {
-    if (mapping.hugePages > 0) this.#pool?.release(mapping.hugePages);
-    this.#softDirty.forget(mapping.start);
-  }
-
-  /**
-   * `madvise(2)`, through the host.
-   *
-   * @param addr The address.
-   * @param length Bytes.
-   * @param advice `MADV_*`.
-   * @throws {KernelError} The errno.
-   */
-  madvise(addr: bigint, length: bigint, advice: number): void {
-    host(() => this.#libc.madvise(addr, length, advice));
-  }
-
-  /**
-   * `mprotect(2)`, through the host.
-   *
-   * @param addr The address.
-   * @param length Bytes.
-   * @param prot `PROT_*`.
-   * @throws {KernelError} The errno.
-   */
-  mprotect(addr: bigint, length: bigint, prot: number): void {
-    host(() => this.#libc.mprotect(addr, length, prot));
-  }
-
-  /**
-   * `userfaultfd(2)`: the modelled permission check, then the host's call.
-   *
-   * @param flags The flags.
-   * @returns The fd.
-   * @throws {KernelError} `EPERM` when refused, or the host's errno.
-   */
-  userfaultfd(flags: number): number {
-    if (this.#seccomp) fail(EPERM);
-    if (this.#uffdSysctl === 0 && (flags & UFFD_USER_MODE_ONLY) === 0) fail(EPERM);
-    const fd = host(() => this.#libc.userfaultfd(flags));
-    return this.#installHost(fd, { what: "userfaultfd", label: "via userfaultfd(2)" });
-  }
-
-  /**
-   * `getuid(2)`.
-   *
-   * @returns The modelled uid, or the host's.
-   */
-  getuid(): number {
-    return this.#uid ?? this.#libc.getuid();
-  }
-
-  /**
-   * `prctl(2)`, through the host.
-   *
-   * @param option The option.
-   * @param arg2 Its argument.
-   * @returns The return value.
-   * @throws {KernelError} The errno.
-   */
-  prctl(option: number, arg2: bigint): number {
-    return host(() => this.#libc.prctl(option, arg2));
-  }
-}
-
-function parseCount(bytes: Uint8Array): number {
-  const text = decoder.decode(bytes).trim();
-  if (!/^\d+$/.test(text)) fail(EINVAL);
-  return Number(text);
-}
-
-function modelRead(m: ModelFile, buf: Uint8Array, at: number): number {
-  const part = m.contents.subarray(Math.min(at, m.contents.length), at + buf.byteLength);
-  buf.set(part);
-  return part.byteLength;
-}
-
-function readHost(sys: LibcSyscalls, path: string): Uint8Array {
-  const fd = host(() => sys.open(path, 0));
-  try {
-    const chunks: Uint8Array[] = [];
-    for (;;) {
-      const buf = new Uint8Array(16384);
-      const n = host(() => sys.read(fd, buf));
-      if (n === 0) break;
-      chunks.push(buf.subarray(0, n));
-    }
-    const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
-  } finally {
-    sys.close(fd);
+    return host(() => this.#s.libc.getdents64(fd, buf));
   }
 }

@@ -75,7 +75,7 @@ export class FakeHostCalls {
     return this.#b.sys(
       "memfd_create",
       undefined,
-      () => this.#b.world.host.memfdCreate(name, flags),
+      () => this.#b.world.hostMemory.memfdCreate(name, flags),
     );
   }
 
@@ -88,7 +88,7 @@ export class FakeHostCalls {
    * @throws {SyscallError} With the errno.
    */
   madvise(addr: bigint, length: bigint, advice: number): void {
-    this.#b.sys("madvise", undefined, () => this.#b.world.host.madvise(addr, length, advice));
+    this.#b.sys("madvise", undefined, () => this.#b.world.hostMemory.madvise(addr, length, advice));
   }
 
   /**
@@ -100,7 +100,7 @@ export class FakeHostCalls {
    * @throws {SyscallError} With the errno.
    */
   mprotect(addr: bigint, length: bigint, prot: number): void {
-    this.#b.sys("mprotect", undefined, () => this.#b.world.host.mprotect(addr, length, prot));
+    this.#b.sys("mprotect", undefined, () => this.#b.world.hostMemory.mprotect(addr, length, prot));
   }
 
   /**
@@ -113,7 +113,7 @@ export class FakeHostCalls {
    * @throws {SyscallError} With the errno (`EPERM` when refused).
    */
   userfaultfd(flags: number): number {
-    return this.#b.sys("userfaultfd", undefined, () => this.#b.world.host.userfaultfd(flags));
+    return this.#b.sys("userfaultfd", undefined, () => this.#b.world.hostMemory.userfaultfd(flags));
   }
 
   /**
@@ -122,7 +122,7 @@ export class FakeHostCalls {
    * @returns The `uid` option, or the host's.
    */
   getuid(): number {
-    return this.#b.sys("getuid", undefined, () => this.#b.world.host.getuid());
+    return this.#b.sys("getuid", undefined, () => this.#b.world.hostMemory.getuid());
   }
 
   /**
@@ -134,6 +134,6 @@ export class FakeHostCalls {
    * @throws {SyscallError} With the errno.
    */
   prctl(option: number, arg2: bigint): number {
-    return this.#b.sys("prctl", undefined, () => this.#b.world.host.prctl(option, arg2));
+    return this.#b.sys("prctl", undefined, () => this.#b.world.hostMemory.prctl(option, arg2));
   }
 }

@@ -102,6 +102,8 @@ export interface FakeKernelOptions {
    * needs those on the host, and a range it watches cannot also be
    * registered with a userfaultfd of the caller's (`UFFDIO_REGISTER`
    * answers `EBUSY`). Pages the fake did not map report what the host reports.
+   * One trace of the method shows: once watched, a never-written anonymous
+   * page reads as swapped (bit 62, the write-protect marker), not as a hole.
    */
   readonly softDirty?: boolean;
   /**

@@ -16,7 +16,9 @@ import { FakeDevice, type FeatureContext } from "./device.ts";
 import { FakePintestDevice } from "./pintest.ts";
 import { type FdEntry, FdTable, FIRST_FAKE_FD } from "./fds.ts";
 import { FakeGroup, type GroupHost } from "./group.ts";
-import { FakeHost, type FakeMapping } from "./host.ts";
+import { FakeHost } from "./host.ts";
+import { FakeHostMemory } from "./host_memory.ts";
+import { type FakeMapping, HostState } from "./host_state.ts";
 import {
   DEFAULT_GROUPS,
   type FakeKernelOptions,
@@ -46,8 +48,10 @@ export class FakeWorld {
   readonly fds: FdTable = new FdTable();
   /** Live mmaps by start address. */
   readonly mappings: Map<bigint, FakeMapping> = new Map();
-  /** Host files, memory calls and modelled `/proc` files. */
+  /** Host files and modelled `/proc` files. */
   readonly host: FakeHost;
+  /** Memory and process calls through the host. */
+  readonly hostMemory: FakeHostMemory;
   #denied: Set<string>;
   #libc = new LibcSyscalls();
   #host: GroupHost = {
@@ -71,7 +75,9 @@ export class FakeWorld {
   constructor(options: FakeKernelOptions) {
     this.config = resolveType1Config(options);
     this.#denied = new Set(options.deniedPaths ?? []);
-    this.host = new FakeHost(options, { fds: this.fds, mappings: this.mappings });
+    const state = new HostState(options, { fds: this.fds, mappings: this.mappings });
+    this.host = new FakeHost(state);
+    this.hostMemory = new FakeHostMemory(state);
     for (const g of options.groups ?? DEFAULT_GROUPS) {
       const devices = g.devices ?? [{ name: "0000:00:03.0" }];
       const emulated = devices.some((d) => d.model === "pintest");
@@ -196,7 +202,7 @@ export class FakeWorld {
       const start = entry.device.mmap(length, prot, flags, offset);
       mapping = { start, length, kind: "device", hugePages: 0 };
     } else if (fd === -1 || entry?.kind === "host" || entry?.kind === "model") {
-      mapping = this.host.mmap(entry, { length, prot, flags, fd, offset }).mapping;
+      mapping = this.hostMemory.mmap(entry, { length, prot, flags, fd, offset }).mapping;
     } else if (entry !== undefined) {
       return fail(ENODEV); // container, group and data files have no mmap
     } else if (fd >= FIRST_FAKE_FD) {
@@ -222,7 +228,7 @@ export class FakeWorld {
     for (const [start, mapping] of [...this.mappings]) {
       if (start >= addr && start < addr + length) {
         this.mappings.delete(start);
-        this.host.unmapped(mapping);
+        this.hostMemory.unmapped(mapping);
       }
     }
   }
