@@ -90,6 +90,7 @@ export {
   type Iova,
   iova,
   LibcSyscalls,
+  ResourceBusyError,
   SyscallError,
   type Syscalls,
 } from "./vfio/mod.ts";

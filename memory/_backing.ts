@@ -14,7 +14,7 @@ import {
 } from "../sys/constants.ts";
 import { ENOMEM } from "../sys/errno.ts";
 import { SyscallError } from "../sys/errors.ts";
-import { closeFd, MADV_POPULATE_WRITE, madvise, memfdCreate } from "../sys/memfd.ts";
+import { MADV_POPULATE_WRITE, memfdCreate } from "../sys/memfd.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import { HugePagesUnavailableError } from "./errors.ts";
 
@@ -48,21 +48,26 @@ export function isHuge(backing: MemoryBacking): boolean {
   return backing === "hugetlb" || backing === "hugetlb-memfd";
 }
 
-function readHugeFree(): number {
+function readHugeFree(sys: Syscalls): number {
   try {
-    const m = /HugePages_Free:\s+(\d+)/.exec(readProcFile("/proc/meminfo"));
+    const m = /HugePages_Free:\s+(\d+)/.exec(readProcFile("/proc/meminfo", { syscalls: sys }));
     return m ? Number(m[1]) : -1;
   } catch {
     return -1;
   }
 }
 
-function hugePagesError(what: string, size: bigint, cause: unknown): HugePagesUnavailableError {
+function hugePagesError(
+  sys: Syscalls,
+  what: string,
+  size: bigint,
+  cause: unknown,
+): HugePagesUnavailableError {
   const needed = Number(size / HUGE_PAGE_SIZE);
-  const free = readHugeFree();
+  const free = readHugeFree(sys);
   let reserved = "unknown";
   try {
-    reserved = readProcFile("/proc/sys/vm/nr_hugepages").trim();
+    reserved = readProcFile("/proc/sys/vm/nr_hugepages", { syscalls: sys }).trim();
   } catch { /* keep "unknown" */ }
   return new HugePagesUnavailableError(
     `Cannot map ${what} with 2 MiB huge pages: ${needed} are needed, ${
@@ -97,13 +102,17 @@ export function mapBacking(
         (huge ? MAP_HUGETLB : MAP_NORESERVE);
       addr = sys.mmap(size, prot, flags, -1, 0n);
     } else {
-      fd = memfdCreate(spec.name, { size, hugetlb: huge });
+      fd = memfdCreate(spec.name, { size, hugetlb: huge, syscalls: sys });
       addr = sys.mmap(size, prot, MAP_SHARED | populate, fd, 0n);
     }
   } catch (e) {
-    if (fd >= 0) closeFd(fd);
+    if (fd >= 0) {
+      try {
+        sys.close(fd);
+      } catch { /* report the mapping failure */ }
+    }
     if (e instanceof SyscallError && e.errno === ENOMEM) {
-      if (huge) throw hugePagesError(spec.what, size, e);
+      if (huge) throw hugePagesError(sys, spec.what, size, e);
       throw new RangeError(
         `Cannot map ${spec.what}: ${e.message}: the kernel refused that much memory or address ` +
           `space (x86_64 processes have 128 TiB; see vm.overcommit_memory and ulimit -v)`,
@@ -114,11 +123,13 @@ export function mapBacking(
   }
   if (spec.prefault === "madvise") {
     try {
-      madvise(addr, { length: size, advice: MADV_POPULATE_WRITE });
+      sys.madvise(addr, size, MADV_POPULATE_WRITE);
     } catch (e) {
-      unmapBacking(sys, { addr, size, fd });
+      try {
+        unmapBacking(sys, { addr, size, fd });
+      } catch { /* report the madvise failure */ }
       if (huge && e instanceof SyscallError && e.errno === ENOMEM) {
-        throw hugePagesError(spec.what, size, e);
+        throw hugePagesError(sys, spec.what, size, e);
       }
       throw e;
     }
@@ -136,7 +147,7 @@ export function unmapBacking(sys: Syscalls, b: Backing): void {
   }
   if (b.fd >= 0) {
     try {
-      closeFd(b.fd);
+      sys.close(b.fd);
     } catch (e) {
       err ??= e;
     }

@@ -9,17 +9,18 @@ import type { DirtyTrackerKind } from "./dirty_tracker.ts";
 import { GuestMemory } from "./guest_memory.ts";
 import type { SoftwareDirtyLog } from "./software_dirty_log.ts";
 import { WorkerWriter, type WritePattern } from "./worker_writer.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
 import { missing, orInto, randomWrites, type WriteKind } from "../tests/_memory_support.ts";
 
 const MiB = 1n << 20n;
 
 /** Three regions: two adjacent (anonymous, memfd), one after a hole. */
-export function trackerTestMemory(): GuestMemory {
+export function trackerTestMemory(syscalls?: Syscalls): GuestMemory {
   return GuestMemory.create([
     { gpa: g(0n), size: 8n * MiB, name: "anon" },
     { gpa: g(8n * MiB), size: 8n * MiB, name: "shared", backing: "memfd" },
     { gpa: g(64n * MiB), size: 4n * MiB, name: "after-hole" },
-  ]);
+  ], syscalls === undefined ? {} : { syscalls });
 }
 
 function describe(bms: DirtyBitmap[]): string {
@@ -32,9 +33,15 @@ function describe(bms: DirtyBitmap[]): string {
  */
 export function checkRandomWrites(
   kind: DirtyTrackerKind,
-  options: { exact: boolean; seed: number; kinds: WriteKind[]; falsePositiveBlock?: number },
+  options: {
+    exact: boolean;
+    seed: number;
+    kinds: WriteKind[];
+    falsePositiveBlock?: number;
+    syscalls?: Syscalls;
+  },
 ): void {
-  using mem = trackerTestMemory();
+  using mem = trackerTestMemory(options.syscalls);
   // Touch some memory before tracking starts: it must not be reported.
   mem.fill(g(0n), { length: 1 << 20, value: 1 });
   using tracker = createDirtyTracker(mem, kind);
@@ -85,8 +92,13 @@ export function checkRandomWrites(
   assert.equal(tracker.active, false);
 }
 
-async function waitFor(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 2));
+/** Polls until `cond` holds; fails naming `what` after a bound. */
+async function waitFor(cond: () => boolean, what: () => string): Promise<void> {
+  const deadline = performance.now() + 60_000;
+  while (!cond()) {
+    if (performance.now() > deadline) assert.fail(`Gave up after 60 s waiting for ${what()}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
 }
 
 /**
@@ -97,9 +109,15 @@ async function waitFor(cond: () => boolean): Promise<void> {
  */
 export async function checkWorkerWrites(
   kind: DirtyTrackerKind,
-  options: { pattern: WritePattern; seed: number; span?: "word" | "page"; region?: number },
+  options: {
+    pattern: WritePattern;
+    seed: number;
+    span?: "word" | "page";
+    region?: number;
+    syscalls?: Syscalls;
+  },
 ): Promise<void> {
-  using mem = trackerTestMemory();
+  using mem = trackerTestMemory(options.syscalls);
   using tracker = createDirtyTracker(mem, kind);
   tracker.start();
   const softwareLog = kind === "software" ? tracker as SoftwareDirtyLog : undefined;
@@ -121,7 +139,10 @@ export async function checkWorkerWrites(
   };
   for (let round = 0; round < 12; round++) {
     const target = writer.writes + 64;
-    await waitFor(() => writer.writes >= target || writer.state === "stopped");
+    await waitFor(
+      () => writer.writes >= target || writer.state === "stopped",
+      () => `the writer to reach ${target} writes (at ${writer.writes}, ${writer.state})`,
+    );
     if (round === 4) writer.throttle(0);
     if (round === 6) {
       await writer.pause();

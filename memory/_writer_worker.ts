@@ -1,17 +1,16 @@
 // The Worker side of WorkerWriter: writes guest pages in a pattern until told
 // to stop, recording each page it wrote in a shared bitmap (after the write).
+//
+// This runs on another thread, which the caller's Syscalls cannot reach: a
+// FakeKernel does not survive postMessage, and errno is per thread. So the
+// Worker uses its own thread's LibcSyscalls (libc opened again in this
+// isolate through sys/_libc.ts). The memory it writes is real either way:
+// the fake hands out real mappings and real memfds.
 
 import { guestAddress } from "../sys/address.ts";
 import { hostView } from "../sys/host_memory.ts";
-import { libc } from "../sys/_libc.ts";
-import {
-  MAP_FAILED,
-  MAP_SHARED,
-  O_CLOEXEC,
-  O_RDWR,
-  PROT_READ,
-  PROT_WRITE,
-} from "../sys/constants.ts";
+import { defaultSyscalls } from "../sys/libc.ts";
+import { MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE } from "../sys/constants.ts";
 import { GuestMemory, type GuestMemoryDescriptor } from "./guest_memory.ts";
 import { joinSoftwareDirtyLog, type SoftwareDirtyLogHandle } from "./software_dirty_log.ts";
 
@@ -59,18 +58,20 @@ function run(cfg: WriterConfig): void {
   let write: (page: number, value: number, offset: number) => void;
   let cleanup = (): void => {};
   if (cfg.via === "memfd") {
-    const lib = libc();
-    const fd = lib.open(new TextEncoder().encode(cfg.memfdPath + "\0"), O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) throw new TypeError(`Cannot open ${cfg.memfdPath}`);
-    const addr = lib.mmap(0n, desc.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
-    lib.close(fd);
-    if (addr === MAP_FAILED) throw new TypeError(`Cannot map ${cfg.memfdPath}`);
+    const sys = defaultSyscalls();
+    const fd = sys.open(cfg.memfdPath!, O_RDWR | O_CLOEXEC);
+    let addr: bigint;
+    try {
+      addr = sys.mmap(desc.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    } finally {
+      sys.close(fd);
+    }
     const bytes = hostView(addr, Number(desc.size));
     const dv = new DataView(bytes.buffer);
     write = cfg.span === "page"
       ? (page, value) => bytes.fill(value & 0xff, page * 4096, page * 4096 + 4096)
       : (page, value, offset) => dv.setUint32(page * 4096 + offset, value, true);
-    cleanup = () => void lib.munmap(addr, desc.size);
+    cleanup = () => sys.munmap(addr, desc.size);
   } else {
     const mem = GuestMemory.attach(cfg.memory);
     const log = cfg.log === undefined ? undefined : joinSoftwareDirtyLog(mem, cfg.log);

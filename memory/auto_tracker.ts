@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { Syscalls } from "../sys/syscalls.ts";
 import type { DirtyTracker, DirtyTrackerKind } from "./dirty_tracker.ts";
 import type { GuestMemory } from "./guest_memory.ts";
 import { PagemapScanTracker } from "./pagemap_scan_tracker.ts";
@@ -40,6 +41,7 @@ export const AUTO_TRACKER_ORDER: readonly DirtyTrackerKind[] = [
  *
  * @param memory The guest memory.
  * @param kind The tracker kind.
+ * @param options `syscalls` (default: the memory's).
  * @returns The tracker.
  *
  * @example The software log
@@ -47,12 +49,16 @@ export const AUTO_TRACKER_ORDER: readonly DirtyTrackerKind[] = [
  * const t = createDirtyTracker(memory, "software");
  * ```
  */
-export function createDirtyTracker(memory: GuestMemory, kind: DirtyTrackerKind): DirtyTracker {
+export function createDirtyTracker(
+  memory: GuestMemory,
+  kind: DirtyTrackerKind,
+  options: { syscalls?: Syscalls } = {},
+): DirtyTracker {
   switch (kind) {
     case "pagemap-scan":
-      return new PagemapScanTracker(memory);
+      return new PagemapScanTracker(memory, options);
     case "soft-dirty":
-      return new SoftDirtyTracker(memory);
+      return new SoftDirtyTracker(memory, options);
     case "software":
       return new SoftwareDirtyLog(memory);
   }
@@ -64,7 +70,8 @@ export function createDirtyTracker(memory: GuestMemory, kind: DirtyTrackerKind):
  * (which always works, but only sees writes through the `GuestMemory` API).
  *
  * @param memory The guest memory.
- * @param options `order`: kinds to try, best first (default {@linkcode AUTO_TRACKER_ORDER}).
+ * @param options `order`: kinds to try, best first (default
+ *   {@linkcode AUTO_TRACKER_ORDER}); `syscalls` (default: the memory's).
  * @returns The started tracker, its kind and the rejections with reasons.
  * @throws {DirtyTrackerUnavailableError} The last failure, if none in `order` works.
  *
@@ -81,13 +88,14 @@ export function createDirtyTracker(memory: GuestMemory, kind: DirtyTrackerKind):
  */
 export function selectDirtyTracker(
   memory: GuestMemory,
-  options: { order?: readonly DirtyTrackerKind[] } = {},
+  options: { order?: readonly DirtyTrackerKind[]; syscalls?: Syscalls } = {},
 ): TrackerSelection {
   const order = options.order ?? AUTO_TRACKER_ORDER;
+  const made = options.syscalls === undefined ? {} : { syscalls: options.syscalls };
   const rejected: RejectedTracker[] = [];
   let last: unknown;
   for (const kind of order) {
-    const tracker = createDirtyTracker(memory, kind);
+    const tracker = createDirtyTracker(memory, kind, made);
     try {
       tracker.start();
       return { tracker, chosen: kind, rejected };

@@ -53,7 +53,8 @@ export interface MapIntoOptions {
 
 /**
  * The DMA mappings of all regions, unmapped together (in reverse order) by
- * {@linkcode GuestMemoryDmaLease.unmap} or `using`.
+ * {@linkcode GuestMemoryDmaLease.unmap} or `using`. While it is mapped, the
+ * guest memory refuses to close (the device could still write the RAM).
  *
  * @example Map and unmap all RAM
  * ```ts ignore
@@ -63,7 +64,7 @@ export interface MapIntoOptions {
  */
 export class GuestMemoryDmaLease implements Disposable {
   #leases: DmaLease[];
-  #unmapped = false;
+  #refused = false;
 
   /**
    * Wraps leases made by `mapRegions`.
@@ -75,7 +76,7 @@ export class GuestMemoryDmaLease implements Disposable {
   }
 
   /**
-   * The per-region leases.
+   * The per-region leases still mapped.
    *
    * @returns The leases in region order (empty once unmapped).
    */
@@ -84,17 +85,38 @@ export class GuestMemoryDmaLease implements Disposable {
   }
 
   /**
-   * Unmaps every region (idempotent). Tries all of them; throws the first
-   * failure afterwards.
+   * Whether any region is still mapped.
+   *
+   * @returns `false` once every region is unmapped.
+   */
+  get mapped(): boolean {
+    return this.#leases.length > 0;
+  }
+
+  /**
+   * Whether an unmap was refused for a region that is still mapped: the
+   * guest memory then no longer waits for it (see `GuestMemory.close`).
+   *
+   * @returns `true` after a refused unmap, until every region is unmapped.
+   */
+  get unmapRefused(): boolean {
+    return this.#refused && this.mapped;
+  }
+
+  /**
+   * Unmaps every region (idempotent). Tries all of them; the ones whose
+   * unmap failed stay mapped (a later call tries them again), and the first
+   * failure is thrown.
    *
    * @throws {Error} The first error a lease's `unmap()` threw.
    */
   unmap(): void {
-    if (this.#unmapped) return;
-    this.#unmapped = true;
-    const leases = this.#leases;
-    this.#leases = [];
-    unmapAll(leases);
+    const { failed, first } = unmapAll(this.#leases);
+    this.#leases = failed;
+    if (failed.length > 0) {
+      this.#refused = true;
+      throw first;
+    }
   }
 
   /** Same as {@linkcode GuestMemoryDmaLease.unmap}. */
@@ -103,18 +125,19 @@ export class GuestMemoryDmaLease implements Disposable {
   }
 }
 
-function unmapAll(leases: DmaLease[]): void {
+/** Unmaps in reverse order; returns the leases that failed (in order) and the first error. */
+function unmapAll(leases: readonly DmaLease[]): { failed: DmaLease[]; first: unknown } {
+  const failed: DmaLease[] = [];
   let first: unknown;
-  let failed = false;
   for (let i = leases.length - 1; i >= 0; i--) {
     try {
       leases[i].unmap();
     } catch (e) {
-      if (!failed) first = e;
-      failed = true;
+      if (failed.length === 0) first = e;
+      failed.unshift(leases[i]);
     }
   }
-  if (failed) throw first;
+  return { failed, first };
 }
 
 /**
@@ -141,9 +164,7 @@ export function mapRegions(
         : mapper.mapDma(at, { vaddr: r.hostAddress, size: r.size }, { readonly: options.readonly });
       done.push(lease);
     } catch (e) {
-      try {
-        unmapAll(done);
-      } catch { /* the original failure is the one to report */ }
+      unmapAll(done); // the original failure is the one to report
       if (e instanceof RangeError) {
         throw new RangeError(`Cannot map ${r} for DMA at iova base ${hex(base)}: ${e.message}`, {
           cause: e,

@@ -9,6 +9,7 @@
 import { unpopulatedRanges } from "./unpopulated.ts";
 import type { GuestAddress, HostAddress } from "../sys/address.ts";
 import { guestAddress, hex, hostAddress } from "../sys/address.ts";
+import { ResourceBusyError } from "../sys/errors.ts";
 import { hostView } from "../sys/host_memory.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
@@ -33,7 +34,11 @@ import { checkHostCapacity } from "./host_capacity.ts";
 
 /** Options of {@linkcode GuestMemory.create}. */
 export interface GuestMemoryOptions {
-  /** The syscall boundary for mmap/munmap (default libc). */
+  /**
+   * The syscall boundary (default libc): mappings, memfds, prefaulting, the
+   * `/proc` reads behind its checks and diagnostics, and, by default, the
+   * dirty trackers made for this memory.
+   */
   syscalls?: Syscalls;
   /** Default backing for regions that do not name one (default `"anonymous"`). */
   backing?: MemoryBacking;
@@ -99,6 +104,7 @@ export class GuestMemory implements Disposable {
   #last = 0;
   #observers: WriteObserver[] = [];
   #closeHooks = new Set<() => void>();
+  #dmaLeases = new Set<GuestMemoryDmaLease>();
   #closed = false;
 
   private constructor(sys: Syscalls, owned: boolean, regions: GuestRegion[], backings: Backing[]) {
@@ -134,6 +140,7 @@ export class GuestMemory implements Disposable {
     if (populated.length > 0) {
       checkHostCapacity(Number(populated.reduce((n, p) => n + p.size, 0n)), {
         what: "the guest RAM to prefault",
+        syscalls: sys,
       });
     }
     const backings: Backing[] = [];
@@ -175,10 +182,15 @@ export class GuestMemory implements Disposable {
    * mappings: `close()` only forgets them, and the owner must outlive it.
    *
    * @param descriptor From `describe()`.
+   * @param options `syscalls`: the boundary for its pagemap reads and its
+   *   dirty trackers (default libc).
    * @returns A non-owning guest memory.
    * @throws {RangeError} For an invalid descriptor.
    */
-  static attach(descriptor: GuestMemoryDescriptor): GuestMemory {
+  static attach(
+    descriptor: GuestMemoryDescriptor,
+    options: { syscalls?: Syscalls } = {},
+  ): GuestMemory {
     const regions = descriptor.regions.map((r, i) =>
       new GuestRegion({
         index: i,
@@ -190,7 +202,7 @@ export class GuestMemory implements Disposable {
         fd: -1,
       })
     );
-    return new GuestMemory(defaultSyscalls(), false, regions, []);
+    return new GuestMemory(options.syscalls ?? defaultSyscalls(), false, regions, []);
   }
 
   /**
@@ -208,6 +220,16 @@ export class GuestMemory implements Disposable {
         backing: r.backing,
       })),
     };
+  }
+
+  /**
+   * The syscall boundary this memory was made with; the dirty trackers made
+   * for it use the same one by default.
+   *
+   * @returns The boundary.
+   */
+  get syscalls(): Syscalls {
+    return this.#sys;
   }
 
   /**
@@ -564,7 +586,9 @@ export class GuestMemory implements Disposable {
         `Cannot look for unpopulated pages at GPA ${hex(gpa)}: the range spans two regions`,
       );
     }
-    return unpopulatedRanges(this.#regions[p[0]], p[1], p[2]);
+    return unpopulatedRanges(this.#regions[p[0]], { offset: p[1], length: p[2] }, {
+      syscalls: this.#sys,
+    });
   }
 
   /**
@@ -589,7 +613,8 @@ export class GuestMemory implements Disposable {
 
   /**
    * Maps every region into a VFIO container (IOVA = `iovaBase` + GPA). If a
-   * region fails, the ones already mapped are unmapped.
+   * region fails, the ones already mapped are unmapped. Until the lease is
+   * unmapped, `close()` refuses: the device could still write the RAM.
    *
    * @param container Anything with `mapDma()` (a `VfioContainer`).
    * @param options `iovaBase` (default 0) and `readonly`.
@@ -598,7 +623,10 @@ export class GuestMemory implements Disposable {
    */
   mapInto(container: DmaMapper, options: MapIntoOptions = {}): GuestMemoryDmaLease {
     if (this.#closed) throw new TypeError("Cannot map guest memory for DMA: it is closed");
-    return mapRegions(this.#regions, container, options);
+    for (const l of this.#dmaLeases) if (!l.mapped) this.#dmaLeases.delete(l);
+    const lease = mapRegions(this.#regions, container, options);
+    this.#dmaLeases.add(lease);
+    return lease;
   }
 
   /**
@@ -621,7 +649,8 @@ export class GuestMemory implements Disposable {
    * Runs `hook` at the start of `close()`, before anything is unmapped (dirty
    * trackers use it to stop).
    *
-   * @param hook The hook; it must not throw.
+   * @param hook The hook; if it throws, the rest still runs and the memory
+   *   is still unmapped, and `close()` throws that error afterwards.
    * @returns A disposable that removes it.
    */
   onClose(hook: () => void): Disposable {
@@ -631,14 +660,37 @@ export class GuestMemory implements Disposable {
 
   /**
    * Unmaps every region and closes memfds (idempotent). Views handed out
-   * before must not be used afterwards.
+   * before must not be used afterwards. Dirty trackers of this memory stop
+   * first. While a DMA lease from {@linkcode GuestMemory.mapInto} is still
+   * mapped it refuses and changes nothing: unmap the lease first (`using`
+   * in declaration order does). A lease whose unmap the kernel refused no
+   * longer holds it back (the IOMMU keeps those pages pinned until its
+   * container releases them).
    *
+   * @throws {ResourceBusyError} While a DMA lease is mapped, naming it.
    * @throws {SyscallError} The first munmap/close failure, after trying all.
    */
   close(): void {
     if (this.#closed) return;
+    const live = [...this.#dmaLeases].filter((l) => l.mapped && !l.unmapRefused);
+    if (live.length > 0) {
+      throw new ResourceBusyError(
+        `guest memory (${this.#regions.length} regions, ${describeSize(this.size)})`,
+        live.map((l) =>
+          `the DMA lease of ${l.leases.length} regions at iova ${hex(l.leases[0].iova)}`
+        ),
+        { order: "unmap it first: a device could still write this RAM" },
+      );
+    }
     this.#closed = true;
-    for (const hook of [...this.#closeHooks]) hook();
+    let first: unknown;
+    for (const hook of [...this.#closeHooks]) {
+      try {
+        hook();
+      } catch (e) {
+        first ??= e;
+      }
+    }
     this.#closeHooks.clear();
     this.#observers = [];
     const backings = this.#backings;
@@ -649,8 +701,10 @@ export class GuestMemory implements Disposable {
     this.#sizes = [];
     this.#u8 = [];
     this.#dv = [];
-    if (!this.#owned) return;
-    let first: unknown;
+    if (!this.#owned) {
+      if (first !== undefined) throw first;
+      return;
+    }
     for (const b of backings.reverse()) {
       try {
         unmapBacking(this.#sys, b);

@@ -1,12 +1,22 @@
 import assert from "node:assert/strict";
 import { guestAddress as g } from "../sys/address.ts";
+import { EACCES, EIO, ENOMEM, ENOSPC } from "../sys/errno.ts";
+import { SyscallError } from "../sys/errors.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
 import { GuestMemory } from "./guest_memory.ts";
-import { CountingSyscalls, mapsLinesAt, openFdCount } from "../tests/_memory_support.ts";
+import { CountingSyscalls, mapsLinesAt } from "../tests/_memory_support.ts";
+import { FakeKernel } from "../tests/fake_kernel.ts";
+import { hostConformanceTest, linuxAtLeast } from "../tests/_host_conformance.ts";
 import type { MemoryBacking } from "./_backing.ts";
 
 const MiB = 1n << 20n;
 
-function twoAdjacentAndOne(sys?: CountingSyscalls): GuestMemory {
+function assertReleased(kernel: FakeKernel, what: string): void {
+  assert.equal(kernel.openFds, 0, `${what}: fds ${kernel.openFdDescriptions()}`);
+  assert.equal(kernel.liveMappings, 0, `${what}: mappings`);
+}
+
+function twoAdjacentAndOne(sys?: Syscalls): GuestMemory {
   return GuestMemory.create([
     { gpa: g(0n), size: MiB, name: "low" },
     { gpa: g(MiB), size: MiB, name: "mid", backing: "memfd" },
@@ -16,11 +26,15 @@ function twoAdjacentAndOne(sys?: CountingSyscalls): GuestMemory {
 
 for (const backing of ["anonymous", "memfd"] as MemoryBacking[]) {
   Deno.test(`GuestMemory.create() maps ${backing} regions that read back what was written`, () => {
-    const fds = openFdCount();
-    using mem = GuestMemory.create([{ gpa: g(0x1000_0000n), size: 4n * MiB, backing }]);
+    const kernel = new FakeKernel();
+    using mem = GuestMemory.create([{ gpa: g(0x1000_0000n), size: 4n * MiB, backing }], {
+      syscalls: kernel,
+    });
     const r = mem.regions[0];
     assert.equal(r.backing, backing);
     assert.equal(r.unsafeFd >= 0, backing === "memfd");
+    assert.deepEqual(kernel.openFdDescriptions(), backing === "memfd" ? ["memfd ram0"] : []);
+    assert.equal(kernel.liveMappings, 1);
     const maps = mapsLinesAt(r.hostAddress);
     assert.equal(maps.length, 1);
     if (backing === "memfd") assert.match(maps[0], /memfd:ram0/);
@@ -34,21 +48,27 @@ for (const backing of ["anonymous", "memfd"] as MemoryBacking[]) {
     assert.equal(mem.readU64(g(0x1000_0030n)), 0x0123_4567_89ab_cdefn);
     assert.deepEqual([...mem.read(g(0x1000_0010n), 2)], [0xef, 0xbe]);
     mem.close();
-    assert.equal(openFdCount(), fds);
+    assertReleased(kernel, backing);
   });
 }
 
-Deno.test("GuestMemory.create() prefaults with MAP_POPULATE and with MADV_POPULATE_WRITE", () => {
-  for (const prefault of ["populate", "madvise"] as const) {
-    using mem = GuestMemory.create([{ gpa: g(0n), size: 2n * MiB, backing: "memfd", prefault }]);
-    // Every page is resident: RSS of the mapping is its size.
-    const smaps = Deno.readTextFileSync("/proc/self/smaps");
-    const start = mem.regions[0].hostAddress.toString(16);
-    const block = smaps.slice(smaps.indexOf(`${start}-`));
-    const rss = Number(/Rss:\s+(\d+) kB/.exec(block)![1]);
-    assert.equal(rss, 2048, `prefault ${prefault}`);
-  }
-});
+hostConformanceTest(
+  "GuestMemory.create() prefaults with MAP_POPULATE and with MADV_POPULATE_WRITE",
+  [
+    linuxAtLeast(5, 14, "MADV_POPULATE_WRITE"),
+  ],
+  () => {
+    for (const prefault of ["populate", "madvise"] as const) {
+      using mem = GuestMemory.create([{ gpa: g(0n), size: 2n * MiB, backing: "memfd", prefault }]);
+      // Every page is resident: RSS of the mapping is its size.
+      const smaps = Deno.readTextFileSync("/proc/self/smaps");
+      const start = mem.regions[0].hostAddress.toString(16);
+      const block = smaps.slice(smaps.indexOf(`${start}-`));
+      const rss = Number(/Rss:\s+(\d+) kB/.exec(block)![1]);
+      assert.equal(rss, 2048, `prefault ${prefault}`);
+    }
+  },
+);
 
 Deno.test("GuestMemory.create() sorts regions and rejects overlap and misalignment", () => {
   using mem = GuestMemory.create([{ gpa: g(MiB), size: MiB }, { gpa: g(0n), size: MiB }]);
@@ -156,41 +176,110 @@ Deno.test("GuestMemory.translate() gives the host address of a GPA", () => {
 });
 
 Deno.test("GuestMemory.close() leaves nothing mapped and is idempotent", () => {
-  const sys = new CountingSyscalls();
-  const fds = openFdCount();
-  const mem = twoAdjacentAndOne(sys);
+  const kernel = new FakeKernel();
+  const mem = twoAdjacentAndOne(kernel);
   const addrs = mem.regions.map((r) => r.hostAddress);
-  assert.equal(sys.mapped.size, 3);
+  assert.equal(kernel.liveMappings, 3);
+  assert.equal(kernel.openFds, 1, "the memfd");
   for (const a of addrs) assert.equal(mapsLinesAt(a).length, 1);
+  kernel.clearCalls();
   mem.close();
   mem.close();
-  assert.equal(sys.mapped.size, 0);
-  assert.equal(sys.munmaps, 3);
+  assert.deepEqual(kernel.calls.map((c) => c.syscall), ["munmap", "munmap", "close", "munmap"]);
   for (const a of addrs) assert.deepEqual(mapsLinesAt(a), []);
-  assert.equal(openFdCount(), fds);
+  assertReleased(kernel, "closed");
   assert.equal(mem.regions.length, 0);
   assert.throws(() => mem.readU8(g(0n)), /Cannot read at GPA 0x0: the guest memory is closed/);
 });
 
-Deno.test("GuestMemory.create() unmaps earlier regions when a later mmap fails", () => {
-  const sys = new CountingSyscalls();
-  sys.failMmapAt = 2;
-  const fds = openFdCount();
-  assert.throws(() => twoAdjacentAndOne(sys), /mmap failed: ENOMEM/);
-  assert.equal(sys.mmaps, 3);
-  assert.equal(sys.mapped.size, 0);
-  assert.equal(sys.munmaps, 2);
-  assert.equal(openFdCount(), fds);
+Deno.test("GuestMemory.close() tries every release and throws the first failure", () => {
+  const kernel = new FakeKernel();
+  const mem = twoAdjacentAndOne(kernel);
+  kernel.failNext("close", EIO);
+  assert.throws(() => mem.close(), (e: unknown) => e instanceof SyscallError && e.errno === EIO);
+  assert.equal(mem.closed, true);
+  assertReleased(kernel, "after a failed close(2), which releases the fd anyway");
 });
 
-Deno.test("GuestMemory.attach() opens the same RAM without owning it", () => {
-  using mem = twoAdjacentAndOne();
-  const other = GuestMemory.attach(structuredClone(mem.describe()));
-  other.writeU32(g(MiB + 8n), 0xcafe);
+Deno.test("GuestMemory.create() unmaps earlier regions when a later mmap fails", () => {
+  const kernel = new FakeKernel();
+  const sys = new CountingSyscalls(kernel);
+  sys.failMmapAt = 2;
+  assert.throws(() => twoAdjacentAndOne(sys), /mmap failed: ENOMEM/);
+  assert.equal(sys.mmaps, 3);
+  assert.equal(sys.munmaps, 2);
+  assertReleased(kernel, "third mmap failed");
+});
+
+for (
+  const [call, errno, backing, prefault] of [
+    ["memfd_create", ENOSPC, "memfd", undefined],
+    ["ftruncate", ENOSPC, "memfd", undefined],
+    ["mmap", ENOMEM, "memfd", undefined],
+    ["madvise", ENOMEM, "memfd", "madvise"],
+    ["madvise", ENOMEM, "anonymous", "madvise"],
+  ] as const
+) {
+  Deno.test(`GuestMemory.create() of ${backing} leaves nothing behind when ${call} fails`, () => {
+    const kernel = new FakeKernel().failNext(call, errno);
+    assert.throws(
+      () =>
+        GuestMemory.create([
+          { gpa: g(0n), size: MiB, name: "first" },
+          { gpa: g(MiB), size: MiB, name: "second", backing, prefault },
+        ], { syscalls: kernel }),
+      (e: unknown) => {
+        // ENOMEM from mmap is reported as the RangeError naming the limits.
+        const cause = e instanceof RangeError ? e.cause : e;
+        assert.ok(cause instanceof SyscallError, String(e));
+        assert.equal(cause.syscall, call);
+        assert.equal(cause.errno, errno);
+        return true;
+      },
+    );
+    assert.ok(kernel.calls.some((c) => c.syscall === call && c.errno === errno), "it was called");
+    assertReleased(kernel, call);
+  });
+}
+
+Deno.test("GuestMemory.create() names the limits when mmap fails with ENOMEM", () => {
+  const kernel = new FakeKernel().failNext("mmap", ENOMEM);
+  assert.throws(
+    () => GuestMemory.create([{ gpa: g(0n), size: MiB }], { syscalls: kernel }),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      e.message ===
+        'Cannot map region "ram0" (1 MiB at GPA 0x0): mmap failed: ENOMEM (12): the kernel ' +
+          "refused that much memory or address space (x86_64 processes have 128 TiB; see " +
+          "vm.overcommit_memory and ulimit -v)",
+  );
+  assertReleased(kernel, "ENOMEM");
+});
+
+Deno.test("GuestMemory.attach() opens the same RAM without owning it, through its own syscalls", () => {
+  const kernel = new FakeKernel();
+  using mem = twoAdjacentAndOne(kernel);
+  const other = new FakeKernel();
+  const attached = GuestMemory.attach(structuredClone(mem.describe()), { syscalls: other });
+  assert.equal(attached.syscalls, other);
+  attached.writeU32(g(MiB + 8n), 0xcafe);
   assert.equal(mem.readU32(g(MiB + 8n)), 0xcafe);
-  other.close();
+  // Its pagemap reads go through the syscalls it was given.
+  attached.unpopulatedRanges(g(0n), Number(MiB));
+  assert.ok(other.calls.some((c) => c.syscall === "open" && c.name === "/proc/self/pagemap"));
+  assert.equal(other.openFds, 0);
+  attached.close();
+  assert.deepEqual(other.calls.filter((c) => c.syscall === "munmap"), [], "it owns nothing");
   assert.equal(mapsLinesAt(mem.regions[1].hostAddress).length, 1);
   assert.equal(mem.readU32(g(MiB + 8n)), 0xcafe);
+  // Refused, its reads fail with the kernel's errno and leave nothing open.
+  const denied = new FakeKernel({ deniedPaths: ["/proc/self/pagemap"] });
+  using refused = GuestMemory.attach(mem.describe(), { syscalls: denied });
+  assert.throws(
+    () => refused.unpopulatedRanges(g(0n), Number(MiB)),
+    (e: unknown) => e instanceof SyscallError && e.errno === EACCES,
+  );
+  assert.equal(denied.openFds, 0);
 });
 
 Deno.test("GuestMemory.observeWrites() sees API writes and views, not reads", () => {
@@ -215,7 +304,7 @@ Deno.test("GuestMemory.create() refuses to prefault more than the host can back,
   );
 });
 
-Deno.test("GuestMemory.create() names the limits when the kernel refuses a mapping with ENOMEM", () => {
+Deno.test("GuestMemory.create() names the limits when the kernel refuses 200 TiB with ENOMEM", () => {
   // 200 TiB is beyond x86_64's 128 TiB of user address space.
   assert.throws(
     () => GuestMemory.create([{ gpa: g(0n), size: 200n << 40n }]),

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { readProcFile } from "../sys/procfs.ts";
+import { type ProcOptions, readProcFile } from "../sys/procfs.ts";
 
 /** What the host can back, and where the figure comes from. */
 export interface HostCapacity {
@@ -22,6 +22,7 @@ export interface HostCapacity {
 /**
  * Reads the memory this process could populate now.
  *
+ * @param options `syscalls` for the `/proc` and `/sys` reads (default libc).
  * @returns The capacity, or `undefined` when `/proc/meminfo` cannot be read.
  *
  * @example
@@ -30,10 +31,11 @@ export interface HostCapacity {
  * console.log(hostCapacity()?.bytes);
  * ```
  */
-export function hostCapacity(): HostCapacity | undefined {
+export function hostCapacity(options: ProcOptions = {}): HostCapacity | undefined {
+  const read = (path: string) => readProcFile(path, options);
   let best: HostCapacity | undefined;
   try {
-    const kb = /^MemAvailable:\s+(\d+) kB/m.exec(readProcFile("/proc/meminfo"))?.[1];
+    const kb = /^MemAvailable:\s+(\d+) kB/m.exec(read("/proc/meminfo"))?.[1];
     if (kb !== undefined) {
       best = { bytes: Number(kb) * 1024, source: "MemAvailable in /proc/meminfo" };
     }
@@ -41,12 +43,12 @@ export function hostCapacity(): HostCapacity | undefined {
     return undefined;
   }
   try {
-    const path = /^0::(\/.*)$/m.exec(readProcFile("/proc/self/cgroup"))?.[1];
+    const path = /^0::(\/.*)$/m.exec(read("/proc/self/cgroup"))?.[1];
     if (path !== undefined) {
       const dir = `/sys/fs/cgroup${path === "/" ? "" : path}`;
-      const max = readProcFile(`${dir}/memory.max`).trim();
+      const max = read(`${dir}/memory.max`).trim();
       if (max !== "max") {
-        const left = Number(max) - Number(readProcFile(`${dir}/memory.current`).trim());
+        const left = Number(max) - Number(read(`${dir}/memory.current`).trim());
         if (best === undefined || left < best.bytes) {
           best = { bytes: Math.max(0, left), source: `${dir}/memory.max` };
         }
@@ -63,7 +65,8 @@ export function hostCapacity(): HostCapacity | undefined {
  * back now (with `headroom` kept free for everything else).
  *
  * @param bytes The RAM to populate.
- * @param options `what` names it in the message; `headroom` (default 256 MiB).
+ * @param options `what` names it in the message; `headroom` (default 256 MiB);
+ *   `syscalls` for the `/proc` and `/sys` reads (default libc).
  * @throws {RangeError} Naming the size, what is available, and where that
  *   figure comes from.
  *
@@ -75,9 +78,9 @@ export function hostCapacity(): HostCapacity | undefined {
  */
 export function checkHostCapacity(
   bytes: number,
-  options: { what?: string; headroom?: number } = {},
+  options: { what?: string; headroom?: number } & ProcOptions = {},
 ): void {
-  const cap = hostCapacity();
+  const cap = hostCapacity(options.syscalls === undefined ? {} : { syscalls: options.syscalls });
   if (cap === undefined) return;
   const headroom = options.headroom ?? 256 * 2 ** 20;
   if (bytes + headroom <= cap.bytes) return;

@@ -57,6 +57,7 @@ export {
 } from "./digest.ts";
 export { type DmaLease, type DmaMapper, GuestMemoryDmaLease, type MapIntoOptions } from "./dma.ts";
 export { DirtyTrackerUnavailableError, HugePagesUnavailableError } from "./errors.ts";
+export { ResourceBusyError } from "../sys/errors.ts";
 export {
   GuestMemory,
   type GuestMemoryDescriptor,
@@ -81,4 +82,12 @@ export {
 // The address brands and the syscall boundary these APIs take.
 export type { GuestAddress, HostAddress, Iova } from "../sys/address.ts";
 export { guestAddress, hostAddress, iova } from "../sys/address.ts";
-export type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
+export type {
+  IoctlRequest,
+  MemorySyscalls,
+  PagemapSyscalls,
+  ProcSyscalls,
+  Syscalls,
+  UffdSyscalls,
+} from "../sys/syscalls.ts";
+export type { ProcOptions } from "../sys/procfs.ts";

@@ -18,6 +18,7 @@ import type { DirtyBitmap } from "./dirty_bitmap.ts";
 import { type DirtyTracker, type HarvestOptions, harvestTargets } from "./dirty_tracker.ts";
 import { DirtyTrackerUnavailableError } from "./errors.ts";
 import type { GuestMemory } from "./guest_memory.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
 
 /** The features requested from `UFFDIO_API`. */
 export const PAGEMAP_SCAN_UFFD_FEATURES = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
@@ -27,18 +28,20 @@ export const PAGEMAP_SCAN_UFFD_FEATURES = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_W
  * Opens and configures a userfaultfd for async write-protect, translating
  * failures into {@linkcode DirtyTrackerUnavailableError} with what to grant.
  */
-function openAsyncWp(): Userfaultfd {
+function openAsyncWp(sys: Syscalls): Userfaultfd {
   let uffd: Userfaultfd;
   try {
-    uffd = Userfaultfd.open();
+    uffd = Userfaultfd.open({ syscalls: sys });
   } catch (e) {
-    throw new DirtyTrackerUnavailableError("pagemap-scan", explainUserfaultfd(e), { cause: e });
+    throw new DirtyTrackerUnavailableError("pagemap-scan", explainUserfaultfd(e, sys), {
+      cause: e,
+    });
   }
   try {
     uffd.api(PAGEMAP_SCAN_UFFD_FEATURES);
   } catch (e) {
     uffd.close();
-    throw new DirtyTrackerUnavailableError("pagemap-scan", explainUffdApi(e), { cause: e });
+    throw new DirtyTrackerUnavailableError("pagemap-scan", explainUffdApi(e, sys), { cause: e });
   }
   return uffd;
 }
@@ -75,6 +78,7 @@ export class PagemapScanTracker implements DirtyTracker {
   /** Always `true`: scan and re-protect are one ioctl. */
   readonly concurrentSafe = true;
   #memory: GuestMemory;
+  #sys: Syscalls;
   #uffd?: Userfaultfd;
   #scanner?: PagemapScanner;
   #closeHook?: Disposable;
@@ -83,9 +87,11 @@ export class PagemapScanTracker implements DirtyTracker {
    * Makes a stopped tracker.
    *
    * @param memory The guest memory to track.
+   * @param options `syscalls` (default: the memory's).
    */
-  constructor(memory: GuestMemory) {
+  constructor(memory: GuestMemory, options: { syscalls?: Syscalls } = {}) {
     this.#memory = memory;
+    this.#sys = options.syscalls ?? memory.syscalls;
   }
 
   /**
@@ -108,7 +114,8 @@ export class PagemapScanTracker implements DirtyTracker {
   start(): void {
     if (this.active) return;
     if (this.#memory.closed) throw new TypeError("Cannot start dirty tracking on closed memory");
-    const uffd = openAsyncWp();
+    const sys = this.#sys;
+    const uffd = openAsyncWp(sys);
     let scanner: PagemapScanner | undefined;
     try {
       for (const r of this.#memory.regions) {
@@ -126,7 +133,17 @@ export class PagemapScanTracker implements DirtyTracker {
         }
         uffd.writeProtect(range, true);
       }
-      scanner = new PagemapScanner();
+      try {
+        scanner = new PagemapScanner({ syscalls: sys });
+      } catch (e) {
+        throw new DirtyTrackerUnavailableError(
+          "pagemap-scan",
+          `cannot set up PAGEMAP_SCAN on /proc/self/pagemap (${
+            e instanceof Error ? e.message : e
+          })`,
+          { cause: e },
+        );
+      }
       // Probe the ioctl now, so a kernel without it fails start(), not harvest().
       const first = this.#memory.regions[0];
       try {
@@ -137,11 +154,17 @@ export class PagemapScanTracker implements DirtyTracker {
           returnMask: PAGE_IS_WRITTEN,
         }, () => {});
       } catch (e) {
-        throw new DirtyTrackerUnavailableError("pagemap-scan", explainPagemapScan(e), { cause: e });
+        throw new DirtyTrackerUnavailableError("pagemap-scan", explainPagemapScan(e, sys), {
+          cause: e,
+        });
       }
     } catch (e) {
-      scanner?.close();
-      uffd.close();
+      try {
+        scanner?.close();
+      } catch { /* report the start failure */ }
+      try {
+        uffd.close();
+      } catch { /* report the start failure */ }
       throw e;
     }
     this.#uffd = uffd;
@@ -174,15 +197,26 @@ export class PagemapScanTracker implements DirtyTracker {
     return out;
   }
 
-  /** Unregisters and closes the userfaultfd (idempotent). */
+  /**
+   * Unregisters and closes the userfaultfd and pagemap (idempotent). Every
+   * release is tried; the first failure is thrown afterwards.
+   *
+   * @throws {SyscallError} From `close` or `munmap`.
+   */
   stop(): void {
     const uffd = this.#uffd;
     if (uffd === undefined) return;
     this.#uffd = undefined;
     this.#closeHook?.[Symbol.dispose]();
     this.#closeHook = undefined;
-    this.#scanner?.close();
+    const scanner = this.#scanner;
     this.#scanner = undefined;
+    let failure: unknown;
+    try {
+      scanner?.close();
+    } catch (e) {
+      failure = e;
+    }
     if (!this.#memory.closed) {
       for (const r of this.#memory.regions) {
         try {
@@ -190,7 +224,12 @@ export class PagemapScanTracker implements DirtyTracker {
         } catch { /* closing the fd below drops the registration anyway */ }
       }
     }
-    uffd.close();
+    try {
+      uffd.close();
+    } catch (e) {
+      failure ??= e;
+    }
+    if (failure !== undefined) throw failure;
   }
 
   /** Same as {@linkcode PagemapScanTracker.stop}. */

@@ -7,10 +7,11 @@
  * @module
  */
 
-import { libc } from "../sys/_libc.ts";
-import { MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../sys/constants.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "../sys/constants.ts";
 import { hostView } from "../sys/host_memory.ts";
 import { CLEAR_REFS_SOFT_DIRTY, PagemapReader, writeClearRefs } from "../sys/pagemap.ts";
+import { defaultSyscalls } from "../sys/libc.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
 import { kernelRelease } from "./_privilege.ts";
 import { DirtyBitmap } from "./dirty_bitmap.ts";
 import { type DirtyTracker, type HarvestOptions, harvestTargets } from "./dirty_tracker.ts";
@@ -28,16 +29,43 @@ interface Entry {
 }
 
 // clear_refs clears the soft-dirty bits of the whole process, so every clear
-// first folds the bits of every active tracker of this isolate into its
-// pending bitmaps. (Trackers in other Workers of the process are not
-// coordinated: use at most one isolate with soft-dirty trackers.)
-const active = new Set<Entry>();
-let reader: PagemapReader | undefined;
-let chunk: Uint32Array | undefined;
+// first folds the bits of every active tracker on the same kernel into its
+// pending bitmaps. A kernel is a Syscalls object: trackers on libc share one
+// process; each fake kernel is a world of its own. (Trackers in other
+// Workers of the process are not coordinated: use at most one isolate with
+// soft-dirty trackers.)
+interface Kernel {
+  sys: Syscalls;
+  active: Set<Entry>;
+  reader?: PagemapReader;
+  chunk?: Uint32Array;
+}
+const kernels = new WeakMap<Syscalls, Kernel>();
 
-function collect(e: Entry): void {
-  reader ??= new PagemapReader();
-  chunk ??= new Uint32Array(CHUNK_PAGES * 2);
+function kernelOf(sys: Syscalls): Kernel {
+  let k = kernels.get(sys);
+  if (k === undefined) {
+    k = { sys, active: new Set() };
+    kernels.set(sys, k);
+  }
+  return k;
+}
+
+function readerOf(k: Kernel): PagemapReader {
+  return k.reader ??= new PagemapReader({ syscalls: k.sys });
+}
+
+/** Closes the shared pagemap fd once no tracker of the kernel is active. */
+function releaseIdle(k: Kernel): void {
+  if (k.active.size !== 0 || k.reader === undefined) return;
+  const reader = k.reader;
+  k.reader = undefined;
+  reader.close();
+}
+
+function collect(k: Kernel, e: Entry): void {
+  const reader = readerOf(k);
+  const chunk = k.chunk ??= new Uint32Array(CHUNK_PAGES * 2);
   const regions = e.memory.regions;
   for (let r = 0; r < regions.length; r++) {
     const region = regions[r];
@@ -57,20 +85,26 @@ function collect(e: Entry): void {
 }
 
 /** Folds every active tracker's bits into its pending bitmaps, then clears. */
-function collectAllAndClear(): void {
-  for (const e of active) collect(e);
-  writeClearRefs(CLEAR_REFS_SOFT_DIRTY);
+function collectAllAndClear(k: Kernel): void {
+  for (const e of k.active) collect(k, e);
+  writeClearRefs(CLEAR_REFS_SOFT_DIRTY, { syscalls: k.sys });
 }
 
 /** The result of {@linkcode probeSoftDirty}. */
 export type SoftDirtyProbe = { ok: true } | { ok: false; reason: string };
 
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /**
  * Checks whether soft-dirty works on this kernel by clearing the bits,
  * writing a scratch page and looking for bit 55 (clear_refs accepts `4` even
  * where soft-dirty is not compiled in, so only a write shows it). Active
- * soft-dirty trackers keep their bits (they are folded in first).
+ * soft-dirty trackers on the same `syscalls` keep their bits (they are
+ * folded in first).
  *
+ * @param options `syscalls` (default libc).
  * @returns `{ ok: true }`, or why not.
  *
  * @example Probe
@@ -79,46 +113,44 @@ export type SoftDirtyProbe = { ok: true } | { ok: false; reason: string };
  * if (!probe.ok) console.log(probe.reason);
  * ```
  */
-export function probeSoftDirty(): SoftDirtyProbe {
-  const lib = libc();
-  const addr = lib.mmap(0n, 4096n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
-  if (addr === MAP_FAILED) return { ok: false, reason: "cannot map a scratch page for the probe" };
+export function probeSoftDirty(options: { syscalls?: Syscalls } = {}): SoftDirtyProbe {
+  const k = kernelOf(options.syscalls ?? defaultSyscalls());
+  const sys = k.sys;
+  let addr: bigint;
+  try {
+    addr = sys.mmap(4096n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+  } catch (e) {
+    return { ok: false, reason: `cannot map a scratch page for the probe (${message(e)})` };
+  }
   try {
     const page = hostView(addr, 4096);
     page[0] = 1;
     try {
-      collectAllAndClear();
+      collectAllAndClear(k);
     } catch (e) {
-      return {
-        ok: false,
-        reason: `cannot write "4" to /proc/self/clear_refs (${e instanceof Error ? e.message : e})`,
-      };
+      return { ok: false, reason: `cannot write "4" to /proc/self/clear_refs (${message(e)})` };
     }
     page[1] = 2;
     const entry = new Uint32Array(2);
     try {
-      reader ??= new PagemapReader();
-      reader.read(addr, entry);
+      readerOf(k).read(addr, entry);
     } catch (e) {
-      return {
-        ok: false,
-        reason: `cannot read /proc/self/pagemap (${e instanceof Error ? e.message : e})`,
-      };
+      return { ok: false, reason: `cannot read /proc/self/pagemap (${message(e)})` };
     }
     if ((entry[1] & SOFT_DIRTY_HIGH) === 0) {
       return {
         ok: false,
-        reason:
-          `soft-dirty is not compiled in (CONFIG_MEM_SOFT_DIRTY) on kernel ${kernelRelease()}: ` +
-          `/proc/self/clear_refs accepted "4" but pagemap bit 55 stayed clear after a write`,
+        reason: `soft-dirty is not compiled in (CONFIG_MEM_SOFT_DIRTY) on kernel ${
+          kernelRelease(sys)
+        }: /proc/self/clear_refs accepted "4" but pagemap bit 55 stayed clear after a write`,
       };
     }
     return { ok: true };
   } finally {
-    lib.munmap(addr, 4096n);
-    if (active.size === 0) {
-      reader?.close();
-      reader = undefined;
+    try {
+      sys.munmap(addr, 4096n);
+    } finally {
+      releaseIdle(k);
     }
   }
 }
@@ -155,6 +187,7 @@ export class SoftDirtyTracker implements DirtyTracker {
   /** Always `false`: read and clear are two system calls. */
   readonly concurrentSafe = false;
   #memory: GuestMemory;
+  #kernel: Kernel;
   #entry?: Entry;
   #closeHook?: Disposable;
   #skipProbe: boolean;
@@ -163,12 +196,16 @@ export class SoftDirtyTracker implements DirtyTracker {
    * Makes a stopped tracker.
    *
    * @param memory The guest memory to track.
-   * @param options `unsafeSkipProbe`: start even where soft-dirty does not
-   * work (then no page is ever reported); only for measuring harvest cost
-   * on such kernels.
+   * @param options `syscalls` (default: the memory's); `unsafeSkipProbe`:
+   * start even where soft-dirty does not work (then no page is ever
+   * reported); only for measuring harvest cost on such kernels.
    */
-  constructor(memory: GuestMemory, options: { unsafeSkipProbe?: boolean } = {}) {
+  constructor(
+    memory: GuestMemory,
+    options: { syscalls?: Syscalls; unsafeSkipProbe?: boolean } = {},
+  ) {
     this.#memory = memory;
+    this.#kernel = kernelOf(options.syscalls ?? memory.syscalls);
     this.#skipProbe = options.unsafeSkipProbe ?? false;
   }
 
@@ -190,14 +227,26 @@ export class SoftDirtyTracker implements DirtyTracker {
   start(): void {
     if (this.active) return;
     if (this.#memory.closed) throw new TypeError("Cannot start dirty tracking on closed memory");
-    const probe: SoftDirtyProbe = this.#skipProbe ? { ok: true } : probeSoftDirty();
+    const k = this.#kernel;
+    const probe: SoftDirtyProbe = this.#skipProbe ? { ok: true } : probeSoftDirty({
+      syscalls: k.sys,
+    });
     if (!probe.ok) throw new DirtyTrackerUnavailableError("soft-dirty", probe.reason);
-    collectAllAndClear();
+    try {
+      collectAllAndClear(k);
+    } catch (e) {
+      releaseIdle(k);
+      throw new DirtyTrackerUnavailableError(
+        "soft-dirty",
+        `cannot clear the soft-dirty bits (${message(e)})`,
+        { cause: e },
+      );
+    }
     const entry = {
       memory: this.#memory,
       pending: this.#memory.regions.map((r) => new DirtyBitmap(r.pages)),
     };
-    active.add(entry);
+    k.active.add(entry);
     this.#entry = entry;
     this.#closeHook = this.#memory.onClose(() => this.stop());
   }
@@ -214,7 +263,7 @@ export class SoftDirtyTracker implements DirtyTracker {
   harvest(options?: HarvestOptions): DirtyBitmap[] {
     const entry = this.#entry;
     if (entry === undefined) throw new TypeError("Cannot harvest: the tracker is not started");
-    collectAllAndClear();
+    collectAllAndClear(this.#kernel);
     const out = harvestTargets(this.#memory, options);
     for (let i = 0; i < out.length; i++) {
       out[i].orMerge(entry.pending[i]);
@@ -223,17 +272,19 @@ export class SoftDirtyTracker implements DirtyTracker {
     return out;
   }
 
-  /** Stops tracking (idempotent). */
+  /**
+   * Stops tracking (idempotent). The last tracker on a kernel closes the
+   * pagemap fd the trackers share.
+   *
+   * @throws {SyscallError} From closing pagemap (tracking is stopped anyway).
+   */
   stop(): void {
     if (this.#entry === undefined) return;
-    active.delete(this.#entry);
+    this.#kernel.active.delete(this.#entry);
     this.#entry = undefined;
     this.#closeHook?.[Symbol.dispose]();
     this.#closeHook = undefined;
-    if (active.size === 0) {
-      reader?.close();
-      reader = undefined;
-    }
+    releaseIdle(this.#kernel);
   }
 
   /** Same as {@linkcode SoftDirtyTracker.stop}. */

@@ -3,26 +3,34 @@ import { guestAddress as g } from "../sys/address.ts";
 import { GuestMemory } from "./guest_memory.ts";
 import { SoftwareDirtyLog } from "./software_dirty_log.ts";
 import { checkRandomWrites, checkWorkerWrites } from "./_tracker_checks.ts";
+import { FakeKernel } from "../tests/fake_kernel.ts";
 
-Deno.test("SoftwareDirtyLog.harvest() reports exactly random single-byte and page writes", () => {
-  checkRandomWrites("software", { exact: true, seed: 21, kinds: ["byte", "page"] });
-});
+// The software log needs nothing of the kernel: every test runs against
+// FakeKernel, which also counts that nothing is left open or mapped.
 
-Deno.test("SoftwareDirtyLog.harvest() reports exactly 2 MiB spans and region edges", () => {
-  checkRandomWrites("software", { exact: true, seed: 22, kinds: ["span2m", "edge"] });
-});
+function released(kernel: FakeKernel): void {
+  assert.equal(kernel.openFds + kernel.liveMappings, 0, kernel.openFdDescriptions().join());
+}
 
-Deno.test("SoftwareDirtyLog.harvest() reports exactly a mix of all write kinds", () => {
-  checkRandomWrites("software", {
-    exact: true,
-    seed: 23,
-    kinds: ["byte", "page", "span2m", "edge"],
+for (
+  const [seed, kinds] of [
+    [21, ["byte", "page"]],
+    [22, ["span2m", "edge"]],
+    [23, ["byte", "page", "span2m", "edge"]],
+  ] as const
+) {
+  Deno.test(`SoftwareDirtyLog.harvest() reports exactly random ${kinds.join(", ")} writes`, () => {
+    const kernel = new FakeKernel();
+    checkRandomWrites("software", { exact: true, seed, kinds: [...kinds], syscalls: kernel });
+    released(kernel);
   });
-});
+}
 
 for (const pattern of ["random", "sequential", "hotspot"] as const) {
   Deno.test(`SoftwareDirtyLog.harvest() contains every page a Worker wrote through the API (${pattern})`, async () => {
-    await checkWorkerWrites("software", { pattern, seed: 31 });
+    const kernel = new FakeKernel();
+    await checkWorkerWrites("software", { pattern, seed: 31, syscalls: kernel });
+    released(kernel);
   });
 }
 
@@ -46,7 +54,8 @@ Deno.test("SoftwareDirtyLog.harvest() sees every scalar write and counts views a
 });
 
 Deno.test("SoftwareDirtyLog.stop() stops logging and GuestMemory.close() stops it", () => {
-  const mem = GuestMemory.create([{ gpa: g(0n), size: 1n << 20n }]);
+  const kernel = new FakeKernel();
+  const mem = GuestMemory.create([{ gpa: g(0n), size: 1n << 20n }], { syscalls: kernel });
   const log = new SoftwareDirtyLog(mem);
   assert.throws(() => log.harvest(), /not started/);
   log.start();
@@ -56,4 +65,5 @@ Deno.test("SoftwareDirtyLog.stop() stops logging and GuestMemory.close() stops i
   assert.ok(log.harvest()[0].isEmpty());
   mem.close();
   assert.equal(log.active, false);
+  released(kernel);
 });

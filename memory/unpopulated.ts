@@ -16,6 +16,8 @@
 
 import { fileHoles } from "../sys/memfd.ts";
 import { PagemapReader } from "../sys/pagemap.ts";
+import { defaultSyscalls } from "../sys/libc.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
 import type { GuestRegion } from "./guest_region.ts";
 
 const PAGE = 4096;
@@ -28,22 +30,24 @@ const MAX_HOLES = 4096;
  * The unpopulated pages of `[offset, offset + length)` in `region`.
  *
  * @param region The region.
- * @param offset Byte offset in the region (page-aligned).
- * @param length Bytes (whole pages).
+ * @param range `offset` in the region (page-aligned) and `length` (whole pages), in bytes.
+ * @param options `syscalls` for `lseek` and the pagemap reads (default libc).
  * @returns `[from, length]` byte ranges relative to `offset`, ascending and page-aligned.
  * @throws {RangeError} If the range is unaligned or leaves the region.
  * @throws {SyscallError} If `lseek` or the pagemap read fails.
  *
  * @example
  * ```ts ignore
- * const holes = unpopulatedRanges(memory.regions[0], 0, 1 << 20);
+ * const holes = unpopulatedRanges(memory.regions[0], { offset: 0, length: 1 << 20 });
  * ```
  */
 export function unpopulatedRanges(
   region: GuestRegion,
-  offset: number,
-  length: number,
+  range: { offset: number; length: number },
+  options: { syscalls?: Syscalls } = {},
 ): [number, number][] {
+  const { offset, length } = range;
+  const sys = options.syscalls ?? defaultSyscalls();
   if (offset % PAGE !== 0 || length % PAGE !== 0 || offset < 0 || length < 0) {
     throw new RangeError(
       `Cannot look for unpopulated pages at ${offset}+${length}: not whole pages`,
@@ -57,7 +61,10 @@ export function unpopulatedRanges(
   if (length === 0) return [];
   if (region.backing === "memfd" && region.unsafeFd >= 0) {
     const out: [number, number][] = [];
-    const holes = fileHoles(region.unsafeFd, BigInt(offset), BigInt(offset + length), MAX_HOLES);
+    const holes = fileHoles(region.unsafeFd, {
+      start: BigInt(offset),
+      end: BigInt(offset + length),
+    }, { limit: MAX_HOLES, syscalls: sys });
     for (const [from, to] of holes) {
       // Whole pages only (tmpfs holes are whole pages already).
       const a = Math.ceil((Number(from) - offset) / PAGE) * PAGE;
@@ -66,16 +73,21 @@ export function unpopulatedRanges(
     }
     return out;
   }
-  if (region.backing === "anonymous") return pagemapHoles(region, offset, length);
+  if (region.backing === "anonymous") return pagemapHoles(sys, region, range);
   return [];
 }
 
 // Pages whose pagemap entry is neither present (bit 63) nor swapped (bit 62).
-function pagemapHoles(region: GuestRegion, offset: number, length: number): [number, number][] {
+function pagemapHoles(
+  sys: Syscalls,
+  region: GuestRegion,
+  range: { offset: number; length: number },
+): [number, number][] {
+  const { offset, length } = range;
   const out: [number, number][] = [];
   const pages = length / PAGE;
   const words = new Uint32Array(2 * Math.min(pages, PAGEMAP_CHUNK_PAGES));
-  using pm = new PagemapReader();
+  using pm = new PagemapReader({ syscalls: sys });
   let runStart = -1;
   for (let first = 0; first < pages; first += PAGEMAP_CHUNK_PAGES) {
     const n = Math.min(PAGEMAP_CHUNK_PAGES, pages - first);

@@ -3,6 +3,9 @@ import { guestAddress as g } from "../sys/address.ts";
 import { fileHoles } from "../sys/memfd.ts";
 import { digestMemory, pageCrcs } from "./digest.ts";
 import { GuestMemory } from "./guest_memory.ts";
+import { EIO } from "../sys/errno.ts";
+import { SyscallError } from "../sys/errors.ts";
+import { FakeKernel } from "../tests/fake_kernel.ts";
 import type { MemoryBacking } from "./_backing.ts";
 
 const PAGE = 4096;
@@ -51,10 +54,14 @@ Deno.test("GuestMemory.unpopulatedRanges() is empty where the kernel cannot tell
 Deno.test("digestMemory() hashes holes as zero without allocating them", () => {
   using m = sparse("memfd");
   const fd = m.regions[0].unsafeFd;
-  const holesBefore = fileHoles(fd, 0n, BigInt(MiB));
+  const holesBefore = fileHoles(fd, { start: 0n, end: BigInt(MiB) });
   const d = digestMemory(m);
   const sha = digestMemory(m, { algorithm: "sha256" });
-  assert.deepEqual(fileHoles(fd, 0n, BigInt(MiB)), holesBefore, "the digest allocated nothing");
+  assert.deepEqual(
+    fileHoles(fd, { start: 0n, end: BigInt(MiB) }),
+    holesBefore,
+    "the digest allocated nothing",
+  );
   // The same bytes, fully populated, digest the same.
   using full = GuestMemory.create([{ gpa: g(BASE), size: BigInt(MiB) }], { prefault: true });
   full.view(g(BASE), MiB).set(m.read(g(BASE), MiB));
@@ -68,10 +75,33 @@ Deno.test("fileHoles() stops after `limit` holes", () => {
   using m = GuestMemory.create([{ gpa: g(BASE), size: BigInt(MiB), backing: "memfd" }]);
   for (let p = 1; p < 256; p += 2) m.view(g(BASE + BigInt(p * PAGE)), 1)[0] = 1; // odd pages
   const fd = m.regions[0].unsafeFd;
-  assert.equal(fileHoles(fd, 0n, BigInt(MiB)).length, 128);
-  assert.deepEqual(fileHoles(fd, 0n, BigInt(MiB), 3), [
+  assert.equal(fileHoles(fd, { start: 0n, end: BigInt(MiB) }).length, 128);
+  assert.deepEqual(fileHoles(fd, { start: 0n, end: BigInt(MiB) }, { limit: 3 }), [
     [0n, 4096n],
     [8192n, 12288n],
     [16384n, 20480n],
   ]);
+});
+
+Deno.test("GuestMemory.unpopulatedRanges() asks FakeKernel, and a failed lseek or pagemap read leaves nothing open", () => {
+  for (const backing of ["memfd", "anonymous"] as MemoryBacking[]) {
+    const kernel = new FakeKernel();
+    {
+      using m = GuestMemory.create([{ gpa: g(BASE), size: BigInt(MiB), backing }], {
+        syscalls: kernel,
+      });
+      m.view(g(BASE + BigInt(3 * PAGE)), PAGE).fill(3);
+      kernel.clearCalls();
+      assert.deepEqual(m.unpopulatedRanges(g(BASE), MiB), [[0, 3 * PAGE], [4 * PAGE, 252 * PAGE]]);
+      const asked = backing === "memfd" ? "lseek" : "pread";
+      assert.ok(kernel.calls.some((c) => c.syscall === asked), `${backing}: asked with ${asked}`);
+      kernel.failNext(backing === "memfd" ? "lseek" : "pread /proc/self/pagemap", EIO);
+      assert.throws(
+        () => m.unpopulatedRanges(g(BASE), MiB),
+        (e: unknown) => e instanceof SyscallError && e.errno === EIO,
+      );
+      assert.equal(kernel.openFds, backing === "memfd" ? 1 : 0, kernel.openFdDescriptions().join());
+    }
+    assert.equal(kernel.openFds + kernel.liveMappings, 0);
+  }
 });

@@ -54,6 +54,8 @@ export const LIBC_SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   // int ftruncate(int fd, off_t length);
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  // ssize_t getdents64(int fd, void *dirp, size_t count); glibc 2.30
+  getdents64: { parameters: ["i32", "buffer", "u64"], result: "i64" },
   // long syscall(long number, long a1, long a2, long a3);
   syscall3: {
     name: "syscall",

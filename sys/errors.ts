@@ -84,3 +84,50 @@ export class IoctlError extends SyscallError {
     this.ioctl = ioctl;
   }
 }
+
+/**
+ * An object refused to close because things that depend on it are still
+ * open: the one rule for every resource of the project (guest memory and its
+ * DMA leases, VFIO containers, groups, devices and their mappings, iommufd
+ * objects). Nothing was changed; close what it names first (declaring them
+ * with `using`, in the order they were made, does that), then close it again.
+ *
+ * @example Close in order
+ * ```ts
+ * import { ResourceBusyError } from "./errors.ts";
+ * const e = new ResourceBusyError("container /dev/vfio/vfio", ["group /dev/vfio/26"], {
+ *   order: "close its devices, then its groups, then the container",
+ * });
+ * console.log(e.message);
+ * // "Cannot close container /dev/vfio/vfio: group /dev/vfio/26 is still open (close its devices, then its groups, then the container)"
+ * ```
+ */
+export class ResourceBusyError extends Error {
+  /** What refused to close, such as `"container /dev/vfio/vfio"`. */
+  readonly resource: string;
+  /** What is still open, such as `["group /dev/vfio/26"]`. */
+  readonly dependents: readonly string[];
+
+  /**
+   * Creates the error.
+   *
+   * @param resource What refused to close.
+   * @param dependents What is still open.
+   * @param options `order`: what to close first, in words; `verb`: the action
+   *   refused (default `"close"`).
+   */
+  constructor(
+    resource: string,
+    dependents: readonly string[],
+    options: { order?: string; verb?: string } = {},
+  ) {
+    const what = dependents.length === 1
+      ? `${dependents[0]} is still open`
+      : `${dependents.slice(0, -1).join(", ")} and ${dependents.at(-1)} are still open`;
+    const order = options.order ?? `close ${dependents.length === 1 ? "it" : "them"} first`;
+    super(`Cannot ${options.verb ?? "close"} ${resource}: ${what} (${order})`);
+    this.name = "ResourceBusyError";
+    this.resource = resource;
+    this.dependents = Object.freeze([...dependents]);
+  }
+}

@@ -11,6 +11,14 @@ import { MAP_FAILED } from "./constants.ts";
 import { IoctlError, SyscallError } from "./errors.ts";
 import type { IoctlRequest, Syscalls } from "./syscalls.ts";
 
+/**
+ * x86_64 syscall number of `userfaultfd(2)` (`__NR_userfaultfd`; glibc has no
+ * wrapper): the same as `NR_USERFAULTFD` in `userfaultfd.ts`, which
+ * `memory/uapi_layout_test.ts` pins against the headers (repeated here so
+ * that this file, which `userfaultfd.ts` imports, imports nothing back).
+ */
+const NR_USERFAULTFD = 323n;
+
 const encoder = new TextEncoder();
 
 function cString(s: string): Uint8Array {
@@ -179,6 +187,119 @@ export class LibcSyscalls implements Syscalls {
     const n = libc().write(fd, buf, BigInt(buf.byteLength));
     if (n < 0n) throw new SyscallError("write", errno());
     return Number(n);
+  }
+  /**
+   * Moves the file position (`lseek(2)`).
+   *
+   * @param fd The fd.
+   * @param offset The offset.
+   * @param whence `SEEK_*`.
+   * @returns The resulting offset.
+   * @throws {SyscallError} With the errno (`ENXIO`: no data past `offset`).
+   */
+  lseek(fd: number, offset: bigint, whence: number): bigint {
+    const at = libc().lseek(fd, offset, whence);
+    if (at < 0n) throw new SyscallError("lseek", errno());
+    return at;
+  }
+
+  /**
+   * Sets a file's size (`ftruncate(2)`).
+   *
+   * @param fd The fd.
+   * @param length Bytes.
+   * @throws {SyscallError} With the errno.
+   */
+  ftruncate(fd: number, length: bigint): void {
+    if (libc().ftruncate(fd, length) < 0) throw new SyscallError("ftruncate", errno());
+  }
+
+  /**
+   * Reads directory entries (`getdents64(2)`).
+   *
+   * @param fd A directory fd.
+   * @param buf Where the records go.
+   * @returns Bytes written; 0 at the end.
+   * @throws {SyscallError} With the errno.
+   */
+  getdents64(fd: number, buf: Uint8Array): number {
+    const n = libc().getdents64(fd, buf, BigInt(buf.byteLength));
+    if (n < 0n) throw new SyscallError("getdents64", errno());
+    return Number(n);
+  }
+
+  /**
+   * Creates a memfd (`memfd_create(2)`).
+   *
+   * @param name The name.
+   * @param flags `MFD_*`.
+   * @returns The fd.
+   * @throws {SyscallError} With the errno.
+   */
+  memfdCreate(name: string, flags: number): number {
+    const fd = libc().memfdCreate(cString(name), flags);
+    if (fd < 0) throw new SyscallError("memfd_create", errno());
+    return fd;
+  }
+
+  /**
+   * Advises the kernel about a range (`madvise(2)`).
+   *
+   * @param addr The host address.
+   * @param length Bytes.
+   * @param advice `MADV_*`.
+   * @throws {SyscallError} With the errno.
+   */
+  madvise(addr: bigint, length: bigint, advice: number): void {
+    if (libc().madvise(addr, length, advice) < 0) throw new SyscallError("madvise", errno());
+  }
+
+  /**
+   * Changes a range's protection (`mprotect(2)`).
+   *
+   * @param addr The host address.
+   * @param length Bytes.
+   * @param prot `PROT_*`.
+   * @throws {SyscallError} With the errno.
+   */
+  mprotect(addr: bigint, length: bigint, prot: number): void {
+    if (libc().mprotect(addr, length, prot) < 0) throw new SyscallError("mprotect", errno());
+  }
+
+  /**
+   * Creates a userfaultfd (`syscall(__NR_userfaultfd, flags)`).
+   *
+   * @param flags `UFFD_USER_MODE_ONLY`, `O_CLOEXEC`, `O_NONBLOCK`.
+   * @returns The fd.
+   * @throws {SyscallError} With the errno.
+   */
+  userfaultfd(flags: number): number {
+    const fd = libc().syscall3(NR_USERFAULTFD, BigInt(flags), 0n, 0n);
+    if (fd < 0n) throw new SyscallError("userfaultfd", errno());
+    return Number(fd);
+  }
+
+  /**
+   * This process's real user id.
+   *
+   * @returns The uid.
+   */
+  getuid(): number {
+    return libc().getuid();
+  }
+
+  /**
+   * `prctl(option, arg2, 0, 0, 0)`.
+   *
+   * @param option The `PR_*` option.
+   * @param arg2 Its argument.
+   * @returns The return value.
+   * @throws {SyscallError} With the errno.
+   */
+  prctl(option: number, arg2: bigint): number {
+    const ret = libc().prctl(option, arg2, 0n, 0n, 0n);
+    if (ret < 0) throw new SyscallError("prctl", errno());
+    return ret;
   }
 }
 

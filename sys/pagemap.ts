@@ -11,11 +11,13 @@
  * @module
  */
 
-import { errno, libc } from "./_libc.ts";
-import { MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, O_CLOEXEC, O_RDONLY } from "./constants.ts";
-import { IoctlError, SyscallError } from "./errors.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, O_RDONLY } from "./constants.ts";
+import { EIO } from "./errno.ts";
+import { SyscallError } from "./errors.ts";
 import { hostView } from "./host_memory.ts";
-import type { IoctlRequest } from "./syscalls.ts";
+import { defaultSyscalls } from "./libc.ts";
+import { type ProcOptions, writeProcFile } from "./procfs.ts";
+import type { IoctlRequest, PagemapSyscalls } from "./syscalls.ts";
 
 /** `_IOWR('f', 16, struct pm_scan_arg)`. */
 export const PAGEMAP_SCAN: IoctlRequest = { name: "PAGEMAP_SCAN", code: 0xc0606610n };
@@ -36,24 +38,17 @@ export const PM_PRESENT_BIT = 63;
 /** `echo 4 > /proc/PID/clear_refs`: clear every soft-dirty bit of the process. */
 export const CLEAR_REFS_SOFT_DIRTY = 4;
 
-const O_WRONLY = 1;
+/** The pagemap of this process. */
+export const PAGEMAP_PATH = "/proc/self/pagemap";
+/** The clear_refs file of this process. */
+export const CLEAR_REFS_PATH = "/proc/self/clear_refs";
 /** Entries of `struct page_region` per `PAGEMAP_SCAN` call. */
 const VEC_LEN = 4096;
 
-/**
- * Opens `/proc/self/pagemap` read-only.
- *
- * @returns The fd; the caller closes it with libc `close`.
- * @throws {SyscallError} With the path and errno.
- */
-function openPagemap(): number {
-  const fd = libc().open(cString("/proc/self/pagemap"), O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) throw new SyscallError("open", errno(), { path: "/proc/self/pagemap" });
-  return fd;
-}
-
-function cString(s: string): Uint8Array {
-  return new TextEncoder().encode(s + "\0");
+/** Options of the pagemap readers. */
+export interface PagemapOptions {
+  /** The syscall boundary (default libc). */
+  syscalls?: PagemapSyscalls;
 }
 
 /**
@@ -69,6 +64,7 @@ function cString(s: string): Uint8Array {
  * ```
  */
 export class PagemapScanner implements Disposable {
+  #sys: PagemapSyscalls;
   #fd: number;
   #scratch: bigint;
   #scratchSize: bigint;
@@ -79,17 +75,24 @@ export class PagemapScanner implements Disposable {
   /**
    * Opens `/proc/self/pagemap` and maps the scratch memory.
    *
-   * @throws {SyscallError} When pagemap cannot be opened or memory mapped.
+   * @param options `syscalls` (default libc).
+   * @throws {SyscallError} When pagemap cannot be opened or memory mapped
+   *   (nothing is left open then).
    */
-  constructor() {
-    this.#fd = openPagemap();
+  constructor(options: PagemapOptions = {}) {
+    const sys = options.syscalls ?? defaultSyscalls();
+    this.#sys = sys;
+    this.#fd = sys.open(PAGEMAP_PATH, O_RDONLY | O_CLOEXEC);
     const size = 4096 + VEC_LEN * PAGE_REGION_SIZE;
     this.#scratchSize = BigInt(size);
-    const addr = libc().mmap(0n, this.#scratchSize, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
-    if (addr === MAP_FAILED) {
-      const e = errno();
-      libc().close(this.#fd);
-      throw new SyscallError("mmap", e);
+    let addr: bigint;
+    try {
+      addr = sys.mmap(this.#scratchSize, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+    } catch (e) {
+      try {
+        sys.close(this.#fd);
+      } catch { /* report the mmap failure */ }
+      throw e;
     }
     this.#scratch = addr;
     // SAFETY: the scratch mapping lives until close(), after which no view is used.
@@ -151,7 +154,7 @@ export class PagemapScanner implements Disposable {
     if (this.#fd < 0) throw new TypeError("Cannot scan: the PagemapScanner is closed");
     const a = this.#arg;
     const vec = this.#vec;
-    const lib = libc();
+    const sys = this.#sys;
     let runs = 0;
     let from = start;
     while (from < end) {
@@ -167,8 +170,7 @@ export class PagemapScanner implements Disposable {
       a.setBigUint64(72, BigInt(options.categoryMask), true);
       a.setBigUint64(80, BigInt(options.categoryAnyofMask ?? 0), true);
       a.setBigUint64(88, BigInt(options.returnMask), true);
-      const n = lib.ioctlVal(this.#fd, PAGEMAP_SCAN.code, this.#scratch);
-      if (n < 0) throw new IoctlError(PAGEMAP_SCAN.name, errno());
+      const n = sys.ioctlValue(this.#fd, PAGEMAP_SCAN, this.#scratch);
       for (let i = 0; i < n; i++) {
         const w = i * 6;
         onRange(vec[w] + vec[w + 1] * 4294967296, vec[w + 2] + vec[w + 3] * 4294967296);
@@ -181,12 +183,28 @@ export class PagemapScanner implements Disposable {
     return runs;
   }
 
-  /** Closes pagemap and unmaps the scratch memory (idempotent). */
+  /**
+   * Closes pagemap and unmaps the scratch memory (idempotent). Both are
+   * tried; the first failure is thrown afterwards.
+   *
+   * @throws {SyscallError} From `close` or `munmap`.
+   */
   close(): void {
     if (this.#fd < 0) return;
-    libc().close(this.#fd);
-    libc().munmap(this.#scratch, this.#scratchSize);
+    const fd = this.#fd;
     this.#fd = -1;
+    let failure: unknown;
+    try {
+      this.#sys.close(fd);
+    } catch (e) {
+      failure = e;
+    }
+    try {
+      this.#sys.munmap(this.#scratch, this.#scratchSize);
+    } catch (e) {
+      failure ??= e;
+    }
+    if (failure !== undefined) throw failure;
   }
 
   /** Same as {@linkcode PagemapScanner.close}. */
@@ -207,15 +225,18 @@ export class PagemapScanner implements Disposable {
  * ```
  */
 export class PagemapReader implements Disposable {
+  #sys: PagemapSyscalls;
   #fd: number;
 
   /**
    * Opens `/proc/self/pagemap`.
    *
+   * @param options `syscalls` (default libc).
    * @throws {SyscallError} With the path and errno.
    */
-  constructor() {
-    this.#fd = openPagemap();
+  constructor(options: PagemapOptions = {}) {
+    this.#sys = options.syscalls ?? defaultSyscalls();
+    this.#fd = this.#sys.open(PAGEMAP_PATH, O_RDONLY | O_CLOEXEC);
   }
 
   /**
@@ -226,19 +247,29 @@ export class PagemapReader implements Disposable {
    * @throws {SyscallError} On a failed or short read.
    */
   read(vaddr: bigint, into: Uint32Array): void {
+    if (this.#fd < 0) throw new TypeError("Cannot read pagemap: the PagemapReader is closed");
     const want = into.byteLength;
-    const n = libc().pread(this.#fd, into, BigInt(want), (vaddr / 4096n) * 8n);
-    if (n < 0n) throw new SyscallError("pread", errno(), { path: "/proc/self/pagemap" });
-    if (Number(n) !== want) {
-      throw new SyscallError("pread", 5, /* EIO: short read */ { path: "/proc/self/pagemap" });
+    const bytes = new Uint8Array(into.buffer, into.byteOffset, want);
+    let n: number;
+    try {
+      n = this.#sys.pread(this.#fd, bytes, (vaddr / 4096n) * 8n);
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+      throw new SyscallError("pread", e.errno, { path: PAGEMAP_PATH, cause: e });
     }
+    if (n !== want) throw new SyscallError("pread", EIO, /* short read */ { path: PAGEMAP_PATH });
   }
 
-  /** Closes pagemap (idempotent). */
+  /**
+   * Closes pagemap (idempotent).
+   *
+   * @throws {SyscallError} From `close`.
+   */
   close(): void {
     if (this.#fd < 0) return;
-    libc().close(this.#fd);
+    const fd = this.#fd;
     this.#fd = -1;
+    this.#sys.close(fd);
   }
 
   /** Same as {@linkcode PagemapReader.close}. */
@@ -252,6 +283,7 @@ export class PagemapReader implements Disposable {
  * of the process; it succeeds even on kernels without soft-dirty support).
  *
  * @param value The clear_refs command, such as {@linkcode CLEAR_REFS_SOFT_DIRTY}.
+ * @param options `syscalls` (default libc).
  * @throws {SyscallError} When the file cannot be opened or written.
  *
  * @example Clear soft-dirty bits
@@ -260,14 +292,6 @@ export class PagemapReader implements Disposable {
  * writeClearRefs(CLEAR_REFS_SOFT_DIRTY);
  * ```
  */
-export function writeClearRefs(value: number): void {
-  const path = "/proc/self/clear_refs";
-  const lib = libc();
-  const fd = lib.open(cString(path), O_WRONLY | O_CLOEXEC, 0);
-  if (fd < 0) throw new SyscallError("open", errno(), { path });
-  const text = new TextEncoder().encode(`${value}\n`);
-  const n = lib.write(fd, text, BigInt(text.byteLength));
-  const e = errno();
-  lib.close(fd);
-  if (n < 0n) throw new SyscallError("write", e, { path });
+export function writeClearRefs(value: number, options: ProcOptions = {}): void {
+  writeProcFile(CLEAR_REFS_PATH, `${value}\n`, options);
 }

@@ -14,11 +14,10 @@
  * @module
  */
 
-import { errno, libc } from "./_libc.ts";
 import { O_CLOEXEC, O_RDWR } from "./constants.ts";
 import { SyscallError } from "./errors.ts";
 import { defaultSyscalls } from "./libc.ts";
-import type { IoctlRequest, Syscalls } from "./syscalls.ts";
+import type { IoctlRequest, UffdSyscalls } from "./syscalls.ts";
 
 /** x86_64 syscall number of `userfaultfd(2)` (`__NR_userfaultfd`). */
 export const NR_USERFAULTFD = 323;
@@ -152,11 +151,11 @@ export function encodeUffdioWriteprotect(
  */
 export class Userfaultfd implements Disposable {
   #fd: number;
-  #sys: Syscalls;
+  #sys: UffdSyscalls;
   /** How the fd was obtained: `"syscall"` or `"/dev/userfaultfd"`. */
   readonly via: "syscall" | "/dev/userfaultfd";
 
-  private constructor(fd: number, via: "syscall" | "/dev/userfaultfd", sys: Syscalls) {
+  private constructor(fd: number, via: "syscall" | "/dev/userfaultfd", sys: UffdSyscalls) {
     this.#fd = fd;
     this.via = via;
     this.#sys = sys;
@@ -166,17 +165,21 @@ export class Userfaultfd implements Disposable {
    * Opens a userfaultfd with `UFFD_USER_MODE_ONLY | O_CLOEXEC | O_NONBLOCK`:
    * first through `userfaultfd(2)`, then through `/dev/userfaultfd`.
    *
-   * @param options `syscalls` for the ioctls (default libc).
+   * @param options `syscalls` for the syscall and the ioctls (default libc).
    * @returns The open userfaultfd.
    * @throws {SyscallError} From `userfaultfd` when both ways fail; its
    * `cause` is the `/dev/userfaultfd` failure.
    */
-  static open(options: { syscalls?: Syscalls } = {}): Userfaultfd {
+  static open(options: { syscalls?: UffdSyscalls } = {}): Userfaultfd {
     const sys = options.syscalls ?? defaultSyscalls();
     const flags = UFFD_USER_MODE_ONLY | O_CLOEXEC | UFFD_O_NONBLOCK;
-    const fd = Number(libc().syscall3(BigInt(NR_USERFAULTFD), BigInt(flags), 0n, 0n));
-    if (fd >= 0) return new Userfaultfd(fd, "syscall", sys);
-    const first = new SyscallError("userfaultfd", errno());
+    let first: SyscallError;
+    try {
+      return new Userfaultfd(sys.userfaultfd(flags), "syscall", sys);
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+      first = e;
+    }
     let dev: number;
     try {
       dev = sys.open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
@@ -252,11 +255,16 @@ export class Userfaultfd implements Disposable {
     this.#sys.ioctl(this.#fd, UFFDIO_WRITEPROTECT, arg);
   }
 
-  /** Closes the fd (idempotent); the kernel drops every registration. */
+  /**
+   * Closes the fd (idempotent); the kernel drops every registration.
+   *
+   * @throws {SyscallError} From `close`.
+   */
   close(): void {
     if (this.#fd < 0) return;
-    this.#sys.close(this.#fd);
-    this.#fd = -1;
+    const fd = this.#fd;
+    this.#fd = -1; // the kernel releases the fd even when close(2) reports an error
+    this.#sys.close(fd);
   }
 
   /** Same as {@linkcode Userfaultfd.close}. */

@@ -4,7 +4,8 @@
 import { guestAddress } from "../sys/address.ts";
 import { SyscallError } from "../sys/errors.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
-import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
+import { ForwardingSyscalls } from "./forwarding_syscalls.ts";
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 
@@ -102,50 +103,27 @@ export function orInto(acc: DirtyBitmap[], more: DirtyBitmap[]): void {
 }
 
 /** Libc syscalls that count mappings and can fail the n-th mmap. */
-export class CountingSyscalls implements Syscalls {
-  #inner = defaultSyscalls();
+export class CountingSyscalls extends ForwardingSyscalls {
   mapped = new Map<bigint, bigint>();
   mmaps = 0;
   munmaps = 0;
   failMmapAt = -1;
   failErrno = 12;
 
-  open(path: string, flags: number): number {
-    return this.#inner.open(path, flags);
+  constructor(inner: Syscalls = defaultSyscalls()) {
+    super(inner);
   }
-  close(fd: number): void {
-    this.#inner.close(fd);
-  }
-  ioctl(fd: number, request: IoctlRequest, arg: Uint8Array): number {
-    return this.#inner.ioctl(fd, request, arg);
-  }
-  ioctlValue(fd: number, request: IoctlRequest, value: bigint): number {
-    return this.#inner.ioctlValue(fd, request, value);
-  }
-  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
+
+  override mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
     if (this.mmaps++ === this.failMmapAt) throw new SyscallError("mmap", this.failErrno);
-    const addr = this.#inner.mmap(length, prot, flags, fd, offset);
+    const addr = this.inner.mmap(length, prot, flags, fd, offset);
     this.mapped.set(addr, length);
     return addr;
   }
-  munmap(addr: bigint, length: bigint): void {
+  override munmap(addr: bigint, length: bigint): void {
     this.munmaps++;
-    this.#inner.munmap(addr, length);
+    this.inner.munmap(addr, length);
     this.mapped.delete(addr);
-  }
-  pread(fd: number, buf: Uint8Array, offset: bigint): number {
-    return this.#inner.pread(fd, buf, offset);
-  }
-  pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
-    return this.#inner.pwrite(fd, buf, offset);
-  }
-
-  read(fd: number, buf: Uint8Array): number {
-    return this.#inner.read(fd, buf);
-  }
-
-  write(fd: number, buf: Uint8Array): number {
-    return this.#inner.write(fd, buf);
   }
 }
 

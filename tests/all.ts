@@ -1,28 +1,32 @@
-// The whole test suite: the static checks (each one counts as a test), the
-// fast suite on this host (against the fake kernel and this host's own
-// kernel), the real-kernel KVM tests on this host when it has a usable
-// /dev/kvm, then the real-kernel suite inside the QEMU guests (which always
-// have /dev/kvm, through nested virtualization). Streams them, then prints
-// one plain line, "N passed, N failed", and exits non-zero if anything
-// failed or could not run.
+// The whole test suite: the static checks (each counts as a test), the fast
+// suite on this host (against the fake kernel, and the host-conformance group
+// against this host's own kernel), the real-kernel KVM tests on this host when
+// it has a usable /dev/kvm, then the real-kernel suites inside the QEMU guests
+// (which always have /dev/kvm, through nested virtualization). Streams them,
+// then prints the reason of every skipped host-conformance test and, last,
+// one plain line: "N passed, N failed", with ", N skipped" when any were.
+// Exits non-zero if anything failed or could not run; a test ignored without
+// a printed reason counts as failed.
 //
 //   deno run -A tests/all.ts [--host-only | --kernel-only] [--no-checks]
+
+import {
+  checkTotal,
+  closingLines,
+  denoSummary,
+  kernelTotal,
+  skipReason,
+  type Tally,
+} from "./_summary.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(Deno.args);
 
-interface Outcome {
-  passed: number;
-  failed: number;
+interface Outcome extends Tally {
   code: number;
 }
 
-// deno test's closing line: "ok | 12 passed (3 steps) | 0 failed (1s)".
-const SUMMARY = /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/;
-// The kernel harness's total over every guest it booted: "kernel: 30 passed, 0 failed".
-const KERNEL_TOTAL = /^kernel: (\d+) passed, (\d+) failed$/;
-// tests/check.ts's closing line: "check: 11 clean, 0 failed".
-const CHECK_TOTAL = /^check: (\d+) clean, (\d+) failed$/;
+const reasons: string[] = [];
 
 async function run(label: string, cmd: string[]): Promise<Outcome> {
   console.error(`\n== ${label}: ${cmd.join(" ")}`);
@@ -33,29 +37,31 @@ async function run(label: string, cmd: string[]): Promise<Outcome> {
     stderr: "inherit",
     env: { NO_COLOR: "1" },
   }).spawn();
-  let last: RegExpExecArray | null = null;
-  let total: RegExpExecArray | null = null;
+  let last: Tally | undefined;
+  let total: Tally | undefined;
   let tail = "";
   const decoder = new TextDecoder();
+  const read = (line: string) => {
+    last = denoSummary(line) ?? checkTotal(line) ?? last;
+    total = kernelTotal(line) ?? total;
+    const reason = skipReason(line);
+    if (reason !== undefined) reasons.push(reason);
+  };
   for await (const chunk of child.stdout) {
     await Deno.stdout.write(chunk);
     tail += decoder.decode(chunk, { stream: true });
     const lines = tail.split("\n");
     tail = lines.pop() ?? "";
-    for (const line of lines) {
-      last = SUMMARY.exec(line) ?? CHECK_TOTAL.exec(line) ?? last;
-      total = KERNEL_TOTAL.exec(line) ?? total;
-    }
+    lines.forEach(read);
   }
-  last = SUMMARY.exec(tail) ?? CHECK_TOTAL.exec(tail) ?? last;
-  total = KERNEL_TOTAL.exec(tail) ?? total;
-  if (total !== null) last = total; // several guests: their sum, not the last one's line
+  read(tail);
+  if (total !== undefined) last = total; // several guests: their sum, not the last one's line
   const { code } = await child.status;
-  if (last === null) {
+  if (last === undefined) {
     console.error(`== ${label}: no test summary (exit ${code}); counted as one failure`);
-    return { passed: 0, failed: 1, code: code || 1 };
+    return { passed: 0, failed: 1, ignored: 0, code: code || 1 };
   }
-  const outcome = { passed: Number(last[1]), failed: Number(last[2]), code };
+  const outcome: Outcome = { ...(last as Tally), code };
   if (code !== 0 && outcome.failed === 0) outcome.failed = 1;
   return outcome;
 }
@@ -101,7 +107,6 @@ if (!args.has("--host-only")) {
     await run("real-kernel tests (QEMU guest)", [deno, "run", "-A", "tests/kernel/run.ts"]),
   );
 }
-const passed = outcomes.reduce((n, o) => n + o.passed, 0);
-const failed = outcomes.reduce((n, o) => n + o.failed, 0);
-console.log(`${passed} passed, ${failed} failed`);
+const { lines, failed } = closingLines(outcomes, reasons);
+for (const line of lines) console.log(line);
 Deno.exit(failed > 0 || outcomes.some((o) => o.code !== 0) ? 1 : 0);

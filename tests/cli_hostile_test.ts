@@ -4,11 +4,7 @@
 // must fail before any work, oversized RAM, and messages that name things.
 import assert from "node:assert/strict";
 import { summarize } from "../cli/migrate.ts";
-import {
-  encodeSectionHeader,
-  encodeStreamHeader,
-  SectionType,
-} from "../migration/stream/format.ts";
+import { encodeStreamHeader, SectionType } from "../migration/stream/format.ts";
 import { type MigrationReport, newReport } from "../migration/engine/report.ts";
 import { connectEndpoint } from "../migration/transport/open.ts";
 import type { StreamChannel } from "../migration/transport/channel.ts";

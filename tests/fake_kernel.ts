@@ -1,13 +1,22 @@
 /**
- * `FakeKernel`: a faithful fake of the Linux VFIO type1 stack at the syscall
- * boundary, for tests that need no root, no IOMMU and no device.
+ * `FakeKernel`: a faithful fake of the Linux kernel at the syscall boundary,
+ * for tests that need no root, no IOMMU and no device, and that must not
+ * depend on what the host kernel was built with.
  *
- * It follows drivers/vfio/{container,group}.c, vfio_iommu_type1.c and
- * vfio-pci as of Linux 6.1 and 6.12, and is held to them by the
+ * For VFIO it follows drivers/vfio/{container,group}.c, vfio_iommu_type1.c
+ * and vfio-pci as of Linux 6.1 and 6.12, and is held to them by the
  * faithfulness scenarios that run the same steps against the real kernel in
  * the QEMU guest: ioctls are dispatched by number and fd type, user memory
  * named in structs (bitmaps, DMA targets) is read and written for real, and
  * anonymous mmaps and device BAR mmaps are real mappings.
+ *
+ * For guest RAM and CPU dirty tracking, the memory calls (`mmap`,
+ * `memfd_create`, `madvise`, `lseek`), userfaultfd and its ioctls, and the
+ * files under `/proc` and `/sys` go to the host kernel, so the memory is real;
+ * the fake records them, fails them on request (`failNext`, `deniedPaths`),
+ * counts their fds and mappings, and models what its options describe
+ * (soft-dirty bits, `PAGEMAP_SCAN`, userfaultfd's permission check, the
+ * hugetlb pool): see `tests/fake/options.ts`.
  *
  * Requires `--allow-ffi`.
  *
@@ -19,12 +28,14 @@ import { IoctlError, SyscallError } from "../sys/errors.ts";
 import { addressOf } from "../sys/host_memory.ts";
 import type { DirtyScope } from "../sys/dirty_scope.ts";
 import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
+import { FakeBoundary } from "./fake/boundary.ts";
+import { FakeHostCalls } from "./fake/host_calls.ts";
 import { kernelName } from "./fake/names.ts";
 import type { FakeKernelOptions } from "./fake/options.ts";
-import { type FailNextOptions, type FakeCall, FaultPlan } from "./fake/recorder.ts";
+import type { FailNextOptions, FakeCall } from "./fake/recorder.ts";
 import type { Type1Iommu } from "./fake/type1.ts";
 import { pinPages, unpinPages } from "./fake/type1_pins.ts";
-import { addressArg, bufferArg, fail, KernelError, type UserArg } from "./fake/user_memory.ts";
+import { addressArg, bufferArg, type UserArg } from "./fake/user_memory.ts";
 import { FakeWorld } from "./fake/world.ts";
 
 export type { FailNextOptions, FakeCall } from "./fake/recorder.ts";
@@ -68,10 +79,9 @@ export type { DirtyScope } from "../sys/dirty_scope.ts";
  * console.log(kernel.openFds); // 0
  * ```
  */
-export class FakeKernel implements Syscalls {
+export class FakeKernel extends FakeHostCalls implements Syscalls {
+  #b: FakeBoundary;
   #world: FakeWorld;
-  #faults = new FaultPlan();
-  #calls: FakeCall[] = [];
 
   /**
    * Creates a fake kernel.
@@ -79,50 +89,36 @@ export class FakeKernel implements Syscalls {
    * @param options The world to fake; every field is optional.
    */
   constructor(options: FakeKernelOptions = {}) {
-    this.#world = new FakeWorld(options);
-  }
-
-  // Runs a call: an injected failure first (no side effect), then the model;
-  // a KernelError becomes the boundary's error type. Every call is logged.
-  #run<T>(
-    call: { syscall: string; name?: string; fd?: number },
-    names: readonly string[],
-    toError: (errno: number) => SyscallError,
-    body: () => T,
-  ): T {
-    const injected = this.#faults.take(names);
-    try {
-      if (injected !== undefined) fail(injected);
-      const result = body();
-      this.#calls.push(call);
-      return result;
-    } catch (err) {
-      if (!(err instanceof KernelError)) throw err;
-      this.#calls.push({ ...call, errno: err.errno });
-      throw toError(err.errno);
-    }
+    const boundary = new FakeBoundary(new FakeWorld(options));
+    super(boundary);
+    this.#b = boundary;
+    this.#world = boundary.world;
   }
 
   #sys<T>(syscall: string, fd: number | undefined, body: () => T): T {
-    const call = fd === undefined ? { syscall } : { syscall, fd };
-    return this.#run(call, [syscall], (e) => new SyscallError(syscall, e), body);
+    return this.#b.sys(syscall, fd, body);
   }
 
   /**
-   * Opens `/dev/vfio/vfio` (a new container) or `/dev/vfio/<group>`.
+   * Opens `/dev/vfio/vfio` (a new container), `/dev/vfio/<group>`, or a host
+   * path: `/proc/self/clear_refs` and the files the options model are the
+   * fake's; other `/proc` and `/sys` files and `/dev/userfaultfd` are opened
+   * on the host and keep their real fd numbers. Fails under `"open"` or
+   * `"open <path>"`.
    *
    * @param path The path.
-   * @param _flags Ignored.
-   * @returns A fake fd (≥ 1000).
-   * @throws {SyscallError} `EACCES` for denied paths, `EBUSY` for a group already open, else `ENOENT`.
+   * @param flags `open(2)` flags (for host paths).
+   * @returns The fd: a fake one (≥ 1000) or a host one.
+   * @throws {SyscallError} `EACCES` for denied paths, `EBUSY` for a group
+   *   already open, `ENOENT` for other paths, or the host's errno.
    */
-  open(path: string, _flags: number): number {
+  open(path: string, flags: number): number {
     const toError = (e: number) => new SyscallError("open", e, { path });
-    return this.#run(
+    return this.#b.run(
       { syscall: "open", name: path },
-      ["open"],
+      ["open", `open ${path}`],
       toError,
-      () => this.#world.open(path),
+      () => this.#world.open(path, flags),
     );
   }
 
@@ -149,19 +145,33 @@ export class FakeKernel implements Syscalls {
     }
   }
 
-  #ioctl(fd: number, request: IoctlRequest, arg: UserArg, value: () => bigint): number {
+  #ioctl(
+    fd: number,
+    request: IoctlRequest,
+    arg: { user: UserArg; value: () => bigint; raw: Uint8Array | bigint },
+  ): number {
     const code = Number(request.code & 0xffff_ffffn); // the kernel's `unsigned int cmd`
     const entry = this.#world.fds.get(fd);
     const resolved = entry === undefined ? undefined : kernelName(entry.kind, code);
     const names = resolved === undefined ? [request.name] : [request.name, resolved];
     const call = { syscall: "ioctl", name: request.name, fd };
     const toError = (e: number) => new IoctlError(request.name, e);
-    return this.#run(call, names, toError, () => this.#world.ioctl(entry, code, arg, value));
+    return this.#b.run(
+      call,
+      names,
+      toError,
+      () =>
+        entry?.kind === "host" || entry?.kind === "model"
+          ? this.#world.hostIoctl(fd, entry, request, arg.raw)
+          : this.#world.ioctl(entry, code, arg.user, arg.value),
+    );
   }
 
   /**
    * Issues an ioctl whose argument points at `arg`; the fake reads and writes
    * `arg` as the kernel would the user struct (past its end is `EFAULT`).
+   * On host files (pagemap, userfaultfd) the host answers, except for what
+   * the options model (`PAGEMAP_SCAN` without `pagemapScan`).
    *
    * @param fd The fd.
    * @param request The request; dispatched by number and fd type, never by name.
@@ -170,7 +180,11 @@ export class FakeKernel implements Syscalls {
    * @throws {IoctlError} Named after `request.name`, with the errno.
    */
   ioctl(fd: number, request: IoctlRequest, arg: Uint8Array): number {
-    return this.#ioctl(fd, request, bufferArg(arg), () => addressOf(arg));
+    return this.#ioctl(fd, request, {
+      user: bufferArg(arg),
+      value: () => addressOf(arg),
+      raw: arg,
+    });
   }
 
   /**
@@ -184,11 +198,12 @@ export class FakeKernel implements Syscalls {
    * @throws {IoctlError} Named after `request.name`, with the errno.
    */
   ioctlValue(fd: number, request: IoctlRequest, value: bigint): number {
-    return this.#ioctl(fd, request, addressArg(value), () => value);
+    return this.#ioctl(fd, request, { user: addressArg(value), value: () => value, raw: value });
   }
 
   /**
-   * Maps memory: anonymous (`fd` -1) and real fds (< 1000) through libc; a
+   * Maps memory: anonymous (`fd` -1), memfds and other host fds through the
+   * host (huge pages from the modelled pool when `nrHugepages` is set); a
    * fake device fd maps the region's memfd (`MAP_SHARED` required).
    *
    * @param length Bytes.
@@ -215,9 +230,10 @@ export class FakeKernel implements Syscalls {
   }
 
   /**
-   * Reads a device region (`offset = index << 40 | pos`).
+   * Reads a device region (`offset = index << 40 | pos`), or a host or
+   * modelled file (pagemap entries carry the modelled soft-dirty bit).
    *
-   * @param fd A device fd.
+   * @param fd A device fd, or a host or model file.
    * @param buf Destination.
    * @param offset The offset.
    * @returns Bytes read (short at the region end).
@@ -228,9 +244,10 @@ export class FakeKernel implements Syscalls {
   }
 
   /**
-   * Writes a device region; BAR0 writes drive the edu registers.
+   * Writes a device region (BAR0 writes drive the edu registers), or a host
+   * or modelled file.
    *
-   * @param fd A device fd.
+   * @param fd A device fd, or a host or model file.
    * @param buf The bytes.
    * @param offset The offset.
    * @returns Bytes written.
@@ -272,21 +289,25 @@ export class FakeKernel implements Syscalls {
   /**
    * Makes the next matching call(s) fail with `errno`, without side effects.
    *
-   * @param name An ioctl name (`"VFIO_IOMMU_MAP_DMA"`, matched against both
-   *   the caller's name and the kernel's name for the number on that fd type)
-   *   or a syscall name (`"open"`, `"close"`, `"mmap"`, `"munmap"`, `"pread"`, `"pwrite"`,
-   *   `"read"`, `"write"`).
+   * @param name An ioctl name (`"VFIO_IOMMU_MAP_DMA"`, `"PAGEMAP_SCAN"`,
+   *   `"UFFDIO_API"`; matched against both the caller's name and the kernel's
+   *   name for the number on that fd type), a syscall name (`"open"`,
+   *   `"close"`, `"mmap"`, `"munmap"`, `"pread"`, `"pwrite"`, `"read"`,
+   *   `"write"`, `"lseek"`, `"ftruncate"`, `"getdents64"`, `"memfd_create"`,
+   *   `"madvise"`, `"mprotect"`, `"userfaultfd"`, `"prctl"`), or a syscall on
+   *   one host file, `"<syscall> <path>"` (`"open /proc/self/pagemap"`,
+   *   `"pread /proc/self/pagemap"`, `"write /proc/self/clear_refs"`).
    * @param errno The errno.
    * @param options `times`: how many matching calls fail (default 1).
    * @returns This kernel, for chaining.
    * @throws {RangeError} When `times` is not a positive integer.
    */
   failNext(name: string, errno: number, options: FailNextOptions = {}): this {
-    this.#faults.add(name, errno, options);
+    this.#b.failNext(name, errno, options);
     return this;
   }
 
-  /** Open fake fds. */
+  /** Open fds the fake handed out: VFIO files, and host files, memfds and userfaultfds. */
   get openFds(): number {
     return this.#world.fds.size;
   }
@@ -294,13 +315,14 @@ export class FakeKernel implements Syscalls {
   /**
    * Describes the open fake fds, in fd order.
    *
-   * @returns Lines like `"container 1000"`, `"group 26"`, `"device 0000:00:03.0"`.
+   * @returns Lines like `"container 1000"`, `"group 26"`, `"device 0000:00:03.0"`,
+   *   `"memfd ram0"`, `"file /proc/self/pagemap"`.
    */
   openFdDescriptions(): string[] {
     return this.#world.fds.describe();
   }
 
-  /** Mappings made through {@linkcode FakeKernel.mmap} and not yet unmapped. */
+  /** Mappings made through {@linkcode FakeKernel.mmap} (any kind) and not yet unmapped. */
   get liveMappings(): number {
     return this.#world.mappings.size;
   }
@@ -312,12 +334,12 @@ export class FakeKernel implements Syscalls {
 
   /** The call log, oldest first. */
   get calls(): readonly FakeCall[] {
-    return this.#calls;
+    return this.#b.calls;
   }
 
   /** Empties the call log. */
   clearCalls(): void {
-    this.#calls = [];
+    this.#b.clearCalls();
   }
 
   #iommuOf(groupId: number): Type1Iommu {

@@ -24,7 +24,9 @@ for (const backing of ["memfd", "anonymous"] as const) {
     const holeBytes = holes.reduce((n, [, len]) => n + len, 0);
     assert.equal(holeBytes, 56 * MiB);
     const memfdHoles = () =>
-      backing === "memfd" ? fileHoles(source.regions[0].unsafeFd, 0n, BigInt(SIZE)) : [];
+      backing === "memfd"
+        ? fileHoles(source.regions[0].unsafeFd, { start: 0n, end: BigInt(SIZE) })
+        : [];
     const before = memfdHoles();
 
     using destination = GuestMemory.create([{ gpa: g(0n), size: BigInt(SIZE) }], {

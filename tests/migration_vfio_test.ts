@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { runMigrationScenario } from "./scenario.ts";
 import { EINVAL, EIO } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
-import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
+import type { Syscalls } from "../sys/syscalls.ts";
+import { type ForwardedCall, ForwardingSyscalls } from "./forwarding_syscalls.ts";
 import { VfioContainer } from "../vfio/container.ts";
 import { FakeKernel } from "./fake_kernel.ts";
 
@@ -15,53 +16,29 @@ const MiB = 1 << 20;
  * Counts the calls made once armed, and fails the nth call of one ioctl (or
  * syscall) name; everything else passes through.
  */
-class FailNth implements Syscalls {
+class FailNth extends ForwardingSyscalls {
   armed = false;
   readonly counts = new Map<string, number>();
   constructor(
-    readonly inner: Syscalls,
+    inner: Syscalls,
     readonly name: string,
     readonly nth: number,
     readonly errno: number,
-  ) {}
+  ) {
+    super(inner);
+  }
   #hit(name: string): boolean {
     if (!this.armed) return false;
     const n = (this.counts.get(name) ?? 0) + 1;
     this.counts.set(name, n);
     return name === this.name && n === this.nth;
   }
-  open(path: string, flags: number): number {
-    return this.inner.open(path, flags);
-  }
-  close(fd: number): void {
-    this.inner.close(fd);
-  }
-  ioctl(fd: number, request: IoctlRequest, arg: Uint8Array): number {
-    if (this.#hit(request.name)) throw new IoctlError(request.name, this.errno);
-    return this.inner.ioctl(fd, request, arg);
-  }
-  ioctlValue(fd: number, request: IoctlRequest, value: bigint): number {
-    if (this.#hit(request.name)) throw new IoctlError(request.name, this.errno);
-    return this.inner.ioctlValue(fd, request, value);
-  }
-  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
-    if (this.#hit("mmap")) throw new SyscallError("mmap", this.errno);
-    return this.inner.mmap(length, prot, flags, fd, offset);
-  }
-  munmap(addr: bigint, length: bigint): void {
-    this.inner.munmap(addr, length);
-  }
-  pread(fd: number, buf: Uint8Array, offset: bigint): number {
-    return this.inner.pread(fd, buf, offset);
-  }
-  pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
-    return this.inner.pwrite(fd, buf, offset);
-  }
-  read(fd: number, buf: Uint8Array): number {
-    return this.inner.read(fd, buf);
-  }
-  write(fd: number, buf: Uint8Array): number {
-    return this.inner.write(fd, buf);
+  override around<T>(call: ForwardedCall, run: () => T): T {
+    if (call.syscall === "ioctl" && this.#hit(call.name!)) {
+      throw new IoctlError(call.name!, this.errno);
+    }
+    if (call.syscall === "mmap" && this.#hit("mmap")) throw new SyscallError("mmap", this.errno);
+    return run();
   }
 }
 

@@ -91,6 +91,8 @@ export {
   runMigrationScenario,
 } from "./scenario.ts";
 export { type CutProxy, startCutProxy } from "./cut_proxy.ts";
+export { type ForwardedCall, ForwardingSyscalls } from "./forwarding_syscalls.ts";
+export { FakeHostCalls } from "./fake/host_calls.ts";
 // closure: types the API above names, from the layers below.
 export type {
   DeviceInfo,

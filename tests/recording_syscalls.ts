@@ -6,11 +6,11 @@
  */
 
 import { SyscallError } from "../sys/errors.ts";
-import type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
+import { type ForwardedCall, ForwardingSyscalls } from "./forwarding_syscalls.ts";
 
 /** One recorded call. */
 export interface RecordedCall {
-  /** `open`, `close`, `ioctl`, `mmap`, `munmap`, `pread`, `pwrite`, `read` or `write`. */
+  /** `open`, `close`, `ioctl`, `mmap`, `munmap`, `pread`, `lseek`, `madvise`... */
   readonly syscall: string;
   /** The ioctl name, for ioctls. */
   readonly name?: string;
@@ -32,19 +32,9 @@ export interface RecordedCall {
  * console.log(sys.ioctls("VFIO_GET_API_VERSION").length); // 1
  * ```
  */
-export class RecordingSyscalls implements Syscalls {
+export class RecordingSyscalls extends ForwardingSyscalls {
   /** The calls, oldest first. */
   readonly calls: RecordedCall[] = [];
-  #inner: Syscalls;
-
-  /**
-   * Wraps a boundary.
-   *
-   * @param inner The boundary that does the work.
-   */
-  constructor(inner: Syscalls) {
-    this.#inner = inner;
-  }
 
   /**
    * Returns the recorded ioctls, optionally of one name.
@@ -58,88 +48,31 @@ export class RecordingSyscalls implements Syscalls {
     );
   }
 
-  #record<T extends number | bigint>(
-    entry: { syscall: string; name?: string; arg?: Uint8Array },
-    fn: () => T,
-  ): T {
+  /**
+   * Records the call, its argument as the kernel left it, and its outcome.
+   *
+   * @param call What is called.
+   * @param run Makes the call.
+   * @returns What the call returns.
+   */
+  override around<T>(call: ForwardedCall, run: () => T): T {
+    const copy = call.arg ? { arg: call.arg.slice() } : {};
+    const entry = {
+      syscall: call.syscall,
+      ...(call.name === undefined ? {} : { name: call.name }),
+    };
     try {
-      const ret = fn();
-      this.calls.push({ ...entry, ...(entry.arg ? { arg: entry.arg.slice() } : {}), ret });
+      const ret = run();
+      const arg = call.arg ? { arg: call.arg.slice() } : copy;
+      const value = typeof ret === "number" || typeof ret === "bigint" ? ret : 0;
+      this.calls.push({ ...entry, ...arg, ret: value });
       return ret;
     } catch (e) {
       if (e instanceof SyscallError) {
-        this.calls.push({
-          ...entry,
-          ...(entry.arg ? { arg: entry.arg.slice() } : {}),
-          errno: e.errno,
-        });
+        const arg = call.arg ? { arg: call.arg.slice() } : copy;
+        this.calls.push({ ...entry, ...arg, errno: e.errno });
       }
       throw e;
     }
-  }
-
-  /** {@inheritDoc Syscalls.open} */
-  open(path: string, flags: number): number {
-    return this.#record({ syscall: "open", name: path }, () => this.#inner.open(path, flags));
-  }
-
-  /** {@inheritDoc Syscalls.close} */
-  close(fd: number): void {
-    this.#record({ syscall: "close" }, () => {
-      this.#inner.close(fd);
-      return 0;
-    });
-  }
-
-  /** {@inheritDoc Syscalls.ioctl} */
-  ioctl(fd: number, request: IoctlRequest, arg: Uint8Array): number {
-    return this.#record(
-      { syscall: "ioctl", name: request.name, arg },
-      () => this.#inner.ioctl(fd, request, arg),
-    );
-  }
-
-  /** {@inheritDoc Syscalls.ioctlValue} */
-  ioctlValue(fd: number, request: IoctlRequest, value: bigint): number {
-    return this.#record(
-      { syscall: "ioctl", name: request.name },
-      () => this.#inner.ioctlValue(fd, request, value),
-    );
-  }
-
-  /** {@inheritDoc Syscalls.mmap} */
-  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
-    return this.#record(
-      { syscall: "mmap" },
-      () => this.#inner.mmap(length, prot, flags, fd, offset),
-    );
-  }
-
-  /** {@inheritDoc Syscalls.munmap} */
-  munmap(addr: bigint, length: bigint): void {
-    this.#record({ syscall: "munmap" }, () => {
-      this.#inner.munmap(addr, length);
-      return 0;
-    });
-  }
-
-  /** {@inheritDoc Syscalls.pread} */
-  pread(fd: number, buf: Uint8Array, offset: bigint): number {
-    return this.#record({ syscall: "pread" }, () => this.#inner.pread(fd, buf, offset));
-  }
-
-  /** {@inheritDoc Syscalls.pwrite} */
-  pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
-    return this.#record({ syscall: "pwrite" }, () => this.#inner.pwrite(fd, buf, offset));
-  }
-
-  /** {@inheritDoc Syscalls.read} */
-  read(fd: number, buf: Uint8Array): number {
-    return this.#record({ syscall: "read" }, () => this.#inner.read(fd, buf));
-  }
-
-  /** {@inheritDoc Syscalls.write} */
-  write(fd: number, buf: Uint8Array): number {
-    return this.#record({ syscall: "write" }, () => this.#inner.write(fd, buf));
   }
 }

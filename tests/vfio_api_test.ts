@@ -2,8 +2,8 @@
 // library, both dirty scopes, query splitting, and teardown.
 import assert from "node:assert/strict";
 import { hostAddress, iova } from "../sys/address.ts";
-import { EACCES, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ENOTTY } from "../sys/errno.ts";
-import { IoctlError, SyscallError } from "../sys/errors.ts";
+import { EACCES, EEXIST, EINVAL, ENODEV, ENOENT, ENOSPC, ENOTTY } from "../sys/errno.ts";
+import { IoctlError, ResourceBusyError, SyscallError } from "../sys/errors.ts";
 import { VfioContainer } from "../vfio/container.ts";
 import { VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU } from "../vfio/constants.ts";
 import { DirtyTrackingUnavailableError, VfioStateError } from "../vfio/errors.ts";
@@ -144,7 +144,7 @@ Deno.test("VfioContainer.mapDma() runs out of DMA entries with ENOSPC", () => {
   assertClean(kernel);
 });
 
-Deno.test("VfioGroup: not viable, unknown device, EBUSY teardown out of order", () => {
+Deno.test("VfioGroup: not viable, unknown device, teardown out of order refused", () => {
   const kernel = new FakeKernel({ groups: [{ id: 26 }, { id: 27, viable: false }] });
   const c = VfioContainer.open({ syscalls: kernel });
   assert.throws(
@@ -154,9 +154,20 @@ Deno.test("VfioGroup: not viable, unknown device, EBUSY teardown out of order", 
   const g = c.attachGroup(26);
   assert.throws(() => g.openDevice("0000:00:09.0"), errno(ENODEV));
   const d = g.openDevice("0000:00:03.0");
-  assert.throws(() => g.close(), errno(EBUSY));
+  kernel.clearCalls();
+  assert.throws(() => g.close(), (e: unknown) =>
+    e instanceof ResourceBusyError &&
+    e.message ===
+      "Cannot close group /dev/vfio/26: device 0000:00:03.0 is still open (close its devices first)");
+  assert.deepEqual(kernel.calls, [], "refused before any ioctl");
   assert.equal(g.closed, false);
-  assert.throws(() => c.close(), /group \/dev\/vfio\/26 still attached/);
+  assert.throws(
+    () => c.close(),
+    (e: unknown) =>
+      e instanceof ResourceBusyError && e.dependents[0] === "group /dev/vfio/26" &&
+      /^Cannot close container \/dev\/vfio\/vfio: group \/dev\/vfio\/26 is still open \(close its devices, then its groups, then the container\)$/
+        .test(e.message),
+  );
   d.close();
   d.close();
   g.close();
@@ -181,14 +192,13 @@ Deno.test("VfioDevice: info, regions, BAR0 mmap, config space, reset", () => {
     assert.equal(d.readConfig(4, 2) & 0x6, 0x6);
     d.reset();
     assert.equal(d.readConfig(4, 2) & 0x6, 0);
-    const bar = d.mmapRegion(0);
+    using bar = d.mmapRegion(0);
     assert.equal(bar.readU32(0), 0x010000ed);
     assert.throws(
       () => d.readRegion(0, MiB - 2n, new Uint8Array(4)),
       /the region is 0x100000 bytes/,
     );
     assert.throws(() => d.mmapRegion(7), /does not support mmap/);
-    // The device unmaps what is left when it closes.
   }
   assertClean(kernel);
 });

@@ -169,6 +169,7 @@ Deno.test("VfioContainer.unmapDma({ dirtyBitmap }) harvests while tracking, EINV
       (e: unknown) => e instanceof IoctlError && e.errno === EINVAL,
     );
     assert.equal(second.mapped, true);
+    second.unmap();
   }
   mem[Symbol.dispose]();
   assert.equal(kernel.openFds + kernel.liveMappings + kernel.dmaMappings, 0);
@@ -200,7 +201,7 @@ function scenario(kernel: FakeKernel): void {
   using c = VfioContainer.open({ syscalls: kernel });
   using _g = c.attachGroup(26);
   using _m = c.mapDma(iova(MiB), { vaddr: mem.vaddr, size: MiB });
-  c.mapDma(iova(2n * MiB), { vaddr: hostAddress(mem.vaddr + MiB), size: MiB });
+  using _m2 = c.mapDma(iova(2n * MiB), { vaddr: hostAddress(mem.vaddr + MiB), size: MiB });
   const t = c.dirtyTracker();
   t.start();
   t.query(MiB, 2n * MiB);

@@ -29,6 +29,9 @@ import {
 } from "./dirty_page_tracker.ts";
 import { DmaMapping } from "./dma_mapping.ts";
 import { VfioStateError } from "./errors.ts";
+import { linkContainer, markReleased } from "./_links.ts";
+import { hex } from "../sys/address.ts";
+import { ResourceBusyError } from "../sys/errors.ts";
 import { VfioGroup } from "./group.ts";
 import { checkIovaRange } from "./iova_check.ts";
 import {
@@ -106,11 +109,23 @@ export class VfioContainer implements Disposable {
   #mappings: DmaMapping[] = [];
   #groups = new Set<VfioGroup>();
   #tracker: DirtyPageTracker | undefined;
+  #trackerLimit: bigint | undefined;
+  #unmapRefused = new WeakSet<DmaMapping>();
 
   private constructor(sys: Syscalls, fd: number, path: string) {
     this.#sys = sys;
     this.#fd = fd;
     this.#path = path;
+    linkContainer(this, {
+      attached: (group) => void this.#groups.add(group),
+      blockers: (group) =>
+        this.#groups.size === 1 && this.#groups.has(group)
+          ? this.#mappings.filter((m) => !this.#unmapRefused.has(m)).map((m) =>
+            `DMA mapping [${hex(m.iova)}, ${hex(m.end)})`
+          )
+          : [],
+      detached: (group) => this.#detached(group),
+    });
   }
 
   /**
@@ -267,24 +282,23 @@ export class VfioContainer implements Disposable {
     return g;
   }
 
-  /** @internal Called by groups as they attach and detach. */
-  groupAttached(group: VfioGroup, attached: boolean): void {
-    if (attached) {
-      this.#groups.add(group);
-      return;
-    }
+  #detached(group: VfioGroup): void {
     this.#groups.delete(group);
-    if (this.#groups.size === 0) {
-      // The kernel releases the IOMMU with the last group: mappings and
-      // tracking are gone, and SET_IOMMU is needed again.
-      for (const m of this.#mappings) m.markReleased();
-      this.#mappings = [];
-      this.#iommuType = undefined;
-      this.#pgsizes = undefined;
-      this.#ranges = undefined;
-      this.#tracker?.release();
-      this.#tracker = undefined;
-    }
+    if (this.#groups.size > 0) return;
+    // The kernel releases the IOMMU with the last group: mappings and
+    // tracking are gone, and SET_IOMMU is needed again.
+    this.#release();
+    this.#iommuType = undefined;
+    this.#pgsizes = undefined;
+    this.#ranges = undefined;
+  }
+
+  #release(): void {
+    for (const m of this.#mappings) markReleased(m);
+    this.#mappings = [];
+    if (this.#tracker !== undefined) markReleased(this.#tracker);
+    this.#tracker = undefined;
+    this.#trackerLimit = undefined;
   }
 
   /**
@@ -313,14 +327,21 @@ export class VfioContainer implements Disposable {
     throw new VfioStateError("Cannot read IOMMU info: the kernel kept asking for a larger argsz");
   }
 
-  /** The smallest IOMMU page size (from `iova_pgsizes`). */
-  get minPageSize(): bigint {
+  /**
+   * The smallest IOMMU page size (from `iova_pgsizes`). The first call after
+   * `setIommu` reads `VFIO_IOMMU_GET_INFO`; later calls answer from what it
+   * read (as does every `info()`), until the IOMMU is released.
+   *
+   * @returns The page size in bytes.
+   * @throws {IoctlError} `EINVAL` before `setIommu`.
+   */
+  minPageSize(): bigint {
     if (this.#pgsizes === undefined) this.info();
     return lowestBit(this.#pgsizes!);
   }
 
   #validate(what: string, iova: bigint, size: bigint, vaddr?: bigint): void {
-    checkIovaRange({ what, page: this.minPageSize, ranges: this.#ranges ?? [] }, {
+    checkIovaRange({ what, page: this.minPageSize(), ranges: this.#ranges ?? [] }, {
       iova,
       size,
       vaddr,
@@ -364,11 +385,19 @@ export class VfioContainer implements Disposable {
 
   #unmapLease(m: DmaMapping): void {
     if (this.#fd >= 0) {
-      this.#sys.ioctl(
-        this.#fd,
-        VFIO_IOMMU_UNMAP_DMA,
-        encodeDmaUnmap({ flags: 0, iova: m.iova, size: m.size }),
-      );
+      try {
+        this.#sys.ioctl(
+          this.#fd,
+          VFIO_IOMMU_UNMAP_DMA,
+          encodeDmaUnmap({ flags: 0, iova: m.iova, size: m.size }),
+        );
+      } catch (e) {
+        // The lease stays mapped (a later unmap() tries again), but it no
+        // longer holds the last group back: releasing the IOMMU is then how
+        // the kernel unmaps it.
+        this.#unmapRefused.add(m);
+        throw e;
+      }
     }
     this.#forget(m.iova, m.end);
   }
@@ -376,7 +405,7 @@ export class VfioContainer implements Disposable {
   #forget(from: bigint, to: bigint): void {
     this.#mappings = this.#mappings.filter((m) => {
       const inside = m.iova >= from && m.end <= to;
-      if (inside) m.markReleased();
+      if (inside) markReleased(m);
       return !inside;
     });
   }
@@ -407,44 +436,55 @@ export class VfioContainer implements Disposable {
   }
 
   /**
-   * Returns the container's dirty page tracker, created on first use after
-   * reading the migration capability (page size and maximum bitmap size).
+   * Returns the container's dirty page tracker: one per container (the
+   * kernel tracks per container), created on first use after reading the
+   * migration capability (page size and maximum bitmap size). Later calls
+   * return the same tracker; asking it for a different limit is an error
+   * (pass a per-query limit to `query()` instead).
    *
-   * @param options Limits for tests, such as a smaller per-query bitmap size.
+   * @param options A per-query bitmap limit for the tracker's life.
    * @returns The tracker.
    * @throws {DirtyTrackingUnavailableError} Without a migration capability.
+   * @throws {TypeError} When the tracker exists with a different `maxBitmapBytes`.
    */
   dirtyTracker(options: DirtyTrackerOptions = {}): DirtyPageTracker {
     const fd = this.#check("track dirty pages");
-    if (this.#tracker === undefined || Object.keys(options).length > 0) {
-      const running = this.#tracker?.running;
-      this.#tracker?.release();
-      this.#tracker = DirtyPageTracker.create(
-        { sys: this.#sys, fd, info: this.info(), mappings: () => this.#mappings, running },
-        options,
-      );
+    if (this.#tracker !== undefined) {
+      const asked = options.maxBitmapBytes;
+      if (asked !== undefined && asked !== this.#trackerLimit) {
+        throw new TypeError(
+          `Cannot make a dirty tracker with maxBitmapBytes ${asked}: container ${this.#path} ` +
+            `already has one with ${this.#trackerLimit ?? "the kernel's limit"} (one tracker a ` +
+            "container; pass maxBitmapBytes to query() for one query)",
+        );
+      }
+      return this.#tracker;
     }
+    this.#tracker = DirtyPageTracker.create(
+      { sys: this.#sys, fd, info: this.info(), mappings: () => this.#mappings },
+      options,
+    );
+    this.#trackerLimit = options.maxBitmapBytes;
     return this.#tracker;
   }
 
   /**
-   * Closes the container. Idempotent. Groups must be closed first (the
-   * kernel's order); leases still open are released with it.
+   * Closes the container. Idempotent. While a group is attached it refuses
+   * and changes nothing (the kernel's order: devices, then groups, then the
+   * container; `using` in declaration order gets it right).
    *
-   * @throws {VfioStateError} If a group is still attached.
+   * @throws {ResourceBusyError} While a group is attached, naming it.
    */
   close(): void {
     if (this.#fd < 0) return;
     if (this.#groups.size > 0) {
-      const names = [...this.#groups].map((g) => g.path).join(", ");
-      throw new VfioStateError(
-        `Cannot close container: group ${names} still attached (close devices, then groups, then the container)`,
+      throw new ResourceBusyError(
+        `container ${this.#path}`,
+        [...this.#groups].map((g) => `group ${g.path}`),
+        { order: "close its devices, then its groups, then the container" },
       );
     }
-    this.#tracker?.release();
-    this.#tracker = undefined;
-    for (const m of this.#mappings) m.markReleased();
-    this.#mappings = [];
+    this.#release();
     const fd = this.#fd;
     this.#fd = -1;
     this.#sys.close(fd);

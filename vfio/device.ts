@@ -6,6 +6,7 @@
 
 import { hex } from "../sys/address.ts";
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from "../sys/constants.ts";
+import { ResourceBusyError } from "../sys/errors.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP } from "./constants.ts";
 import { VfioStateError } from "./errors.ts";
@@ -255,10 +256,23 @@ export class VfioDevice implements Disposable {
     this.#sys.ioctlValue(this.#check("reset"), VFIO_DEVICE_RESET, 0n);
   }
 
-  /** Unmaps every region mapping, then closes the device fd. Idempotent. */
+  /**
+   * Closes the device fd. Idempotent. While a region mapping from
+   * {@linkcode VfioDevice.mmapRegion} is still mapped it refuses and changes
+   * nothing: unmap it first (`using` in declaration order does).
+   *
+   * @throws {ResourceBusyError} Naming the mapped regions.
+   * @throws {SyscallError} From `close` (the fd is released anyway).
+   */
   close(): void {
     if (this.#fd < 0) return;
-    for (const m of [...this.#mappings]) m.unmap();
+    if (this.#mappings.size > 0) {
+      throw new ResourceBusyError(
+        `device ${this.#name}`,
+        [...this.#mappings].map((m) => `the mapping of region ${m.index}`),
+        { order: "unmap it first" },
+      );
+    }
     const fd = this.#fd;
     this.#fd = -1;
     try {

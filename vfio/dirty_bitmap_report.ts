@@ -53,8 +53,6 @@ export interface TrackerContext {
   readonly info: IommuInfo;
   /** The live mappings, in IOVA order. */
   readonly mappings: () => readonly DmaMapping[];
-  /** Whether tracking is already started (when a tracker replaces another). */
-  readonly running?: boolean;
 }
 
 /**

@@ -52,6 +52,7 @@ import {
 } from "./dirty_query_plan.ts";
 import { encodeDirtyPages } from "./uapi/dirty_pages.ts";
 import { encodeDmaUnmap } from "./uapi/dma.ts";
+import { onRelease } from "./_links.ts";
 
 /**
  * Device-side dirty page tracking for one container. Get it from
@@ -73,14 +74,21 @@ export class DirtyPageTracker {
   readonly maxBitmapBytes: bigint;
   #ctx: TrackerContext;
   #running = false;
+  #released = false;
   #scope: DirtyScope = "unknown";
   #buf: { addr: bigint; length: bigint; view: Uint8Array } | undefined;
 
   private constructor(ctx: TrackerContext, pgsize: bigint, maxBitmapBytes: bigint) {
     this.#ctx = ctx;
-    this.#running = ctx.running === true;
     this.pgsize = pgsize;
     this.maxBitmapBytes = maxBitmapBytes;
+    // The container closed or released its IOMMU: the kernel's tracking is
+    // gone with it, and so is this tracker's bitmap memory.
+    onRelease(this, () => {
+      this.#released = true;
+      this.#running = false;
+      this.#freeBuffer();
+    });
   }
 
   /**
@@ -142,6 +150,14 @@ export class DirtyPageTracker {
     return this.maxBitmapBytes * 8n * this.pgsize;
   }
 
+  #live(what: string): void {
+    if (this.#released) {
+      throw new VfioStateError(
+        `Cannot ${what}: the container's IOMMU was released (its last group detached, or it closed)`,
+      );
+    }
+  }
+
   #dirtyPages(flags: number): void {
     try {
       this.#ctx.sys.ioctl(this.#ctx.fd, VFIO_IOMMU_DIRTY_PAGES, encodeDirtyPages({ flags }));
@@ -169,31 +185,31 @@ export class DirtyPageTracker {
    * @throws {IoctlError} For other kernel failures.
    */
   start(): void {
+    this.#live("start dirty tracking");
     this.#dirtyPages(VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
     this.#running = true;
   }
 
   /**
    * Stops tracking (`VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP`) and frees the bitmap
-   * memory. Idempotent, as in the kernel.
+   * memory. Idempotent, as in the kernel; a no-op once the container's IOMMU
+   * is released (the kernel stopped tracking with it).
    *
    * @throws {IoctlError} If the kernel refuses.
    */
   stop(): void {
+    if (this.#released) return;
     try {
       this.#dirtyPages(VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
       this.#running = false;
     } finally {
       // The bitmap memory is ours alone: free it even when the kernel refused.
-      this.release();
+      this.#freeBuffer();
     }
   }
 
-  /**
-   * Frees the bitmap memory, leaving the kernel state alone (the container
-   * calls this as it closes).
-   */
-  release(): void {
+  /** Frees the bitmap memory, leaving the kernel state alone. */
+  #freeBuffer(): void {
     if (this.#buf === undefined) return;
     const { addr, length } = this.#buf;
     this.#buf = undefined;
@@ -203,7 +219,7 @@ export class DirtyPageTracker {
   /** The fixed, mmap'd bitmap buffer, grown as needed and zeroed before each call. */
   #bitmapBuffer(bytes: bigint): { addr: bigint; view: Uint8Array } {
     if (this.#buf === undefined || this.#buf.length < bytes) {
-      this.release();
+      this.#freeBuffer();
       const length = (bytes + 4095n) & ~4095n;
       const addr = this.#ctx.sys.mmap(
         length,
@@ -218,13 +234,8 @@ export class DirtyPageTracker {
     return this.#buf;
   }
 
-  #geometry(what: string): QueryGeometry {
-    return {
-      what,
-      pgsize: this.pgsize,
-      maxBitmapBytes: this.maxBitmapBytes,
-      mappings: this.#ctx.mappings(),
-    };
+  #geometry(what: string, maxBitmapBytes = this.maxBitmapBytes): QueryGeometry {
+    return { what, pgsize: this.pgsize, maxBitmapBytes, mappings: this.#ctx.mappings() };
   }
 
   #report(
@@ -251,14 +262,15 @@ export class DirtyPageTracker {
 
   #run(
     what: string,
-    iova: bigint,
-    size: bigint,
+    range: { iova: bigint; size: bigint; maxBitmapBytes?: bigint },
     call: (chunk: { iova: bigint; size: bigint }, bytes: bigint, addr: bigint) => void,
   ): { bitmap: Uint32Array; queries: number } {
-    checkDirtyRange(this.#geometry(what), iova, size);
+    const { iova, size } = range;
+    const geometry = this.#geometry(what, range.maxBitmapBytes);
+    checkDirtyRange(geometry, iova, size);
     const pages = size / this.pgsize;
     const bitmap = new Uint32Array(Number(dirtyBitmapBytes(pages) / 4n));
-    const chunks = planDirtyQueries(this.#geometry(what), iova, size);
+    const chunks = planDirtyQueries(geometry, iova, size);
     for (const chunk of chunks) {
       const chunkPages = chunk.size / this.pgsize;
       const bytes = dirtyBitmapBytes(chunkPages);
@@ -277,20 +289,36 @@ export class DirtyPageTracker {
    *
    * @param iova The first IOVA, aligned to `pgsize`.
    * @param size Bytes, aligned to `pgsize`; the range must cover whole mappings.
+   * @param options `maxBitmapBytes`: a lower bitmap limit for this query (a
+   *   positive multiple of 8), to bound memory or to test the splitting.
    * @returns The merged bitmap and its counts; updates {@linkcode DirtyPageTracker.scope}.
-   * @throws {VfioStateError} When tracking is not started.
-   * @throws {RangeError} For misalignment, a bisected mapping, or a mapping
-   *   too large for one query.
+   * @throws {VfioStateError} When tracking is not started, or the IOMMU is released.
+   * @throws {RangeError} For misalignment, a bisected mapping, a mapping
+   *   too large for one query, or a bad `maxBitmapBytes`.
    * @throws {IoctlError} For kernel failures.
    */
-  query(iova: bigint, size: bigint): DirtyBitmapReport {
+  query(iova: bigint, size: bigint, options: DirtyTrackerOptions = {}): DirtyBitmapReport {
+    this.#live(`query the dirty bitmap at iova ${hex(iova)}`);
+    const limit = options.maxBitmapBytes;
+    if (limit !== undefined && (limit <= 0n || limit % 8n !== 0n)) {
+      throw new RangeError(
+        `Cannot limit a dirty query to ${limit} bytes of bitmap: not a positive multiple of 8`,
+      );
+    }
     if (!this.#running) {
       throw new VfioStateError(
         `Cannot query the dirty bitmap at iova ${hex(iova)}: tracking is not started`,
       );
     }
     const mappedPages = countMappedPages(this.#geometry("count"), iova, size);
-    const { bitmap, queries } = this.#run("query dirty pages", iova, size, (c, bytes, addr) => {
+    const range = {
+      iova,
+      size,
+      maxBitmapBytes: limit !== undefined && limit < this.maxBitmapBytes
+        ? limit
+        : this.maxBitmapBytes,
+    };
+    const { bitmap, queries } = this.#run("query dirty pages", range, (c, bytes, addr) => {
       this.#ctx.sys.ioctl(
         this.#ctx.fd,
         VFIO_IOMMU_DIRTY_PAGES,
@@ -328,7 +356,8 @@ export class DirtyPageTracker {
   ): { unmapped: bigint; dirty: DirtyBitmapReport } {
     let total = 0n;
     const mappedPages = countMappedPages(this.#geometry("count"), iova, size);
-    const { bitmap, queries } = this.#run("unmap DMA", iova, size, (c, bytes, addr) => {
+    this.#live(`unmap DMA at iova ${hex(iova)} with its dirty bitmap`);
+    const { bitmap, queries } = this.#run("unmap DMA", { iova, size }, (c, bytes, addr) => {
       const arg = encodeDmaUnmap({
         flags: VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
         iova: c.iova,

@@ -5,6 +5,7 @@
  */
 
 import type { HostAddress, Iova } from "../sys/address.ts";
+import { onRelease } from "./_links.ts";
 
 /** What releases a mapping; supplied by the container. */
 export type UnmapFn = (mapping: DmaMapping) => void;
@@ -45,6 +46,8 @@ export class DmaMapping implements Disposable {
     this.vaddr = fields.vaddr;
     this.readonly = fields.readonly;
     this.#unmap = unmap;
+    // The kernel dropped the mapping (its IOAS was destroyed): no ioctl is owed.
+    onRelease(this, () => void (this.#unmap = undefined));
   }
 
   /** Whether the mapping is still in place. */
@@ -66,11 +69,6 @@ export class DmaMapping implements Disposable {
     const unmap = this.#unmap;
     if (unmap === undefined) return;
     unmap(this);
-    this.#unmap = undefined;
-  }
-
-  /** Marks the lease released without an ioctl (the kernel dropped it). */
-  markReleased(): void {
     this.#unmap = undefined;
   }
 

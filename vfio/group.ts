@@ -7,13 +7,14 @@
 
 import { O_CLOEXEC, O_RDWR } from "../sys/constants.ts";
 import { EBUSY } from "../sys/errno.ts";
-import { IoctlError } from "../sys/errors.ts";
+import { IoctlError, ResourceBusyError } from "../sys/errors.ts";
 import { defaultSyscalls } from "../sys/libc.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import { VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE } from "./constants.ts";
 import type { VfioContainer } from "./container.ts";
 import { VfioDevice } from "./device.ts";
 import { VfioStateError } from "./errors.ts";
+import { containerLink } from "./_links.ts";
 import {
   VFIO_GROUP_GET_DEVICE_FD,
   VFIO_GROUP_GET_STATUS,
@@ -152,21 +153,39 @@ export class VfioGroup implements Disposable {
     new DataView(arg.buffer).setInt32(0, container.unsafeFd, true);
     this.#sys.ioctl(fd, VFIO_GROUP_SET_CONTAINER, arg);
     this.#container = container;
-    container.groupAttached(this, true);
+    containerLink(container).attached(this);
+  }
+
+  /** Refuses to detach the last group while the container's DMA mappings live. */
+  #checkDetach(verb: string): void {
+    const container = this.#container;
+    if (container === undefined) return;
+    const blockers = containerLink(container).blockers(this);
+    if (blockers.length > 0) {
+      throw new ResourceBusyError(`group ${this.#path}`, blockers, {
+        verb,
+        order: `it is the last group of container ${container.path}, whose IOMMU and every ` +
+          "mapping in it the kernel releases with it: unmap them first",
+      });
+    }
   }
 
   /**
    * Detaches the group from its container (`VFIO_GROUP_UNSET_CONTAINER`).
+   * The last group refuses while the container still has DMA mappings (the
+   * kernel would drop them with the IOMMU).
    *
+   * @throws {ResourceBusyError} For the last group while DMA mappings live.
    * @throws {IoctlError} `EBUSY` while a device fd of the group is open,
    *   `EINVAL` when not attached.
    */
   unsetContainer(): void {
     const fd = this.#check("unset the container");
+    this.#checkDetach("detach");
     this.#sys.ioctl(fd, VFIO_GROUP_UNSET_CONTAINER, new Uint8Array(0));
     const container = this.#container;
     this.#container = undefined;
-    container?.groupAttached(this, false);
+    if (container !== undefined) containerLink(container).detached(this);
   }
 
   /**
@@ -188,25 +207,34 @@ export class VfioGroup implements Disposable {
 
   /**
    * Closes the group: detaches it from its container, then closes the fd.
-   * Idempotent. Devices must be closed first (the kernel's order): otherwise
-   * the kernel's `EBUSY` is thrown and the group stays open.
+   * Idempotent. While a device of the group is open, or (for the last group
+   * of its container) while the container has DMA mappings, it refuses and
+   * changes nothing: close those first (`using` in declaration order does).
    *
-   * @throws {IoctlError} `EBUSY` while a device of the group is open.
+   * @throws {ResourceBusyError} Naming the open devices or the live mappings.
    */
   close(): void {
     if (this.#fd < 0) return;
+    if (this.#devices.size > 0) {
+      throw new ResourceBusyError(
+        `group ${this.#path}`,
+        [...this.#devices].map((d) => `device ${d.name}`),
+        { order: "close its devices first" },
+      );
+    }
+    this.#checkDetach("close");
     let failure: unknown;
     if (this.#container !== undefined) {
       try {
         this.unsetContainer();
       } catch (e) {
-        // EBUSY: a device is still open; the kernel's order says close it first.
+        // EBUSY: a device this object did not open is still open (the kernel's order).
         if (e instanceof IoctlError && e.errno === EBUSY) throw e;
         // Anything else: releasing the fd detaches the group in the kernel anyway.
         failure = e;
         const container = this.#container;
         this.#container = undefined;
-        container?.groupAttached(this, false);
+        if (container !== undefined) containerLink(container).detached(this);
       }
     }
     const fd = this.#fd;

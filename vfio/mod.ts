@@ -108,6 +108,7 @@ export {
   iova,
 } from "../sys/address.ts";
 export type { DirtyScope } from "../sys/dirty_scope.ts";
-export { IoctlError, SyscallError } from "../sys/errors.ts";
+export { IoctlError, ResourceBusyError, SyscallError } from "../sys/errors.ts";
 export { LibcSyscalls } from "../sys/libc.ts";
-export type { IoctlRequest, Syscalls } from "../sys/syscalls.ts";
+export type { IoctlRequest, ProcSyscalls, Syscalls, VfioSyscalls } from "../sys/syscalls.ts";
+export type { ProcOptions } from "../sys/procfs.ts";

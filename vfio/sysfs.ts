@@ -6,12 +6,13 @@
  * @module
  */
 
-import { listDirectory } from "../sys/procfs.ts";
+import { listDirectory, type ProcOptions } from "../sys/procfs.ts";
 
 /**
  * Lists the devices of an IOMMU group (`/sys/kernel/iommu_groups/N/devices`).
  *
  * @param group The group number.
+ * @param options `syscalls` for the sysfs read (default libc).
  * @returns The device names (PCI addresses), sorted.
  * @throws {SyscallError} `ENOENT` when the group does not exist.
  *
@@ -21,6 +22,6 @@ import { listDirectory } from "../sys/procfs.ts";
  * console.log(iommuGroupDevices(26)); // ["0000:00:03.0"]
  * ```
  */
-export function iommuGroupDevices(group: number): string[] {
-  return listDirectory(`/sys/kernel/iommu_groups/${group}/devices`);
+export function iommuGroupDevices(group: number, options: ProcOptions = {}): string[] {
+  return listDirectory(`/sys/kernel/iommu_groups/${group}/devices`, options);
 }

@@ -55,6 +55,7 @@ export class VfioDirtySource implements DirtySource {
   #regions: readonly RegionLayout[];
   #iovaBase: bigint;
   #tracker: DirtyPageTracker;
+  #maxBitmapBytes: bigint | undefined;
   #pending: DirtyBitmapReport[] = [];
   #scope: DirtyScope = "unknown";
 
@@ -74,9 +75,9 @@ export class VfioDirtySource implements DirtySource {
     this.#container = container;
     this.#regions = regions;
     this.#iovaBase = options.iovaBase ?? 0n;
-    this.#tracker = container.dirtyTracker(
-      options.maxBitmapBytes === undefined ? {} : { maxBitmapBytes: options.maxBitmapBytes },
-    );
+    // The container's one tracker; a per-source bitmap limit applies per query.
+    this.#tracker = container.dirtyTracker();
+    this.#maxBitmapBytes = options.maxBitmapBytes;
   }
 
   /** Its scope, from the container's classification. */
@@ -164,7 +165,11 @@ export class VfioDirtySource implements DirtySource {
     let covered = 0;
     let allMapped = true;
     for (const r of this.#regions) {
-      const report = this.#tracker.query(this.#iovaBase + r.gpa, r.size);
+      const report = this.#tracker.query(
+        this.#iovaBase + r.gpa,
+        r.size,
+        this.#maxBitmapBytes === undefined ? {} : { maxBitmapBytes: this.#maxBitmapBytes },
+      );
       covered += report.mappedPages * Number(report.pgsize / PAGE);
       if (report.mappedPages > 0 && !report.allMapped) allMapped = false;
       dirty += this.#mergeReport(report, bitmaps);

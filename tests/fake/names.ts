@@ -41,11 +41,12 @@ const BY_KIND: Record<"container" | "group" | "device" | "data", readonly string
 /**
  * The kernel name of an ioctl number on an fd type.
  *
- * @param kind The fd type.
+ * @param kind The fd type (host and model files have no VFIO ioctls).
  * @param code The request number.
  * @returns The name, or undefined when the fd type has no such ioctl.
  */
-export function kernelName(kind: keyof typeof BY_KIND, code: number): string | undefined {
+export function kernelName(kind: string, code: number): string | undefined {
   const table = IOCTLS as unknown as Record<string, IoctlRequest>;
-  return BY_KIND[kind].find((name) => Number(table[name].code) === code);
+  const names = (BY_KIND as Record<string, readonly string[]>)[kind];
+  return names?.find((name) => Number(table[name].code) === code);
 }

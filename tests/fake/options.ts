@@ -84,8 +84,63 @@ export interface FakeKernelOptions {
   readonly alignInfoCaps?: boolean;
   /** `VFIO_CHECK_EXTENSION` answers that override the defaults, by extension number. */
   readonly extensions?: Readonly<Record<number, number>>;
-  /** Paths whose `open` fails with `EACCES`. */
+  /**
+   * Paths whose `open` fails with `EACCES`: VFIO nodes, and the host files
+   * the fake opens for the caller (`/proc/self/pagemap`,
+   * `/proc/self/clear_refs`, `/dev/userfaultfd`, any `/proc` or `/sys` file).
+   */
   readonly deniedPaths?: readonly string[];
+  /**
+   * Whether the kernel has soft-dirty bits (`CONFIG_MEM_SOFT_DIRTY`).
+   * Default `false`, as on this project's 6.18 hosts: `/proc/self/clear_refs`
+   * accepts `1` to `5` and changes nothing, and bit 55 of every
+   * `/proc/self/pagemap` entry reads clear. `true`: bit 55 of a page the fake
+   * mapped is set from its `mmap` (the new VMA is `VM_SOFTDIRTY`) until a
+   * `clear_refs` write of `4`, and afterwards exactly when the page was
+   * written since the last one; the fake finds the writes with the host's
+   * userfaultfd async write-protect and `PAGEMAP_SCAN` (Linux 6.7), so it
+   * needs those on the host, and a range it watches cannot also be
+   * registered with a userfaultfd of the caller's (`UFFDIO_REGISTER`
+   * answers `EBUSY`). Pages the fake did not map report what the host reports.
+   * One trace of the method shows: once watched, a never-written anonymous
+   * page reads as swapped (bit 62, the write-protect marker), not as a hole.
+   */
+  readonly softDirty?: boolean;
+  /**
+   * Whether `/proc/self/pagemap` has the `PAGEMAP_SCAN` ioctl (Linux 6.7).
+   * Default `true`: the ioctl goes to the host kernel. `false`: it answers
+   * `ENOTTY`, as before 6.7.
+   */
+  readonly pagemapScan?: boolean;
+  /**
+   * Model `userfaultfd(2)`'s permission check instead of asking the host:
+   * `vm.unprivileged_userfaultfd` (what `/proc/sys/vm/unprivileged_userfaultfd`
+   * reads). As on Linux 5.11 and later, a call with `UFFD_USER_MODE_ONLY` is
+   * allowed whatever the value, and one without it needs `1` (the fake's
+   * process has no `CAP_SYS_PTRACE`). Default: the host's answer and the host's
+   * file. Allowed calls go to the host kernel.
+   */
+  readonly unprivilegedUserfaultfd?: 0 | 1;
+  /**
+   * A seccomp filter refuses `userfaultfd(2)` with `EPERM` whatever its flags
+   * (a container runtime's default profile does). `/dev/userfaultfd` is a
+   * separate path: deny it with `deniedPaths`. Default false.
+   */
+  readonly seccompDeniesUserfaultfd?: boolean;
+  /**
+   * Model the hugetlb pool instead of using the host's: `vm.nr_hugepages`,
+   * 2 MiB pages, all free at first. `/proc/sys/vm/nr_hugepages` reads (and,
+   * as for root, writes) it; `/proc/meminfo` reports `HugePages_Total` and
+   * `HugePages_Free` from it (the rest of the file is the host's). A
+   * `MAP_HUGETLB` mapping, or a `MAP_SHARED` mapping of an `MFD_HUGETLB`
+   * memfd, reserves its pages at `mmap` and fails with `ENOMEM` when too few
+   * are free, as hugetlbfs does; `munmap` returns them. The pages are the
+   * host's 4 KiB pages: the accounting is modelled, the page size is not.
+   * Default: the host's pool.
+   */
+  readonly nrHugepages?: number;
+  /** What `getuid(2)` answers (default: the host's). */
+  readonly uid?: number;
   /**
    * Check that MAP_DMA's `vaddr` range is mapped in this process, as the
    * kernel's pinning does (`EFAULT` otherwise). Default true.

@@ -6,9 +6,12 @@
 
 /** One recorded call. */
 export interface FakeCall {
-  /** `"open"`, `"close"`, `"ioctl"`, `"mmap"`, `"munmap"`, `"pread"` or `"pwrite"`. */
+  /** The syscall: `"open"`, `"close"`, `"ioctl"`, `"mmap"`, `"pread"`, `"lseek"`, `"madvise"`... */
   readonly syscall: string;
-  /** The ioctl name as passed in the request, or the path of an `open`. */
+  /**
+   * The ioctl name as passed in the request, the path of an `open`, or the
+   * path (or memfd name) of the host or model file another call named.
+   */
   readonly name?: string;
   /** The fd the call named. */
   readonly fd?: number;

@@ -1,12 +1,14 @@
 /**
  * The fake kernel's state and syscall semantics, without the test-support
- * layer: groups, containers, the fd table and the mmaps made through it. Every
- * method reports failure by throwing {@linkcode KernelError}.
+ * layer: groups, containers, the fd table, the mmaps made through it, and
+ * the host side (host files, memfds, userfaultfds, modelled `/proc` files).
+ * Every method reports failure by throwing {@linkcode KernelError}.
  *
  * @module
  */
 
-import { EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT, ESPIPE } from "../../sys/errno.ts";
+import { EACCES, EBADF, EBUSY, EINVAL, ENODEV, ENOENT, ENOTTY, ESPIPE } from "../../sys/errno.ts";
+import type { IoctlRequest } from "../../sys/syscalls.ts";
 import { SyscallError } from "../../sys/errors.ts";
 import { LibcSyscalls } from "../../sys/libc.ts";
 import { FakeContainer } from "./container.ts";
@@ -14,6 +16,9 @@ import { FakeDevice, type FeatureContext } from "./device.ts";
 import { FakePintestDevice } from "./pintest.ts";
 import { type FdEntry, FdTable, FIRST_FAKE_FD } from "./fds.ts";
 import { FakeGroup, type GroupHost } from "./group.ts";
+import { FakeHost } from "./host.ts";
+import { FakeHostMemory } from "./host_memory.ts";
+import { type FakeMapping, HostState } from "./host_state.ts";
 import {
   DEFAULT_GROUPS,
   type FakeKernelOptions,
@@ -41,8 +46,12 @@ export class FakeWorld {
   readonly containers: FakeContainer[] = [];
   /** The fd table. */
   readonly fds: FdTable = new FdTable();
-  /** Live mmaps: start address → length. */
-  readonly mappings: Map<bigint, bigint> = new Map();
+  /** Live mmaps by start address. */
+  readonly mappings: Map<bigint, FakeMapping> = new Map();
+  /** Host files and modelled `/proc` files. */
+  readonly host: FakeHost;
+  /** Memory and process calls through the host. */
+  readonly hostMemory: FakeHostMemory;
   #denied: Set<string>;
   #libc = new LibcSyscalls();
   #host: GroupHost = {
@@ -66,6 +75,9 @@ export class FakeWorld {
   constructor(options: FakeKernelOptions) {
     this.config = resolveType1Config(options);
     this.#denied = new Set(options.deniedPaths ?? []);
+    const state = new HostState(options, { fds: this.fds, mappings: this.mappings });
+    this.host = new FakeHost(state);
+    this.hostMemory = new FakeHostMemory(state);
     for (const g of options.groups ?? DEFAULT_GROUPS) {
       const devices = g.devices ?? [{ name: "0000:00:03.0" }];
       const emulated = devices.some((d) => d.model === "pintest");
@@ -82,14 +94,17 @@ export class FakeWorld {
   }
 
   /**
-   * `open(2)` of `/dev/vfio/vfio` or `/dev/vfio/<group>`.
+   * `open(2)` of `/dev/vfio/vfio`, `/dev/vfio/<group>`, or a host path
+   * (`/proc`, `/sys`, `/dev/userfaultfd`).
    *
    * @param path The path.
+   * @param flags `open(2)` flags (used for host paths).
    * @returns The fd.
-   * @throws {KernelError} EACCES, EBUSY or ENOENT.
+   * @throws {KernelError} EACCES, EBUSY or ENOENT, or the host's errno.
    */
-  open(path: string): number {
+  open(path: string, flags: number): number {
     if (this.#denied.has(path)) fail(EACCES);
+    if (this.host.handles(path)) return this.host.open(path, flags);
     if (path === "/dev/vfio/vfio") {
       const container = new FakeContainer(this.config);
       this.containers.push(container);
@@ -114,7 +129,9 @@ export class FakeWorld {
     if (entry === undefined) fail(EBADF);
     this.fds.delete(fd);
     this.#positions.delete(fd);
-    if (entry.kind === "data") {
+    if (entry.kind === "host" || entry.kind === "model") {
+      this.host.close(fd, entry);
+    } else if (entry.kind === "data") {
       entry.file.release();
     } else if (entry.kind === "group") {
       entry.group.fdOpen = false;
@@ -147,7 +164,24 @@ export class FakeWorld {
         return entry.device.ioctl(code, arg, this.#features);
       case "data":
         return entry.file.ioctl(code, arg);
+      case "host":
+      case "model":
+        return fail(ENOTTY); // FakeKernel routes these through hostIoctl()
     }
+  }
+
+  /**
+   * `ioctl(2)` on a host or model file.
+   *
+   * @param fd The fd.
+   * @param entry Its entry.
+   * @param request The request (the full number goes to the host).
+   * @param arg The struct bytes, or the integer argument.
+   * @returns The return value.
+   * @throws {KernelError} The errno.
+   */
+  hostIoctl(fd: number, entry: FdEntry, request: IoctlRequest, arg: Uint8Array | bigint): number {
+    return this.host.ioctl(fd, entry, request, arg);
   }
 
   /**
@@ -163,13 +197,23 @@ export class FakeWorld {
    */
   mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
     const entry = this.fds.get(fd);
-    let addr: bigint;
-    if (entry?.kind === "device") addr = entry.device.mmap(length, prot, flags, offset);
-    else if (entry !== undefined) return fail(ENODEV); // container and group files have no mmap
-    else if (fd >= FIRST_FAKE_FD) return fail(EBADF);
-    else addr = libcCall(() => this.#libc.mmap(length, prot, flags, fd, offset));
-    this.mappings.set(addr, length);
-    return addr;
+    let mapping: FakeMapping;
+    if (entry?.kind === "device") {
+      const start = entry.device.mmap(length, prot, flags, offset);
+      mapping = { start, length, kind: "device", hugePages: 0 };
+    } else if (fd === -1 || entry?.kind === "host" || entry?.kind === "model") {
+      mapping = this.hostMemory.mmap(entry, { length, prot, flags, fd, offset }).mapping;
+    } else if (entry !== undefined) {
+      return fail(ENODEV); // container, group and data files have no mmap
+    } else if (fd >= FIRST_FAKE_FD) {
+      return fail(EBADF);
+    } else {
+      // A real fd the caller opened itself.
+      const start = libcCall(() => this.#libc.mmap(length, prot, flags, fd, offset));
+      mapping = { start, length, kind: "ram", hugePages: 0 };
+    }
+    this.mappings.set(mapping.start, mapping);
+    return mapping.start;
   }
 
   /**
@@ -181,8 +225,11 @@ export class FakeWorld {
    */
   munmap(addr: bigint, length: bigint): void {
     libcCall(() => this.#libc.munmap(addr, length));
-    for (const start of [...this.mappings.keys()]) {
-      if (start >= addr && start < addr + length) this.mappings.delete(start);
+    for (const [start, mapping] of [...this.mappings]) {
+      if (start >= addr && start < addr + length) {
+        this.mappings.delete(start);
+        this.hostMemory.unmapped(mapping);
+      }
     }
   }
 
@@ -200,6 +247,11 @@ export class FakeWorld {
   rw(write: boolean, fd: number, buf: Uint8Array, offset: bigint): number {
     const entry = this.fds.get(fd);
     if (entry === undefined) fail(EBADF);
+    if (entry.kind === "host" || entry.kind === "model") {
+      return write
+        ? this.host.pwrite(fd, entry, buf, offset)
+        : this.host.pread(fd, entry, buf, offset);
+    }
     if (entry.kind === "data") fail(ESPIPE); // stream_open: no FMODE_PREAD / FMODE_PWRITE
     if (entry.kind !== "device") fail(EINVAL);
     return write ? entry.device.pwrite(buf, offset) : entry.device.pread(buf, offset);
@@ -219,6 +271,9 @@ export class FakeWorld {
   stream(write: boolean, fd: number, buf: Uint8Array): number {
     const entry = this.fds.get(fd);
     if (entry === undefined) fail(EBADF);
+    if (entry.kind === "host" || entry.kind === "model") {
+      return write ? this.host.write(fd, entry, buf) : this.host.read(fd, entry, buf);
+    }
     if (entry.kind === "data") {
       // vfs_read/vfs_write: FMODE_READ / FMODE_WRITE first.
       if (entry.file.mode !== (write ? "write" : "read")) fail(EBADF);
@@ -229,5 +284,18 @@ export class FakeWorld {
     const n = write ? entry.device.pwrite(buf, pos) : entry.device.pread(buf, pos);
     this.#positions.set(fd, pos + BigInt(n));
     return n;
+  }
+
+  /**
+   * The fd's entry, or `EBADF`.
+   *
+   * @param fd The fd.
+   * @returns The entry.
+   * @throws {KernelError} EBADF.
+   */
+  entry(fd: number): FdEntry {
+    const entry = this.fds.get(fd);
+    if (entry === undefined) fail(EBADF);
+    return entry;
   }
 }

@@ -8,7 +8,7 @@ import { GuestMemory } from "../../memory/guest_memory.ts";
 import { probeSoftDirty, SoftDirtyTracker } from "../../memory/soft_dirty_tracker.ts";
 import { checkRandomWrites, checkWorkerWrites } from "../../memory/_tracker_checks.ts";
 import { inGuest } from "./env.ts";
-import { libc } from "../../sys/_libc.ts";
+import { defaultSyscalls } from "../../sys/libc.ts";
 
 function requireGuest(): void {
   assert.ok(
@@ -23,11 +23,7 @@ function requireGuest(): void {
 // false positive). Turn THP off for this process (prctl PR_SET_THP_DISABLE)
 // so the checks below can demand exactly the written pages.
 const PR_SET_THP_DISABLE = 41;
-assert.equal(
-  libc().prctl(PR_SET_THP_DISABLE, 1n, 0n, 0n, 0n),
-  0,
-  "prctl(PR_SET_THP_DISABLE) failed",
-);
+assert.equal(defaultSyscalls().prctl(PR_SET_THP_DISABLE, 1n), 0, "prctl(PR_SET_THP_DISABLE)");
 
 Deno.test("probeSoftDirty() finds soft-dirty working in the guest kernel", () => {
   requireGuest();

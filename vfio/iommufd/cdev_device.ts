@@ -18,6 +18,7 @@ import { VfioStateError } from "../errors.ts";
 import type { HwPagetable } from "./hw_pagetable.ts";
 import type { IommufdIoas } from "./ioas.ts";
 import type { Iommufd } from "./iommufd.ts";
+import { type ContextChild, type ContextLink, contextLink } from "./_context.ts";
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT,
   VFIO_DEVICE_BIND_IOMMUFD,
@@ -70,6 +71,8 @@ export function vfioCdevPath(name: string, options: { sysfs?: string } = {}): st
 /**
  * A VFIO cdev device. Bind it to an iommufd, attach it to an IOAS or HWPT,
  * then use it as any {@linkcode VfioDevice}. Closing it detaches and unbinds.
+ * While bound it keeps its iommufd from closing, and while attached the IOAS
+ * or HWPT it is attached to.
  *
  * @example edu through its cdev
  * ```ts ignore
@@ -84,10 +87,17 @@ export class VfioCdevDevice extends VfioDevice {
   #sys: Syscalls;
   #devId: number | undefined;
   #ptId: number | undefined;
+  #target: number | undefined;
+  #context: ContextLink | undefined;
+  #child: ContextChild;
 
   private constructor(sys: Syscalls, fd: number, path: string) {
     super(sys, fd, path);
     this.#sys = sys;
+    this.#child = {
+      label: `device ${path}`,
+      uses: () => this.#target === undefined ? [] : [this.#target],
+    };
   }
 
   /**
@@ -129,9 +139,12 @@ export class VfioCdevDevice extends VfioDevice {
    */
   bind(iommufd: Iommufd): number {
     const fd = this.#open("bind to iommufd");
-    const buf = encodeBindIommufd(iommufd.fdFor("bind a device"));
+    const context = contextLink(iommufd);
+    const buf = encodeBindIommufd(context.fd("bind a device"));
     this.#sys.ioctl(fd, VFIO_DEVICE_BIND_IOMMUFD, buf);
     this.#devId = decodeBindDevId(buf);
+    this.#context = context;
+    context.adopt(this.#child);
     return this.#devId;
   }
 
@@ -151,9 +164,12 @@ export class VfioCdevDevice extends VfioDevice {
     if (this.#devId === undefined) {
       throw new VfioStateError(`Cannot attach device ${this.name}: bind it to an iommufd first`);
     }
-    const buf = encodeAttachIommufdPt(typeof pt === "number" ? pt : pt.id);
+    const target = typeof pt === "number" ? pt : pt.id;
+    const buf = encodeAttachIommufdPt(target);
     this.#sys.ioctl(fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, buf);
     this.#ptId = decodeAttachPtId(buf);
+    // It uses what it was attached to (an IOAS through its automatic HWPT).
+    this.#target = target;
     return this.#ptId;
   }
 
@@ -167,5 +183,27 @@ export class VfioCdevDevice extends VfioDevice {
     const fd = this.#open("detach from iommufd");
     this.#sys.ioctl(fd, VFIO_DEVICE_DETACH_IOMMUFD_PT, encodeDetachIommufdPt());
     this.#ptId = undefined;
+    this.#target = undefined;
+  }
+
+  /**
+   * Closes the device (see {@linkcode VfioDevice.close}); the kernel detaches
+   * and unbinds it, which frees its IOAS or HWPT and its iommufd to close.
+   *
+   * @throws {ResourceBusyError} While a region mapping is mapped.
+   * @throws {SyscallError} From `close` (the fd is released anyway).
+   */
+  override close(): void {
+    if (this.closed) return;
+    try {
+      super.close();
+    } finally {
+      if (this.closed && this.#context !== undefined) {
+        this.#context.release(this.#child);
+        this.#context = undefined;
+        this.#ptId = undefined;
+        this.#target = undefined;
+      }
+    }
   }
 }

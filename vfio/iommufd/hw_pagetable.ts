@@ -16,7 +16,9 @@ import {
   PROT_WRITE,
 } from "../../sys/constants.ts";
 import { popcount } from "../../sys/bits.ts";
+import { ResourceBusyError } from "../../sys/errors.ts";
 import { hostView } from "../../sys/host_memory.ts";
+import { type ContextLink, contextLink } from "./_context.ts";
 import { DirtyTrackingUnavailableError, VfioStateError } from "../errors.ts";
 import {
   IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
@@ -77,9 +79,11 @@ export class HwPagetable implements Disposable {
   /** Whether it was allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`. */
   readonly dirtyTrackingCapable: boolean;
   #iommufd: Iommufd;
+  #context: ContextLink;
   #live = true;
   #tracking = false;
   #buf: { addr: bigint; length: bigint } | undefined;
+  #child: { label: string; uses(): readonly number[] };
 
   /**
    * Wraps an allocated HWPT ({@linkcode Iommufd.allocHwpt} does this).
@@ -92,7 +96,10 @@ export class HwPagetable implements Disposable {
     this.id = fields.id;
     this.ioasId = fields.ioasId;
     this.dirtyTrackingCapable = fields.dirtyTracking;
-    iommufd.track(this, true);
+    this.#context = contextLink(iommufd);
+    const ioas = fields.ioasId;
+    this.#child = { label: `HWPT ${fields.id}`, uses: () => [ioas] };
+    this.#context.adopt(this.#child);
   }
 
   /** Whether dirty tracking is enabled. */
@@ -100,14 +107,14 @@ export class HwPagetable implements Disposable {
     return this.#tracking;
   }
 
-  /** Whether the HWPT is destroyed (or its context closed). */
+  /** Whether the HWPT is destroyed. */
   get closed(): boolean {
-    return !this.#live || this.#iommufd.closed;
+    return !this.#live;
   }
 
   #fd(what: string): number {
     if (!this.#live) throw new VfioStateError(`Cannot ${what}: HWPT ${this.id} is destroyed`);
-    return this.#iommufd.fdFor(what);
+    return this.#context.fd(what);
   }
 
   /**
@@ -134,11 +141,11 @@ export class HwPagetable implements Disposable {
       }),
     );
     this.#tracking = enable;
-    if (!enable) this.release();
+    if (!enable) this.#freeBuffer();
   }
 
   /** Frees the bitmap memory (kept between reads). */
-  release(): void {
+  #freeBuffer(): void {
     if (this.#buf === undefined) return;
     const { addr, length } = this.#buf;
     this.#buf = undefined;
@@ -147,7 +154,7 @@ export class HwPagetable implements Disposable {
 
   #bitmap(bytes: bigint): { addr: bigint; view: Uint8Array } {
     if (this.#buf === undefined || this.#buf.length < bytes) {
-      this.release();
+      this.#freeBuffer();
       const length = (bytes + 4095n) & ~4095n;
       const addr = this.#iommufd.syscalls.mmap(
         length,
@@ -220,23 +227,28 @@ export class HwPagetable implements Disposable {
     return { iova, length, pageSize, bitmap, pages: Number(pages), dirtyPages: popcount(bitmap) };
   }
 
-  /** @internal The context closed: the kernel dropped the HWPT. */
-  markReleased(): void {
-    this.#live = false;
-    this.#tracking = false;
-    this.release();
-  }
-
   /**
-   * Destroys the HWPT (`IOMMU_DESTROY`). Idempotent. Detach devices first.
+   * Destroys the HWPT (`IOMMU_DESTROY`) and frees its bitmap memory.
+   * Idempotent. While a cdev device is attached to it, it refuses and
+   * changes nothing: detach (or close) the device first.
    *
-   * @throws {IoctlError} `EBUSY` while a device is attached (the HWPT stays).
+   * @throws {ResourceBusyError} Naming the attached devices.
+   * @throws {IoctlError} `EBUSY` while a device this process did not attach
+   *   through these objects uses it (the HWPT stays).
    */
   close(): void {
     if (!this.#live) return;
-    if (!this.#iommufd.closed) this.#iommufd.destroy(this.id);
-    this.#iommufd.track(this, false);
-    this.markReleased();
+    const users = this.#context.usersOf(this.id);
+    if (users.length > 0) {
+      throw new ResourceBusyError(`HWPT ${this.id}`, users, {
+        order: "detach or close the device first",
+      });
+    }
+    this.#iommufd.destroy(this.id);
+    this.#live = false;
+    this.#tracking = false;
+    this.#context.release(this.#child);
+    this.#freeBuffer();
   }
 
   /** Destroys the HWPT (see {@linkcode HwPagetable.close}). */

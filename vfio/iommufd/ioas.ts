@@ -8,7 +8,10 @@
 import type { HostAddress, Iova } from "../../sys/address.ts";
 import { hex } from "../../sys/address.ts";
 import { HOST_PAGE_SIZE } from "../../sys/constants.ts";
+import { ResourceBusyError } from "../../sys/errors.ts";
 import { DmaMapping } from "../dma_mapping.ts";
+import { markReleased } from "../_links.ts";
+import { type ContextLink, contextLink } from "./_context.ts";
 import { checkIovaRange } from "../iova_check.ts";
 import {
   IOMMU_IOAS_MAP_FIXED_IOVA,
@@ -21,7 +24,9 @@ import { decodeIoasUnmapLength, encodeIoasMap, encodeIoasUnmap } from "./uapi/io
 
 /**
  * An IOAS, from {@linkcode Iommufd.allocIoas}. Mappings are made at fixed
- * IOVAs (`IOMMU_IOAS_MAP_FIXED_IOVA`) and returned as leases.
+ * IOVAs (`IOMMU_IOAS_MAP_FIXED_IOVA`) and returned as leases. It refuses to
+ * close while its mappings, the HWPTs over it or the devices attached to it
+ * live.
  *
  * @example Map and unmap
  * ```ts ignore
@@ -33,8 +38,11 @@ export class IommufdIoas implements Disposable {
   /** The IOAS's object id (`pt_id` for attaching devices and allocating HWPTs). */
   readonly id: number;
   #iommufd: Iommufd;
+  #context: ContextLink;
   #mappings: DmaMapping[] = [];
+  #unmapRefused = new WeakSet<DmaMapping>();
   #live = true;
+  #child = { label: "", uses: (): readonly number[] => [] };
 
   /**
    * Wraps an allocated IOAS ({@linkcode Iommufd.allocIoas} does this).
@@ -44,8 +52,10 @@ export class IommufdIoas implements Disposable {
    */
   constructor(iommufd: Iommufd, id: number) {
     this.#iommufd = iommufd;
+    this.#context = contextLink(iommufd);
     this.id = id;
-    iommufd.track(this, true);
+    this.#child.label = `IOAS ${id}`;
+    this.#context.adopt(this.#child);
   }
 
   /** The live mappings made through this object, in IOVA order. */
@@ -53,14 +63,14 @@ export class IommufdIoas implements Disposable {
     return this.#mappings;
   }
 
-  /** Whether the IOAS is destroyed (or its context closed). */
+  /** Whether the IOAS is destroyed. */
   get closed(): boolean {
-    return !this.#live || this.#iommufd.closed;
+    return !this.#live;
   }
 
   #fd(what: string): number {
     if (!this.#live) throw new RangeError(`Cannot ${what}: IOAS ${this.id} is destroyed`);
-    return this.#iommufd.fdFor(what);
+    return this.#context.fd(what);
   }
 
   /**
@@ -102,14 +112,21 @@ export class IommufdIoas implements Disposable {
   }
 
   #unmapLease(m: DmaMapping): void {
-    if (!this.closed) this.unmap(m.iova, m.size);
-    else this.#forget(m.iova, m.end);
+    if (this.closed) return this.#forget(m.iova, m.end);
+    try {
+      this.unmap(m.iova, m.size);
+    } catch (e) {
+      // The lease stays mapped (a later unmap() tries again), but it no
+      // longer holds the IOAS back: destroying it is then how the kernel unmaps it.
+      this.#unmapRefused.add(m);
+      throw e;
+    }
   }
 
   #forget(from: bigint, to: bigint): void {
     this.#mappings = this.#mappings.filter((m) => {
       const inside = m.iova >= from && m.end <= to;
-      if (inside) m.markReleased();
+      if (inside) markReleased(m);
       return !inside;
     });
   }
@@ -133,24 +150,33 @@ export class IommufdIoas implements Disposable {
     return decodeIoasUnmapLength(buf);
   }
 
-  /** @internal The context closed: the kernel dropped the IOAS and its mappings. */
-  markReleased(): void {
-    this.#live = false;
-    for (const m of this.#mappings) m.markReleased();
-    this.#mappings = [];
-  }
-
   /**
-   * Destroys the IOAS (`IOMMU_DESTROY`), unmapping everything. Idempotent.
-   * Devices and HWPTs using it must go first.
+   * Destroys the IOAS (`IOMMU_DESTROY`). Idempotent. While a DMA mapping of
+   * it, a HWPT over it or a device attached to it is live, it refuses and
+   * changes nothing.
    *
-   * @throws {IoctlError} `EBUSY` while a device or HWPT uses it (the IOAS stays).
+   * @throws {ResourceBusyError} Naming the live mappings, HWPTs and devices.
+   * @throws {IoctlError} `EBUSY` while something this process did not make
+   *   through these objects uses it (the IOAS stays).
    */
   close(): void {
     if (!this.#live) return;
-    if (!this.#iommufd.closed) this.#iommufd.destroy(this.id);
-    this.#iommufd.track(this, false);
-    this.markReleased();
+    const users = [
+      ...this.#mappings.filter((m) => !this.#unmapRefused.has(m)).map((m) =>
+        `DMA mapping [${hex(m.iova)}, ${hex(m.end)})`
+      ),
+      ...this.#context.usersOf(this.id),
+    ];
+    if (users.length > 0) {
+      throw new ResourceBusyError(`IOAS ${this.id}`, users, {
+        order: "unmap its mappings, detach its devices and close its HWPTs first",
+      });
+    }
+    this.#iommufd.destroy(this.id);
+    this.#live = false;
+    this.#context.release(this.#child);
+    for (const m of this.#mappings) markReleased(m); // the kernel unmapped them with it
+    this.#mappings = [];
   }
 
   /** Destroys the IOAS (see {@linkcode IommufdIoas.close}). */

@@ -17,7 +17,7 @@ import {
   PROT_WRITE,
 } from "../../sys/constants.ts";
 import { ENOENT, EOPNOTSUPP } from "../../sys/errno.ts";
-import { IoctlError, SyscallError } from "../../sys/errors.ts";
+import { IoctlError, ResourceBusyError, SyscallError } from "../../sys/errors.ts";
 import { hostView } from "../../sys/host_memory.ts";
 import { defaultSyscalls } from "../../sys/libc.ts";
 import type { Syscalls } from "../../sys/syscalls.ts";
@@ -28,6 +28,7 @@ import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMUFD_PATH,
 } from "./constants.ts";
+import { type ContextChild, linkContext } from "./_context.ts";
 import { HwPagetable } from "./hw_pagetable.ts";
 import { IommufdIoas } from "./ioas.ts";
 import { IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_IOAS_ALLOC } from "./ioctls.ts";
@@ -81,8 +82,9 @@ const VENDOR_DATA_BYTES = 64;
 /**
  * An iommufd context (`/dev/iommu`).
  *
- * Closing it releases every object the kernel keeps for it (IOASes, HWPTs);
- * devices bound to it keep the context alive until they are closed.
+ * It refuses to close while its objects live (IOASes, HWPTs, bound cdev
+ * devices): close devices, then HWPTs, then IOASes, then the context, as
+ * `using` in declaration order does.
  *
  * @example Map memory into an IOAS
  * ```ts ignore
@@ -97,12 +99,18 @@ export class Iommufd implements Disposable {
   #sys: Syscalls;
   #fd: number;
   #path: string;
-  #objects = new Set<{ markReleased(): void }>();
+  #objects = new Set<ContextChild>();
 
   private constructor(sys: Syscalls, fd: number, path: string) {
     this.#sys = sys;
     this.#fd = fd;
     this.#path = path;
+    linkContext(this, {
+      fd: (what) => this.#fdFor(what),
+      adopt: (child) => void this.#objects.add(child),
+      release: (child) => void this.#objects.delete(child),
+      usersOf: (id) => [...this.#objects].filter((o) => o.uses().includes(id)).map((o) => o.label),
+    });
   }
 
   /**
@@ -160,16 +168,9 @@ export class Iommufd implements Disposable {
     return this.#fd < 0;
   }
 
-  /** @internal The fd, checked open, for the objects of this context. */
-  fdFor(what: string): number {
+  #fdFor(what: string): number {
     if (this.#fd < 0) throw new VfioStateError(`Cannot ${what}: ${this.#path} is closed`);
     return this.#fd;
-  }
-
-  /** @internal Objects register so closing the context releases them. */
-  track(object: { markReleased(): void }, live: boolean): void {
-    if (live) this.#objects.add(object);
-    else this.#objects.delete(object);
   }
 
   /**
@@ -180,7 +181,7 @@ export class Iommufd implements Disposable {
    */
   allocIoas(): IommufdIoas {
     const buf = encodeIoasAlloc();
-    this.#sys.ioctl(this.fdFor("allocate an IOAS"), IOMMU_IOAS_ALLOC, buf);
+    this.#sys.ioctl(this.#fdFor("allocate an IOAS"), IOMMU_IOAS_ALLOC, buf);
     return new IommufdIoas(this, decodeIoasAlloc(buf));
   }
 
@@ -193,7 +194,7 @@ export class Iommufd implements Disposable {
    * @throws {IoctlError} `ENOENT` for an unknown id.
    */
   hwInfo(devId: number): IommuHwInfo {
-    const fd = this.fdFor("read IOMMU hardware info");
+    const fd = this.#fdFor("read IOMMU hardware info");
     // The kernel copies the vendor data to a user pointer: memory that does not move.
     const mem = this.#sys.mmap(4096n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
     try {
@@ -231,7 +232,7 @@ export class Iommufd implements Disposable {
    * @throws {IoctlError} For other refusals (`ENOENT` unknown ids, `EINVAL`).
    */
   allocHwpt(options: HwptAllocOptions): HwPagetable {
-    const fd = this.fdFor("allocate a hardware page table");
+    const fd = this.#fdFor("allocate a hardware page table");
     const ptId = typeof options.ioas === "number" ? options.ioas : options.ioas.id;
     const dirty = options.dirtyTracking === true;
     const buf = encodeHwptAlloc({
@@ -266,14 +267,22 @@ export class Iommufd implements Disposable {
    * @throws {IoctlError} `EBUSY` while something uses it, `ENOENT` for an unknown id.
    */
   destroy(id: number): void {
-    this.#sys.ioctl(this.fdFor(`destroy object ${id}`), IOMMU_DESTROY, encodeDestroy(id));
+    this.#sys.ioctl(this.#fdFor(`destroy object ${id}`), IOMMU_DESTROY, encodeDestroy(id));
   }
 
-  /** Closes the context. Idempotent; the kernel frees its objects. */
+  /**
+   * Closes the context. Idempotent. While an IOAS, a HWPT or a bound cdev
+   * device of it is live it refuses and changes nothing.
+   *
+   * @throws {ResourceBusyError} Naming what is still open.
+   */
   close(): void {
     if (this.#fd < 0) return;
-    for (const o of this.#objects) o.markReleased();
-    this.#objects.clear();
+    if (this.#objects.size > 0) {
+      throw new ResourceBusyError(this.#path, [...this.#objects].map((o) => o.label), {
+        order: "close its devices, then its HWPTs, then its IOASes, then the context",
+      });
+    }
     const fd = this.#fd;
     this.#fd = -1;
     this.#sys.close(fd);

@@ -4,32 +4,36 @@
 import assert from "node:assert/strict";
 import { iova } from "../../sys/address.ts";
 import { ENOENT, EOPNOTSUPP } from "../../sys/errno.ts";
-import { IoctlError, SyscallError } from "../../sys/errors.ts";
+import { IoctlError, ResourceBusyError, SyscallError } from "../../sys/errors.ts";
 import { defaultSyscalls } from "../../sys/libc.ts";
-import type { IoctlRequest, Syscalls } from "../../sys/syscalls.ts";
+import type { IoctlRequest } from "../../sys/syscalls.ts";
+import { ForwardingSyscalls } from "../../tests/forwarding_syscalls.ts";
 import { DirtyTrackingUnavailableError } from "../errors.ts";
 import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING } from "./constants.ts";
 import { IommufdDirtyTracker } from "./dirty_tracker.ts";
 import { Iommufd } from "./iommufd.ts";
+import { VfioCdevDevice } from "./cdev_device.ts";
 import { decodeGetDirtyBitmap } from "./uapi/hwpt.ts";
 
 /** /dev/iommu as a script: ids count up, HWPT_ALLOC(DIRTY) can be refused, calls are logged. */
-class ScriptedIommu implements Syscalls {
+class ScriptedIommu extends ForwardingSyscalls {
   calls: { name: string; arg: Uint8Array }[] = [];
   open_ = 0;
   nextId = 1;
   refuseDirty = false;
   missing = false;
-  #libc = defaultSyscalls();
-  open(path: string): number {
+  constructor() {
+    super(defaultSyscalls()); // mmap and munmap are real
+  }
+  override open(path: string): number {
     if (this.missing) throw new SyscallError("open", ENOENT, { path });
     this.open_++;
     return 1000;
   }
-  close(): void {
+  override close(): void {
     this.open_--;
   }
-  ioctl(_fd: number, req: IoctlRequest, arg: Uint8Array): number {
+  override ioctl(_fd: number, req: IoctlRequest, arg: Uint8Array): number {
     this.calls.push({ name: req.name, arg: arg.slice() });
     const v = new DataView(arg.buffer, arg.byteOffset);
     if (req.name === "IOMMU_IOAS_ALLOC") v.setUint32(8, this.nextId++, true);
@@ -41,25 +45,19 @@ class ScriptedIommu implements Syscalls {
     }
     return 0;
   }
-  ioctlValue(): number {
+  override ioctlValue(): number {
     return 0;
   }
-  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
-    return this.#libc.mmap(length, prot, flags, fd, offset);
-  }
-  munmap(addr: bigint, length: bigint): void {
-    this.#libc.munmap(addr, length);
-  }
-  pread(): number {
+  override pread(): number {
     return 0;
   }
-  pwrite(): number {
+  override pwrite(): number {
     return 0;
   }
-  read(): number {
+  override read(): number {
     return 0;
   }
-  write(): number {
+  override write(): number {
     return 0;
   }
   named(name: string): Uint8Array[] {
@@ -96,7 +94,7 @@ Deno.test("Iommufd.open() says the kernel has no iommufd when /dev/iommu is miss
   );
 });
 
-Deno.test("IommufdIoas.close() and Iommufd.close() are idempotent and release every lease", () => {
+Deno.test("IommufdIoas.close() and Iommufd.close() refuse while their dependents live, then close once", () => {
   const sys = new ScriptedIommu();
   const iommufd = Iommufd.open({ syscalls: sys });
   const ioas = iommufd.allocIoas();
@@ -105,10 +103,19 @@ Deno.test("IommufdIoas.close() and Iommufd.close() are idempotent and release ev
     () => ioas.map(iova(0x100800n), { vaddr: 0x7f00_0000_0000n as never, size: 0x1000n }),
     RangeError,
   );
+  assert.throws(() => iommufd.close(), (e: unknown) =>
+    e instanceof ResourceBusyError &&
+    e.message === "Cannot close /dev/iommu: IOAS 1 is still open (close its devices, then its " +
+        "HWPTs, then its IOASes, then the context)");
+  assert.throws(() => ioas.close(), (e: unknown) =>
+    e instanceof ResourceBusyError &&
+    /^Cannot close IOAS 1: DMA mapping \[0x100000, 0x102000\) is still open/.test(e.message));
+  assert.equal(sys.named("IOMMU_DESTROY").length, 0, "refused before any ioctl");
+  assert.equal(m.mapped, true);
+  m.unmap();
   ioas.close();
   ioas.close();
   assert.equal(sys.named("IOMMU_DESTROY").length, 1);
-  assert.equal(m.mapped, false);
   iommufd.close();
   iommufd.close();
   assert.equal(sys.open_, 0);
@@ -141,4 +148,39 @@ Deno.test("IommufdDirtyTracker.harvestInto() reads mapping by mapping, never acr
   ]);
   assert.equal(decodeGetDirtyBitmap(sys.calls[0].arg).flags, 1, "NO_CLEAR before the unmap");
   tracker.stop();
+});
+
+Deno.test("HwPagetable.close(), IommufdIoas.close() and Iommufd.close() refuse while a cdev device uses them", () => {
+  const sys = new ScriptedIommu();
+  const iommufd = Iommufd.open({ syscalls: sys });
+  const ioas = iommufd.allocIoas();
+  const device = VfioCdevDevice.open("/dev/vfio/devices/vfio0", { syscalls: sys });
+  device.bind(iommufd);
+  const hwpt = iommufd.allocHwpt({ devId: 1, ioas });
+  device.attach(hwpt);
+  const label = "device /dev/vfio/devices/vfio0";
+  assert.throws(() => hwpt.close(), (e: unknown) =>
+    e instanceof ResourceBusyError &&
+    e.message ===
+      `Cannot close HWPT ${hwpt.id}: ${label} is still open (detach or close the device first)`);
+  assert.throws(
+    () => ioas.close(),
+    (e: unknown) => e instanceof ResourceBusyError && e.dependents.includes(`HWPT ${hwpt.id}`),
+  );
+  assert.throws(() => iommufd.close(), (e: unknown) =>
+    e instanceof ResourceBusyError &&
+    e.dependents.join(", ") === `IOAS ${ioas.id}, ${label}, HWPT ${hwpt.id}`);
+  assert.equal(sys.named("IOMMU_DESTROY").length, 0, "refused before any ioctl");
+  device.detach();
+  hwpt.close();
+  device.attach(ioas); // attached through an automatic HWPT: it uses the IOAS
+  assert.throws(
+    () => ioas.close(),
+    (e: unknown) => e instanceof ResourceBusyError && e.dependents.join() === label,
+  );
+  device.close(); // the kernel detaches and unbinds it
+  ioas.close();
+  iommufd.close();
+  assert.equal(sys.named("IOMMU_DESTROY").length, 2);
+  assert.equal(sys.open_, 0);
 });
