@@ -1,5 +1,6 @@
 /**
- * Migration endpoints: `tcp:HOST:PORT`, `unix:PATH` and `file:PATH`.
+ * Migration endpoints: `tcp:HOST:PORT`, `tls:HOST:PORT` (TCP with mutually
+ * authenticated TLS), `unix:PATH` and `file:PATH`.
  *
  * @module
  */
@@ -7,18 +8,19 @@
 /** A parsed migration endpoint. */
 export type Endpoint =
   | { readonly transport: "tcp"; readonly hostname: string; readonly port: number }
+  | { readonly transport: "tls"; readonly hostname: string; readonly port: number }
   | { readonly transport: "unix"; readonly path: string }
   | { readonly transport: "file"; readonly path: string };
 
 /**
- * Parses an endpoint string. TCP hosts may be names, IPv4 addresses or
- * bracketed IPv6 addresses (`tcp:[::1]:4444`); port 0 asks the listener to
- * pick a free port.
+ * Parses an endpoint string. TCP and TLS hosts may be names, IPv4 addresses
+ * or bracketed IPv6 addresses (`tcp:[::1]:4444`); port 0 asks the listener
+ * to pick a free port.
  *
- * @param text `tcp:HOST:PORT`, `unix:PATH` or `file:PATH`.
+ * @param text `tcp:HOST:PORT`, `tls:HOST:PORT`, `unix:PATH` or `file:PATH`.
  * @returns The endpoint.
  * @throws {TypeError} If `text` is not a string, names an unknown transport, or is malformed.
- * @throws {RangeError} If the TCP port is not an integer in 0 to 65535.
+ * @throws {RangeError} If the port is not an integer in 0 to 65535.
  *
  * @example Parse a TCP endpoint
  * ```ts
@@ -40,9 +42,9 @@ export function parseEndpoint(text: string): Endpoint {
     }
     return { transport, path: rest };
   }
-  if (transport !== "tcp") {
+  if (transport !== "tcp" && transport !== "tls") {
     throw new TypeError(
-      `Cannot parse endpoint "${text}": expected tcp:HOST:PORT, unix:PATH or file:PATH`,
+      `Cannot parse endpoint "${text}": expected tcp:HOST:PORT, tls:HOST:PORT, unix:PATH or file:PATH`,
     );
   }
   const portColon = rest.lastIndexOf(":");
@@ -53,7 +55,7 @@ export function parseEndpoint(text: string): Endpoint {
     throw new TypeError(`Cannot parse endpoint "${text}": write IPv6 hosts as [ADDRESS]`);
   }
   if (hostname.length === 0 || /[\s\[\]\/]/.test(hostname)) {
-    throw new TypeError(`Cannot parse endpoint "${text}": expected tcp:HOST:PORT`);
+    throw new TypeError(`Cannot parse endpoint "${text}": expected ${transport}:HOST:PORT`);
   }
   if (!/^[0-9]+$/.test(portText)) {
     throw new TypeError(`Cannot parse endpoint "${text}": port must be decimal digits`);
@@ -62,14 +64,15 @@ export function parseEndpoint(text: string): Endpoint {
   if (port > 65535) {
     throw new RangeError(`Cannot parse endpoint "${text}": port ${port} is not in 0 to 65535`);
   }
-  return { transport: "tcp", hostname, port };
+  return { transport, hostname, port };
 }
 
 /**
  * Formats an endpoint back into its string form.
  *
  * @param endpoint The endpoint.
- * @returns `tcp:HOST:PORT`, `unix:PATH` or `file:PATH`; IPv6 hosts in brackets.
+ * @returns `tcp:HOST:PORT`, `tls:HOST:PORT`, `unix:PATH` or `file:PATH`; IPv6
+ *   hosts in brackets.
  *
  * @example Round-trip an IPv6 endpoint
  * ```ts
@@ -78,7 +81,9 @@ export function parseEndpoint(text: string): Endpoint {
  * ```
  */
 export function formatEndpoint(endpoint: Endpoint): string {
-  if (endpoint.transport !== "tcp") return `${endpoint.transport}:${endpoint.path}`;
+  if (endpoint.transport === "unix" || endpoint.transport === "file") {
+    return `${endpoint.transport}:${endpoint.path}`;
+  }
   const host = endpoint.hostname.includes(":") ? `[${endpoint.hostname}]` : endpoint.hostname;
-  return `tcp:${host}:${endpoint.port}`;
+  return `${endpoint.transport}:${host}:${endpoint.port}`;
 }

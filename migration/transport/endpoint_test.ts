@@ -59,3 +59,19 @@ Deno.test("formatEndpoint() round-trips parseEndpoint()", () => {
     assert.equal(formatEndpoint(parseEndpoint(s)), s);
   }
 });
+
+Deno.test("parseEndpoint() parses tls endpoints as it parses tcp ones", () => {
+  assert.deepEqual(parseEndpoint("tls:dest.lab:4444"), {
+    transport: "tls",
+    hostname: "dest.lab",
+    port: 4444,
+  });
+  assert.deepEqual(parseEndpoint("tls:[::1]:0"), { transport: "tls", hostname: "::1", port: 0 });
+  for (const bad of ["tls:", "tls:host", "tls:::1:80", "tls:h:x"]) {
+    assert.throws(() => parseEndpoint(bad), TypeError, bad);
+  }
+  assert.throws(() => parseEndpoint("tls:h:70000"), RangeError);
+  for (const s of ["tls:10.0.0.2:4444", "tls:[::1]:80"]) {
+    assert.equal(formatEndpoint(parseEndpoint(s)), s);
+  }
+});
