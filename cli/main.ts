@@ -12,6 +12,7 @@ import { runInfo } from "./info.ts";
 import { runMigrate } from "./migrate.ts";
 import { runReceive } from "./receive.ts";
 import { runReport } from "./report.ts";
+import { runTlsCreds } from "./tls_creds.ts";
 
 /** The top-level usage text. */
 export const USAGE = `usage: deno run --allow-ffi --allow-read mod.ts <command> [options]
@@ -21,7 +22,8 @@ commands:
   receive --from ENDPOINT --ram SIZE [...]       restore a migration and verify it
   report FILE [--svg OUT]                        print a migration report and chart it
   demo [...]                                     migrate between two local processes
-endpoints: tcp:HOST:PORT, unix:PATH, file:PATH
+  tls-creds init DIR [...]                       write a CA and TLS certificates for tls:
+endpoints: tcp:HOST:PORT, tls:HOST:PORT, unix:PATH, file:PATH
 Every command takes --help: its flags, one line each, with their defaults.`;
 
 /**
@@ -50,6 +52,8 @@ export async function main(args: string[]): Promise<number> {
         return runReport(rest);
       case "demo":
         return await runDemo(rest);
+      case "tls-creds":
+        return await runTlsCreds(rest);
       case undefined:
       case "help":
       case "--help":
@@ -58,7 +62,7 @@ export async function main(args: string[]): Promise<number> {
         return command === undefined ? 2 : 0;
       default:
         throw new UsageError(
-          `Unknown command "${command}" (commands: info, migrate, receive, report, demo; run with --help)`,
+          `Unknown command "${command}" (commands: info, migrate, receive, report, demo, tls-creds; run with --help)`,
         );
     }
   } catch (e) {

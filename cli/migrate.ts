@@ -26,6 +26,7 @@ import { parseChoice, parseInteger, parseRate, parseSeconds, parseSize } from ".
 import { ReportFile } from "./report_file.ts";
 import { abortWhenStdinCloses } from "./terminate.ts";
 import { Progress } from "./progress.ts";
+import { SOURCE_TLS_FLAGS, sourceTls } from "./_tls_flags.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
 
 /** The flags of `migrate`. */
@@ -37,8 +38,9 @@ export const MIGRATE_COMMAND = {
     to: {
       type: "string",
       value: "ENDPOINT",
-      help: "the destination: tcp:HOST:PORT, unix:PATH, or file:PATH to write (required)",
+      help: "the destination: tls:HOST:PORT, tcp:HOST:PORT, unix:PATH, or file:PATH (required)",
     },
+    ...SOURCE_TLS_FLAGS,
     ram: { type: "string", value: "SIZE", help: "guest RAM, such as 256M or 1G (required)" },
     fill: {
       type: "string",
@@ -240,11 +242,13 @@ export async function runMigrate(args: string[]): Promise<number> {
   }
   const { values } = parsed;
   if (values.to === undefined) throw new UsageError("--to is required (see --help)");
+  let endpoint;
   try {
-    parseEndpoint(values.to);
+    endpoint = parseEndpoint(values.to);
   } catch (e) {
     throw new UsageError(`--to: ${(e as Error).message}`);
   }
+  const tls = sourceTls(endpoint, values);
   const ram = parseSize("--ram", values.ram);
   if (ram % 4096 !== 0) throw new UsageError(`--ram ${values.ram} is not a multiple of 4 KiB`);
   const pattern = values.workload === undefined
@@ -346,6 +350,7 @@ export async function runMigrate(args: string[]): Promise<number> {
     report = await migrateGuest({
       memory,
       to: values.to,
+      tls,
       workload,
       vfio,
       devices,

@@ -15,7 +15,8 @@ import {
   receiveGuest,
 } from "../migration/guest/destination.ts";
 import { formatEndpoint, parseEndpoint } from "../migration/transport/endpoint.ts";
-import { listenEndpoint } from "../migration/transport/open.ts";
+import { openListener } from "../migration/transport/open.ts";
+import { DESTINATION_TLS_FLAGS, destinationTls } from "./_tls_flags.ts";
 import { guestAddress } from "../sys/address.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
 import { UsageError } from "./describe_error.ts";
@@ -34,8 +35,9 @@ export const RECEIVE_COMMAND = {
     from: {
       type: "string",
       value: "ENDPOINT",
-      help: "where to listen: tcp:HOST:PORT, unix:PATH, or file:PATH to read (required)",
+      help: "where to listen: tls:HOST:PORT, tcp:HOST:PORT, unix:PATH, or file:PATH (required)",
     },
+    ...DESTINATION_TLS_FLAGS,
     ram: { type: "string", value: "SIZE", help: "guest RAM, equal to the source's (required)" },
     report: { type: "string", value: "FILE", help: "write a JSON report here" },
     "idle-timeout": {
@@ -62,8 +64,10 @@ export const RECEIVE_COMMAND = {
     },
   },
   notes: [
-    "A peer that fails before a valid header is dropped and the next one is awaited; once a",
-    "source is in, any failure discards the image. Exit status: 0 verified, 1 failed, 2 usage.",
+    "A peer that fails before a valid header (or the TLS handshake and authorization) is",
+    "dropped and the next one is awaited; once a source is in, any failure discards the image.",
+    "Plain tcp: beyond loopback needs --insecure-plaintext. Unix sockets are created mode 0600.",
+    "Exit status: 0 verified, 1 failed, 2 usage.",
   ],
 } as const;
 
@@ -77,6 +81,8 @@ export interface ReceiveReport {
   imageTouched?: boolean;
   /** The source's address, when known. */
   peer?: string;
+  /** The source's authenticated identity (over TLS, its certificate's subject). */
+  peerIdentity?: string;
   /** The verified digest (hex). */
   digest?: string;
   /** Stream bytes. */
@@ -104,7 +110,7 @@ export interface ReceiveReport {
  *
  * @example
  * ```ts ignore
- * Deno.exit(await runReceive(["--from", "tcp:0.0.0.0:4444", "--ram", "256M"]));
+ * Deno.exit(await runReceive(["--from", "tls:0.0.0.0:4444", "--tls-creds", "creds", "--ram", "256M"]));
  * ```
  */
 export async function runReceive(args: string[]): Promise<number> {
@@ -121,6 +127,7 @@ export async function runReceive(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`--from: ${(e as Error).message}`);
   }
+  const security = destinationTls(endpoint, values);
   const ram = parseSize("--ram", values.ram);
   if (ram % 4096 !== 0) throw new UsageError(`--ram ${values.ram} is not a multiple of 4 KiB`);
   const idleTimeoutMs = values["idle-timeout"] === undefined
@@ -141,7 +148,8 @@ export async function runReceive(args: string[]): Promise<number> {
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
     prefault: true,
   });
-  const listener = listenEndpoint(endpoint);
+  if (security.warning) progress.done(security.warning);
+  const listener = await openListener(endpoint, { tls: security.tls });
   // A signal removes the socket file before the process goes.
   using _closeOnSignal = onTerminate(() => listener.close());
   const stop = new AbortController();
@@ -161,7 +169,10 @@ export async function runReceive(args: string[]): Promise<number> {
       idleTimeoutMs,
       headerTimeoutMs,
       maxAttempts,
-      onAccepted: (peer) => progress.update(`receiving${peer ? ` from ${peer}` : ""}…`),
+      onAccepted: (peer, identity) =>
+        progress.update(
+          `receiving${peer ? ` from ${peer}` : ""}${identity ? ` (${identity})` : ""}…`,
+        ),
       onRejected: (peer, reason) => progress.done(`dropped ${peer}: ${reason}`),
       onIteration: (n) => progress.update(`receiving: iteration ${n} done`),
     });
@@ -169,6 +180,7 @@ export async function runReceive(args: string[]): Promise<number> {
     report = {
       result: "completed",
       peer: got.peer,
+      peerIdentity: got.peerIdentity,
       digest: got.digest,
       bytes: s.bytes,
       pages: s.pages,

@@ -11,7 +11,8 @@ import { acceptSource } from "./_source_acceptor.ts";
 import { writeAck } from "../stream/ack.ts";
 import { MigrationError } from "../engine/errors.ts";
 import { destinationRam, ramDigest } from "./guest_ram.ts";
-import { listenEndpoint } from "../transport/open.ts";
+import { openListener } from "../transport/open.ts";
+import type { TlsListenOptions } from "../transport/tls.ts";
 import { peerText } from "../stream/peer_text.ts";
 import { openStream, type ReceiveSummary } from "../stream/reader.ts";
 import type { StreamListener } from "../transport/channel.ts";
@@ -26,6 +27,8 @@ export interface ReceivedGuest {
   readonly ms: number;
   /** The source's address (`HOST:PORT` over TCP), when known. */
   readonly peer?: string;
+  /** The source's authenticated identity (over TLS, its certificate's subject). */
+  readonly peerIdentity?: string;
 }
 
 /** How long a connected peer has to send a valid stream header: 10 s. */
@@ -62,10 +65,15 @@ export interface ReceiveGuestOptions {
   memory: GuestMemory;
   /** Where to listen: an endpoint string, or a listener (closed when this returns). */
   from: string | StreamListener;
+  /** For a `tls:` endpoint string (required there): credentials, authorization list, bounds. */
+  tls?: TlsListenOptions;
   /** Called at each iteration marker. */
   onIteration?: (n: number) => void;
-  /** Called once a peer has sent a valid header and became the source. */
-  onAccepted?: (peer: string | undefined) => void;
+  /**
+   * Called once a peer has sent a valid header and became the source, with
+   * its address and (over TLS) its authenticated identity.
+   */
+  onAccepted?: (peer: string | undefined, identity: string | undefined) => void;
   /** Called for each peer dropped before a valid header, with its escaped reason. */
   onRejected?: (peer: string, reason: string) => void;
   /** Aborting stops waiting for a source (and stops a stream in progress). */
@@ -128,7 +136,9 @@ export class DestinationFailure extends MigrationError {
  */
 export async function receiveGuest(options: ReceiveGuestOptions): Promise<ReceivedGuest> {
   const { memory } = options;
-  const listener = typeof options.from === "string" ? listenEndpoint(options.from) : options.from;
+  const listener = typeof options.from === "string"
+    ? await openListener(options.from, { tls: options.tls })
+    : options.from;
   const live = listener.endpoint.transport !== "file";
   const ram = destinationRam(memory);
   let digest = "";
@@ -177,7 +187,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     });
   }
   const { channel, value: incoming } = accepted;
-  options.onAccepted?.(channel.peer);
+  options.onAccepted?.(channel.peer, channel.peerIdentity);
   const t0 = performance.now();
   const stop = () => channel.abort(options.signal!.reason);
   options.signal?.addEventListener("abort", stop, { once: true });
@@ -196,7 +206,13 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
       await device.loadState(bytes);
     }
     if (live) await writeAck(channel, { ok: true, text: digest });
-    return { summary, digest, ms: performance.now() - t0, peer: channel.peer };
+    return {
+      summary,
+      digest,
+      ms: performance.now() - t0,
+      peer: channel.peer,
+      peerIdentity: channel.peerIdentity,
+    };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (live) await writeAck(channel, { ok: false, text: message }).catch(() => {});

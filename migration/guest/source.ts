@@ -22,6 +22,7 @@ import { parseEndpoint } from "../transport/endpoint.ts";
 import { MigrationError } from "../engine/errors.ts";
 import { ramDigest, sourceRam } from "./guest_ram.ts";
 import { connectEndpoint } from "../transport/open.ts";
+import type { TlsCredentials } from "../transport/tls_credentials.ts";
 import { migrate, MigrationFailure } from "../engine/precopy.ts";
 import type { MigrationEvent } from "../engine/status.ts";
 import { type MigrationReport, newReport } from "../engine/report.ts";
@@ -35,8 +36,13 @@ import type { Workload } from "../engine/workload.ts";
 export interface MigrateGuestOptions {
   /** The guest RAM. */
   memory: GuestMemory;
-  /** Where to: `tcp:HOST:PORT`, `unix:PATH` or `file:PATH`. */
+  /** Where to: `tcp:HOST:PORT`, `tls:HOST:PORT`, `unix:PATH` or `file:PATH`. */
   to: string;
+  /**
+   * For a `tls:` destination (required there): the source's credentials,
+   * and the name the destination's certificate must carry (default its host).
+   */
+  tls?: { credentials: TlsCredentials; serverName?: string };
   /** The running workload. */
   workload?: Workload;
   /** The VFIO container the RAM is mapped into (IOVA = `iovaBase` + GPA). */
@@ -147,6 +153,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       channel = await connectEndpoint(endpoint, {
         timeoutMs: peerTimeoutMs,
         signal: deadline.signal,
+        tls: options.tls,
       }).catch((e) => {
         throw e instanceof MigrationError
           ? e

@@ -71,7 +71,9 @@ export function serverHandshakeFailure(e: Error, caPath: string): Error {
   let why: string;
   if (err.code === "ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE" || /no certificates/.test(message)) {
     why = "the client sent no certificate, and one is required";
-  } else if (alert === "UnknownCA" || alert === "BadCertificate" || alert === "CertificateUnknown") {
+  } else if (
+    alert === "UnknownCA" || alert === "BadCertificate" || alert === "CertificateUnknown"
+  ) {
     why = `the client does not accept this destination's certificate (alert ${alert}): ` +
       "its CA did not issue server-cert.pem, or the certificate does not name the host it dialled";
   } else if (alert === "CertificateExpired") {

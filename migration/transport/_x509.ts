@@ -238,7 +238,9 @@ export function subjectRfc2253(der: Uint8Array): string {
       const points = name === undefined ? undefined : codePoints(der, value);
       parts.push(
         `${name ?? oid}=${
-          points === undefined ? `#${hex(der.subarray(value.start, value.end))}` : escapeValue(points)
+          points === undefined
+            ? `#${hex(der.subarray(value.start, value.end))}`
+            : escapeValue(points)
         }`,
       );
     }

@@ -23,7 +23,7 @@ Deno.test("subjectRfc2253() prints subjects as openssl -nameopt RFC2253 does", a
   try {
     const subjects = [
       "/O=lab/CN=client-1",
-      "/C=DE/ST=Berlin/L=Mitte/O=Example, Inc./OU=ops+dev/CN=a;b<c>d\"e\\\\f",
+      '/C=DE/ST=Berlin/L=Mitte/O=Example, Inc./OU=ops+dev/CN=a;b<c>d"e\\\\f',
       "/CN=#lead and trail /O= space",
       "/DC=org/DC=example/UID=u1/emailAddress=ops@example.org/CN=müller ☃",
       "/O=x/CN=a+OU=b",
@@ -58,7 +58,10 @@ Deno.test("chainsTo() and certificateProblems() find a certificate another CA is
     const problems = certificateProblems(a, { cas: [b], usage: "clientAuth" });
     assert.deepEqual(problems, ["it was issued by CN=CA one, not by the CA in ca-cert.pem"]);
     const later = new Date(Date.now() + 5 * 86400_000);
-    assert.match(certificateProblems(a, { cas: [a], usage: "clientAuth", now: later })[0], /^it expired on 20/);
+    assert.match(
+      certificateProblems(a, { cas: [a], usage: "clientAuth", now: later })[0],
+      /^it expired on 20/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -35,6 +35,8 @@ export interface RawStream {
   write(p: Uint8Array): Promise<number>;
   /** Closes the descriptor. */
   close(): void;
+  /** The peer's authenticated identity (a TLS certificate's subject), once known. */
+  readonly peerIdentity?: string;
 }
 
 /** Options for {@linkcode StreamChannel}. */
@@ -81,6 +83,7 @@ export interface StreamChannelOptions {
  */
 export class StreamChannel implements StreamSink, StreamSource, Disposable {
   #raw: RawStream | null;
+  #opened: RawStream;
   #label: string;
   #peer: string | undefined;
   #onClose: (() => void) | undefined;
@@ -104,6 +107,7 @@ export class StreamChannel implements StreamSink, StreamSource, Disposable {
    */
   constructor(raw: RawStream, label: string, options: StreamChannelOptions = {}) {
     this.#raw = raw;
+    this.#opened = raw;
     this.#label = label;
     this.#peer = options.peer;
     this.#onClose = options.onClose;
@@ -124,6 +128,14 @@ export class StreamChannel implements StreamSink, StreamSource, Disposable {
   /** The peer's address (`HOST:PORT` for TCP), when known. */
   get peer(): string | undefined {
     return this.#peer;
+  }
+
+  /**
+   * The peer's authenticated identity: over TLS, the subject of its verified
+   * certificate (`CN=client-1,O=lab`), once the handshake is done.
+   */
+  get peerIdentity(): string | undefined {
+    return this.#opened.peerIdentity;
   }
 
   /** Whether `close()` has run. */

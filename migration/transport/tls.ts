@@ -219,26 +219,31 @@ export async function connectTls(
         }`,
       );
     }
-    const verdict = await withDeadline(readVerdict(stream), timeoutMs, options.signal, () =>
-      new Deno.errors.TimedOut(
-        `Cannot connect to ${label}: the destination gave no verdict on our identity within ${
-          timeoutMs / 1000
-        } s of the TLS handshake`,
-      )).catch((e) => {
-        if (e instanceof Deno.errors.TimedOut || options.signal?.aborted) throw e;
-        const reason = e instanceof Deno.errors.UnexpectedEof
-          ? "closed the connection right after the TLS handshake: it did not accept our " +
-            `client certificate${
-              creds.cert === undefined
-                ? ` (${creds.dir.replace(/\/+$/, "")} has no client-cert.pem)`
-                : ""
-            }${ownCertificateProblems(creds)}`
-          : (e as Error).message;
-        throw new Deno.errors.PermissionDenied(
-          `Cannot connect to ${label}: the destination ${reason}`,
-          { cause: e },
-        );
-      });
+    const verdict = await withDeadline(
+      readVerdict(stream),
+      timeoutMs,
+      options.signal,
+      () =>
+        new Deno.errors.TimedOut(
+          `Cannot connect to ${label}: the destination gave no verdict on our identity within ${
+            timeoutMs / 1000
+          } s of the TLS handshake`,
+        ),
+    ).catch((e) => {
+      if (e instanceof Deno.errors.TimedOut || options.signal?.aborted) throw e;
+      const reason = e instanceof Deno.errors.UnexpectedEof
+        ? "closed the connection right after the TLS handshake: it did not accept our " +
+          `client certificate${
+            creds.cert === undefined
+              ? ` (${creds.dir.replace(/\/+$/, "")} has no client-cert.pem)`
+              : ""
+          }${ownCertificateProblems(creds)}`
+        : (e as Error).message;
+      throw new Deno.errors.PermissionDenied(
+        `Cannot connect to ${label}: the destination ${reason}`,
+        { cause: e },
+      );
+    });
     if (!verdict.allowed) {
       throw new Deno.errors.PermissionDenied(
         `Cannot connect to ${label}: the destination refused us: ${
@@ -533,9 +538,15 @@ class TlsListener implements StreamListener {
       };
     });
     this.#pending.set(raw, pending);
-    raw.once("close", () =>
-      this.#settle(raw, (p) =>
-        p.reject(new Deno.errors.ConnectionReset("The peer closed during the TLS handshake"))));
+    raw.once(
+      "close",
+      () =>
+        this.#settle(
+          raw,
+          (p) =>
+            p.reject(new Deno.errors.ConnectionReset("The peer closed during the TLS handshake")),
+        ),
+    );
     const peer = raw.remoteAddress?.includes(":")
       ? `[${raw.remoteAddress}]:${raw.remotePort}`
       : `${raw.remoteAddress}:${raw.remotePort}`;

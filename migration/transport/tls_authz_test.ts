@@ -27,11 +27,13 @@ Deno.test("TlsAuthz.parse() takes subjects and fingerprints as openssl prints th
 Deno.test("TlsAuthz.parse() names the line it cannot read, and refuses an empty list", () => {
   assert.throws(() => TlsAuthz.parse("CN=a\nclient-2\n", "authz.txt"), {
     name: "TypeError",
-    message: /^Cannot read the authorization list authz\.txt, line 2: expected a subject .* got "client-2"$/,
+    message:
+      /^Cannot read the authorization list authz\.txt, line 2: expected a subject .* got "client-2"$/,
   });
   assert.throws(() => TlsAuthz.parse("AB:CD\n"), /line 1/);
   assert.throws(() => TlsAuthz.parse("# nobody\n", "authz.txt"), {
-    message: "Cannot use the authorization list authz.txt: it names no client, so every client is refused",
+    message:
+      "Cannot use the authorization list authz.txt: it names no client, so every client is refused",
   });
 });
 
