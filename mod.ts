@@ -63,6 +63,7 @@ export type { DirtyTracker, GuestMemoryOptions, RegionSpec } from "./memory/mod.
 // Live migration.
 export {
   DestinationFailure,
+  loadTlsCredentials,
   migrateGuest,
   MigrationError,
   MigrationFailure,
@@ -70,6 +71,7 @@ export {
   receiveGuest,
   renderReportSvg,
   StreamError,
+  TlsAuthz,
 } from "./migration/mod.ts";
 export type {
   ConvergenceLimits,
@@ -79,6 +81,10 @@ export type {
   MigrationReport,
   ReceivedGuest,
   ReceiveGuestOptions,
+  TlsCredentials,
+  TlsCredentialsEndpoint,
+  TlsListenOptions,
+  TlsPeerIdentity,
 } from "./migration/mod.ts";
 // The syscall boundary, its errors and the address brands.
 export {

@@ -54,6 +54,15 @@ export const TLS_CREDS_COMMAND = {
   ],
 } as const;
 
+// This host's name, when the process may ask for it (--allow-sys).
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
+}
+
 const FILES = [
   "ca-cert.pem",
   "ca-key.pem",
@@ -100,8 +109,10 @@ export async function runTlsCreds(args: string[]): Promise<number> {
   const days = values.days === undefined ? 365 : parseInteger("--days", values.days, { min: 1 });
   const org = values.org ?? "deno-vmm";
   const cn = values["client-cn"] ?? "client-1";
-  if (cn.length === 0 || /[\x00-\x1f]/.test(cn)) throw new UsageError("--client-cn is empty");
-  const names = (values["server-name"] ?? `localhost,127.0.0.1,::1,${Deno.hostname()}`)
+  if (cn.trim().length === 0 || [...cn].some((c) => c < " ")) {
+    throw new UsageError("--client-cn takes a name without control characters");
+  }
+  const names = (values["server-name"] ?? `localhost,127.0.0.1,::1,${hostName()}`)
     .split(",").map((n) => n.trim()).filter((n) => n.length > 0);
   for (const n of names) {
     if (!/^[A-Za-z0-9.\-:*\[\]]+$/.test(n)) {

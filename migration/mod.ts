@@ -12,11 +12,14 @@
  *   {@linkcode MigrationReport} (chart it with {@linkcode renderReportSvg}).
  * - Scripted tests: `runMigrationScenario()` in `./testing`.
  * - The versioned stream format (see `STREAM.md`), its writer and its
- *   untrusting receiver, and the file, unix-socket and TCP transports behind
- *   one interface.
+ *   untrusting receiver, and the file, unix-socket, TCP and TLS transports
+ *   behind one interface. TLS (`tls:HOST:PORT`) authenticates both sides
+ *   with certificates in QEMU's `tls-creds-x509` layout
+ *   ({@linkcode loadTlsCredentials}) and lets in only the clients an
+ *   authorization list names ({@linkcode TlsAuthz}).
  *
- * Requires `--allow-net` for TCP, and `--allow-read`/`--allow-write` for
- * unix sockets and files.
+ * Requires `--allow-net` for TCP and TLS, and `--allow-read`/`--allow-write`
+ * for unix sockets, files and TLS credentials.
  *
  * @example Migrate RAM over TCP
  * ```ts
@@ -135,7 +138,24 @@ export {
 } from "./stream/format.ts";
 export { escapeControl, peerText } from "./stream/peer_text.ts";
 // Transports.
-export { connectEndpoint, listenEndpoint } from "./transport/open.ts";
+export {
+  connectEndpoint,
+  type ConnectEndpointOptions,
+  listenEndpoint,
+  type ListenEndpointOptions,
+  openListener,
+} from "./transport/open.ts";
+export {
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  type TlsConnectOptions,
+  type TlsListenOptions,
+} from "./transport/tls.ts";
+export {
+  loadTlsCredentials,
+  type TlsCredentials,
+  type TlsCredentialsEndpoint,
+} from "./transport/tls_credentials.ts";
+export { TlsAuthz, type TlsPeerIdentity } from "./transport/tls_authz.ts";
 export { type Endpoint, formatEndpoint, parseEndpoint } from "./transport/endpoint.ts";
 export {
   type AcceptOptions,

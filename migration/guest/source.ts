@@ -218,7 +218,18 @@ async function withRefusal(
     return failure;
   }
   channel.timeoutMs = 1000;
-  const ack = await readAck(channel).catch(() => undefined);
+  const ack = await readAck(channel).catch((e) =>
+    e instanceof Deno.errors.InvalidData ? e : undefined
+  );
+  if (ack instanceof Error) {
+    // A TLS destination's alert, read by a plaintext source.
+    const err = new MigrationError("destination", ack.message, { cause: failure });
+    return new MigrationFailure(err, {
+      ...failure.report,
+      error: err.message,
+      failedPhase: err.phase,
+    });
+  }
   if (ack === undefined || ack.ok) return failure;
   const err = new MigrationError(
     "destination",

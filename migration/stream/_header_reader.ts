@@ -13,6 +13,7 @@ import {
   STREAM_MAGIC,
   STREAM_VERSION,
 } from "./format.ts";
+import { looksLikeTls } from "./_tls_hint.ts";
 
 export async function readStreamHeader(
   buf: StreamBuffer,
@@ -22,7 +23,12 @@ export async function readStreamHeader(
   const fixed = (await buf.take(STREAM_HEADER_FIXED_BYTES, "the stream header")).slice();
   const v = new DataView(fixed.buffer);
   if (!STREAM_MAGIC.every((b, i) => fixed[i] === b)) {
-    throw new StreamError(0, "Bad magic: not a DVMM-MIG migration stream");
+    throw new StreamError(
+      0,
+      looksLikeTls(fixed)
+        ? "Bad magic: the peer speaks TLS (a tls: source dialling this plaintext endpoint?)"
+        : "Bad magic: not a DVMM-MIG migration stream",
+    );
   }
   const version = v.getUint32(8, true);
   if (version !== STREAM_VERSION) {

@@ -13,6 +13,7 @@
  */
 
 import type { StreamSink, StreamSource } from "../transport/channel.ts";
+import { looksLikeTls } from "./_tls_hint.ts";
 
 const MAGIC = 0x414d5644; // "DVMA" little-endian
 const MAX_TEXT = 4096;
@@ -57,6 +58,7 @@ async function readFull(source: StreamSource, into: Uint8Array): Promise<void> {
   while (at < into.byteLength) {
     const n = await source.read(into.subarray(at));
     if (n === null) {
+      if (looksLikeTls(into.subarray(0, at))) throw tlsAnswer();
       throw new RangeError(
         `Destination closed the connection after ${at} of ${into.byteLength} answer bytes`,
       );
@@ -65,11 +67,21 @@ async function readFull(source: StreamSource, into: Uint8Array): Promise<void> {
   }
 }
 
+// A plaintext source reading a TLS destination's alert.
+function tlsAnswer(): Error {
+  return new Deno.errors.InvalidData(
+    "Destination answered with TLS: it listens on tls:, so connect with tls:HOST:PORT and " +
+      "TLS credentials",
+  );
+}
+
 /**
  * Reads the answer frame.
  *
  * @param source The connection.
  * @returns The answer.
+ * @throws {Deno.errors.InvalidData} When the answer is a TLS record (a
+ *   plaintext source dialled a TLS destination).
  * @throws {RangeError} When the frame is cut short or malformed, or its text
  *   is not valid UTF-8.
  *
@@ -82,7 +94,10 @@ export async function readAck(source: StreamSource): Promise<DestinationAck> {
   const head = new Uint8Array(12);
   await readFull(source, head);
   const v = new DataView(head.buffer);
-  if (v.getUint32(0, true) !== MAGIC) throw new RangeError("Destination answer has a bad magic");
+  if (v.getUint32(0, true) !== MAGIC) {
+    if (looksLikeTls(head)) throw tlsAnswer();
+    throw new RangeError("Destination answer has a bad magic");
+  }
   const status = v.getUint32(4, true);
   const length = v.getUint32(8, true);
   if (length > MAX_TEXT) throw new RangeError(`Destination answer of ${length} bytes is too long`);

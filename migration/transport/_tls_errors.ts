@@ -24,7 +24,8 @@ function alertOf(message: string): string | undefined {
   return /received fatal alert: (\w+)/.exec(message)?.[1];
 }
 
-function notTls(message: string): boolean {
+/** Whether a TLS error says the peer sent plaintext. */
+export function notTls(message: string): boolean {
   return /InvalidContentType|wrong version number|corrupt message|packet length too long/i.test(
     message,
   );

@@ -75,7 +75,7 @@ export function certificateProblems(
     const issuer = nameLines(cert.issuer);
     problems.push(`it was issued by ${issuer}, not by the CA in ca-cert.pem`);
   }
-  const eku = extendedKeyUsage(cert);
+  const eku = extendedKeyUsage(new Uint8Array(cert.raw));
   const wanted = options.usage === "serverAuth" ? OID_SERVER_AUTH : OID_CLIENT_AUTH;
   if (eku !== undefined && !eku.includes(wanted)) {
     problems.push(`its extended key usage does not include ${options.usage}`);
@@ -88,10 +88,21 @@ function nameLines(text: string): string {
   return text.split("\n").reverse().join(",");
 }
 
-// The extended key usages (OIDs), or undefined when the extension is absent.
-function extendedKeyUsage(cert: X509Certificate): string[] | undefined {
-  const usages = (cert as unknown as { keyUsage?: string[] }).keyUsage;
-  return usages === undefined || usages.length === 0 ? undefined : usages;
+const OID_EXT_KEY_USAGE = "2.5.29.37";
+
+/** The extended key usages (OIDs) of a DER certificate, or undefined without the extension. */
+export function extendedKeyUsage(der: Uint8Array): string[] | undefined {
+  const [tbs] = children(der, tlv(der, 0));
+  const extensions = children(der, tbs).find((f) => f.tag === 0xa3);
+  if (extensions === undefined) return undefined;
+  for (const ext of children(der, children(der, extensions)[0])) {
+    const parts = children(der, ext);
+    if (oidText(der, parts[0]) !== OID_EXT_KEY_USAGE) continue;
+    const octets = parts[parts.length - 1];
+    const seq = tlv(der, octets.body);
+    return children(der, seq).map((oid) => oidText(der, oid));
+  }
+  return undefined;
 }
 
 // ---- DER: the subject of a certificate, RFC 2253 the way OpenSSL prints it.

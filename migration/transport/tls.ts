@@ -16,6 +16,7 @@ import tls from "node:tls";
 import { X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { type Endpoint, formatEndpoint } from "./endpoint.ts";
+import { peerText } from "../stream/peer_text.ts";
 import {
   type AcceptOptions,
   type ConnectOptions,
@@ -26,7 +27,7 @@ import {
 import type { TlsCredentials } from "./tls_credentials.ts";
 import type { TlsAuthz } from "./tls_authz.ts";
 import { type OpenedTls, TlsSocketStream } from "./_tls_stream.ts";
-import { CERTIFICATE_CODES, serverHandshakeFailure, tlsFailure } from "./_tls_errors.ts";
+import { CERTIFICATE_CODES, notTls, serverHandshakeFailure, tlsFailure } from "./_tls_errors.ts";
 import {
   certificateIdentity,
   certificateProblems,
@@ -231,23 +232,15 @@ export async function connectTls(
         ),
     ).catch((e) => {
       if (e instanceof Deno.errors.TimedOut || options.signal?.aborted) throw e;
-      const reason = e instanceof Deno.errors.UnexpectedEof
-        ? "closed the connection right after the TLS handshake: it did not accept our " +
-          `client certificate${
-            creds.cert === undefined
-              ? ` (${creds.dir.replace(/\/+$/, "")} has no client-cert.pem)`
-              : ""
-          }${ownCertificateProblems(creds)}`
-        : (e as Error).message;
       throw new Deno.errors.PermissionDenied(
-        `Cannot connect to ${label}: the destination ${reason}`,
+        `Cannot connect to ${label}: the destination ${verdictFailure(e, creds)}`,
         { cause: e },
       );
     });
     if (!verdict.allowed) {
       throw new Deno.errors.PermissionDenied(
         `Cannot connect to ${label}: the destination refused us: ${
-          verdict.reason.replace(/[\x00-\x1f\x7f-\x9f]/g, "?").slice(0, 300)
+          peerText(verdict.reason, { max: 300 })
         }`,
       );
     }
@@ -261,6 +254,30 @@ export async function connectTls(
     timeoutMs: options.timeoutMs,
     signal: options.signal,
   });
+}
+
+// Why the destination ended the connection between the handshake and its
+// verdict: in TLS 1.3 a client hears that its certificate was refused only then.
+function verdictFailure(e: unknown, creds: TlsCredentials): string {
+  const dir = creds.dir.replace(/\/+$/, "");
+  const message = e instanceof Error ? e.message : String(e);
+  if (/CertificateRequired/.test(message) || creds.cert === undefined) {
+    return `requires a client certificate${
+      creds.cert === undefined ? `, and ${dir} has no client-cert.pem` : ""
+    }`;
+  }
+  const alert = /alert (\w+)/.exec(message)?.[1];
+  if (
+    e instanceof Deno.errors.UnexpectedEof || e instanceof Deno.errors.ConnectionReset ||
+    alert !== undefined
+  ) {
+    return `${
+      alert === undefined ? "closed the connection" : `ended TLS with alert ${alert}`
+    } right after the handshake: it did not accept our client certificate${
+      creds.cert === undefined ? ` (${dir} has no client-cert.pem)` : ""
+    }${ownCertificateProblems(creds)}`;
+  }
+  return message;
 }
 
 // Waits for secureConnect within `ms`; rejects with the socket's error.
@@ -338,6 +355,13 @@ async function describeConnectFailure(
       { cause: e },
     );
   }
+  if (notTls(e.message)) {
+    return new Deno.errors.InvalidData(
+      `Cannot connect to ${label}: the destination does not speak TLS (it answered in ` +
+        "plaintext: is it listening on tcp: rather than tls:?)",
+      { cause: e },
+    );
+  }
   if (CERTIFICATE_CODES.has(code)) {
     // Look at the certificate it presented, without trusting it or sending a byte.
     const seen = await presentedCertificate(ctx.base, ctx.timeoutMs).catch(() => undefined);
@@ -349,7 +373,10 @@ async function describeConnectFailure(
     const who = seen === undefined ? "" : ` ${certificateIdentity(seen[0]).subject}`;
     return new Deno.errors.InvalidData(
       `Cannot connect to ${label}: the destination's certificate${who} was not accepted: ${
-        problems.length > 0 ? problems.join(", ") : `${e.message} (${code})`
+        problems.length > 0
+          ? problems.join(", ")
+          : `it was not issued by the CA in ${caPath(creds)}, has expired or is not yet valid, ` +
+            `or is not for server use (${code})`
       }`,
       { cause: e },
     );
@@ -538,15 +565,15 @@ class TlsListener implements StreamListener {
       };
     });
     this.#pending.set(raw, pending);
-    raw.once(
-      "close",
-      () =>
-        this.#settle(
-          raw,
-          (p) =>
-            p.reject(new Deno.errors.ConnectionReset("The peer closed during the TLS handshake")),
-        ),
-    );
+    // The TLS layer's own error (a missing certificate, an alert) comes just
+    // after the close and names the better reason, so it goes first.
+    raw.once("close", () => {
+      const hungUp = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+      setTimeout(
+        () => this.#settle(raw, (p) => p.reject(serverHandshakeFailure(hungUp, this.#caPath))),
+        20,
+      );
+    });
     const peer = raw.remoteAddress?.includes(":")
       ? `[${raw.remoteAddress}]:${raw.remotePort}`
       : `${raw.remoteAddress}:${raw.remotePort}`;

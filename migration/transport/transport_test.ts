@@ -119,6 +119,34 @@ Deno.test("listenEndpoint() removes the unix socket file on close and after acce
   });
 });
 
+Deno.test("listenEndpoint() creates unix sockets mode 0600 under a permissive umask, leaving nothing beside them", async () => {
+  await inTempDir(async (dir) => {
+    await Deno.chmod(dir, 0o777);
+    const path = `${dir}/m.sock`;
+    // A child with umask 000 would create the socket 0777 by a plain bind.
+    const code = [
+      `import { listenEndpoint } from ${
+        JSON.stringify(new URL("./open.ts", import.meta.url).href)
+      };`,
+      `const l = listenEndpoint("unix:${path}");`,
+      `const st = Deno.lstatSync(${JSON.stringify(path)});`,
+      `console.log((st.mode! & 0o777).toString(8), st.isSocket, Deno.readDirSync(${
+        JSON.stringify(dir)
+      }).toArray().map((e) => e.name).join(","));`,
+      `l.close();`,
+    ].join("\n");
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `umask 000 && exec "$0" eval "$1"`, Deno.execPath(), code],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    assert.equal(text, "600 true m.sock");
+    await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+  });
+});
+
 Deno.test("StreamListener.accept() closes the listener when aborted", async () => {
   using listener = listenEndpoint("tcp:127.0.0.1:0");
   const port = listener.endpoint.transport === "tcp" ? listener.endpoint.port : 0;

@@ -58,10 +58,13 @@ export async function connectUnix(
 }
 
 /**
- * Creates the socket file and listens. The file is removed when the
- * listener closes (after `accept()`, on abort, or on `close()`). A socket
- * file left behind by a process that died is replaced; a live socket, or
- * any other file at the path, is refused.
+ * Creates the socket file, mode 0600 (only this user may connect), and
+ * listens. The socket is bound in a private 0700 directory beside `path`,
+ * made 0600 there and only then renamed into place, so it is never
+ * reachable with wider permissions. The file is removed when the listener
+ * closes (after `accept()`, on abort, or on `close()`). A socket file left
+ * behind by a process that died is replaced; a live socket, or any other
+ * file at the path, is refused.
  *
  * @param endpoint The socket path.
  * @returns The listener.
@@ -82,10 +85,24 @@ export function listenUnix(endpoint: UnixEndpoint): StreamListener {
   const { path } = endpoint;
   removeStaleSocket(path);
   let listener: Deno.UnixListener;
+  let stage: string | undefined;
   try {
-    listener = Deno.listen({ transport: "unix", path });
+    const slash = path.lastIndexOf("/");
+    const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+    stage = Deno.makeTempDirSync({ dir, prefix: ".dv" }); // mode 0700
+    const inner = `${stage}/s`;
+    listener = Deno.listen({ transport: "unix", path: inner });
+    try {
+      Deno.chmodSync(inner, 0o600);
+      Deno.renameSync(inner, path);
+    } catch (e) {
+      listener.close();
+      throw e;
+    }
   } catch (e) {
     rethrowNamed(e, `listen on unix:${path}`);
+  } finally {
+    if (stage !== undefined) Deno.removeSync(stage, { recursive: true });
   }
   return new SocketListener(listener, { transport: "unix", path }, {
     onClose: () => removeSocket(path),
