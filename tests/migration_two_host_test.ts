@@ -1,5 +1,7 @@
 // A two-host migration: the destination runs in its own network namespace,
-// as a second host would, and the stream crosses a veth link to reach it.
+// as a second host would, and the stream crosses a veth link to reach it,
+// over tls: with mutual authentication and an authorization list (plain
+// tcp: beyond loopback is refused there without --insecure-plaintext).
 //
 // Needs root (`ip netns`, `ip link`). It fails, never skips, without it.
 // Addresses come from 10.213.X.0/30, a private test range used only between
@@ -138,7 +140,7 @@ async function freeSubnet(): Promise<number> {
   return assert.fail("Cannot find a free 10.213.X.0/30 subnet for the veth link");
 }
 
-Deno.test("migrate/receive CLI: a migration crosses a veth link into a second host's network namespace", async () => {
+Deno.test("migrate/receive CLI: a migration over tls: crosses a veth link into a second host's network namespace", async () => {
   assert.equal(
     Deno.uid(),
     0,
@@ -176,6 +178,34 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
     const route = await run("ip", ["-4", "route", "get", nsIp]);
     assert.match(route, new RegExp(`dev ${hostVeth}\\b`), `the route to ${nsIp} uses the veth`);
 
+    // Credentials for the destination's address, and a list naming the client.
+    const creds = `${dir}/creds`;
+    await run(Deno.execPath(), [
+      ...["run", ...PERMISSIONS, "--allow-run", MOD, "tls-creds", "init", creds],
+      ...["--server-name", nsIp, "--client-cn", "source-host", "--org", "lab"],
+    ], 30_000);
+    assert.equal(
+      (await Deno.readTextFile(`${creds}/authz.txt`)).trim().split("\n").pop(),
+      "CN=source-host,O=lab",
+    );
+
+    // Plaintext on the namespace's address is refused without --insecure-plaintext.
+    const plain = await new Deno.Command("ip", {
+      args: [
+        ...["netns", "exec", ns, Deno.execPath(), "run", ...PERMISSIONS, MOD, "receive"],
+        ...["--from", `tcp:${nsIp}:0`, "--ram", "16M"],
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    assert.equal(plain.code, 2, "receive refuses plain tcp: on a non-loopback address");
+    assert.match(
+      new TextDecoder().decode(plain.stderr),
+      /Refusing to listen on tcp:.* without TLS/,
+    );
+
     // The destination, inside the namespace.
     receiver = spawn("destination", "ip", [
       "netns",
@@ -187,7 +217,11 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
       MOD,
       "receive",
       "--from",
-      `tcp:${nsIp}:0`,
+      `tls:${nsIp}:0`,
+      "--tls-creds",
+      creds,
+      "--tls-authz",
+      `${creds}/authz.txt`,
       "--ram",
       "256M",
       "--report",
@@ -196,7 +230,7 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
     const r = receiver;
     const listening = new Promise<string>((resolve) => {
       r.onLine = (l) => {
-        const m = /^listening on (tcp:\S+)/.exec(l);
+        const m = /^listening on (tls:\S+)/.exec(l);
         if (m) resolve(m[1]);
       };
       // A line read before the handler was set.
@@ -221,8 +255,8 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
       );
     }
     const endpoint = first;
-    const port = Number(/^tcp:([\d.]+):(\d+)$/.exec(endpoint)?.[2]);
-    assert.ok(endpoint.startsWith(`tcp:${nsIp}:`), `listening on ${endpoint}`);
+    const port = Number(/^tls:([\d.]+):(\d+)$/.exec(endpoint)?.[2]);
+    assert.ok(endpoint.startsWith(`tls:${nsIp}:`), `listening on ${endpoint}`);
     assert.ok(port > 0 && port < 65536, `a port was picked: ${endpoint}`);
 
     // The source, on this host.
@@ -235,7 +269,9 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
       MOD,
       "migrate",
       "--to",
-      `tcp:${nsIp}:${port}`,
+      `tls:${nsIp}:${port}`,
+      "--tls-creds",
+      creds,
       "--ram",
       "256M",
       "--workload",
@@ -278,7 +314,8 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
       src.sourceDigest,
       "the source saw the destination's digest",
     );
-    assert.equal(src.transport, `tcp:${nsIp}:${port}`);
+    assert.equal(src.transport, `tls:${nsIp}:${port}`);
+    assert.equal(dst.peerIdentity, "CN=source-host,O=lab", "the destination names the client");
     assert.ok(src.iterations.length >= 1);
     assert.ok(src.iterations[0].sentPages === RAM / 4096, "iteration 0 sends every page");
 
@@ -292,7 +329,7 @@ Deno.test("migrate/receive CLI: a migration crosses a veth link into a second ho
       `${nsVeth} (in ${ns}) received ${rxDelta} bytes; expected at least ${RAM * 0.9}`,
     );
     console.log(
-      `two-host migration: ${src.iterations.length} iterations, downtime ${
+      `two-host migration over tls: ${src.iterations.length} iterations, downtime ${
         src.downtimeMs?.toFixed(0)
       } ms, ${migrateMs.toFixed(0)} ms for migrate; ${hostVeth} tx +${txDelta} bytes (${
         (txDelta / MiB).toFixed(1)
