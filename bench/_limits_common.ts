@@ -44,16 +44,22 @@ export function median(xs: readonly number[]): number {
  * @param source The file name in bench/c/ (for example `"memcpy_bw.c"`).
  * @param output The file name to write in bench/out/.
  * @param flags Extra compiler flags (`-O2` is always given).
+ * @param libs Libraries to link, after the source (`-lssl`).
  * @returns The path of the built file.
  * @throws {Error} If there is no compiler or the build fails.
  */
-export function buildC(source: string, output: string, flags: readonly string[] = []): string {
+export function buildC(
+  source: string,
+  output: string,
+  flags: readonly string[] = [],
+  libs: readonly string[] = [],
+): string {
   Deno.mkdirSync(OUT, { recursive: true });
   const path = `${OUT}/${output}`;
   let r: Deno.CommandOutput;
   try {
     r = new Deno.Command("cc", {
-      args: ["-O2", "-Wall", ...flags, "-o", path, `${ROOT}bench/c/${source}`],
+      args: ["-O2", "-Wall", ...flags, "-o", path, `${ROOT}bench/c/${source}`, ...libs],
     }).outputSync();
   } catch (e) {
     throw new Error(`The C baselines need a C compiler (apt-get install gcc): ${e}`);

@@ -191,6 +191,13 @@ export interface QemuConfig {
   multifd: boolean;
   /** The destination's RAM backend gets prealloc=on. */
   prealloc: boolean;
+  /**
+   * Migrate over TLS: `tls-creds-x509` objects over this credentials
+   * directory (QEMU's layout) on both sides, the source checking the name
+   * `localhost`, and the destination letting in only `authz` (an x509 DN
+   * such as `CN=client-1,O=lab`) when given.
+   */
+  tls?: { dir: string; authz?: string };
 }
 
 /** What one QEMU migration measured. */
@@ -249,16 +256,31 @@ export async function qemuMigrate(o: {
   const port = freePort();
   const uri = `tcp:127.0.0.1:${port}`;
   const srcSock = `${o.dir}/src.qmp`, dstSock = `${o.dir}/dst.qmp`;
+  const tls = o.config.tls;
+  // QEMU's option syntax doubles a comma inside a value.
+  const q = (v: string) => v.replaceAll(",", ",,");
+  const tlsObjects = (endpoint: "server" | "client") =>
+    tls === undefined ? [] : [
+      ...[
+        "-object",
+        `tls-creds-x509,id=tls0,dir=${q(tls.dir)},endpoint=${endpoint},verify-peer=on`,
+      ],
+      ...(endpoint === "server" && tls.authz
+        ? ["-object", `authz-simple,id=authz0,identity=${q(tls.authz)}`]
+        : []),
+    ];
   const dst = spawnTracked(QEMU, [
     ...common,
     "-object",
     `memory-backend-ram,id=mem,size=${mib}${o.config.prealloc ? ",prealloc=on" : ""}`,
+    ...tlsObjects("server"),
     ...["-incoming", "defer", "-qmp", `unix:${dstSock},server=on,wait=off`],
   ], true);
   const src = spawnTracked(QEMU, [
     ...common,
     "-object",
     `memory-backend-file,id=mem,size=${mib},mem-path=${o.image},share=on`,
+    ...tlsObjects("client"),
     ...["-qmp", `unix:${srcSock},server=on,wait=off`],
   ], true);
   const dstErr = collectStderr(dst), srcErr = collectStderr(src);
@@ -294,14 +316,39 @@ export async function qemuMigrate(o: {
       }
     }
     await guard(s.execute("migrate-set-parameters", { "max-bandwidth": 100e9 }, left()));
+    if (tls !== undefined) {
+      await guard(s.execute(
+        "migrate-set-parameters",
+        { "tls-creds": "tls0", "tls-hostname": "localhost" },
+        left(),
+      ));
+      await guard(d.execute(
+        "migrate-set-parameters",
+        { "tls-creds": "tls0", ...(tls.authz ? { "tls-authz": "authz0" } : {}) },
+        left(),
+      ));
+    }
     await guard(d.execute("migrate-incoming", { uri }, left()));
     const t0 = performance.now();
     await guard(s.execute("migrate", { uri }, left()));
-    const ev = await guard(d.waitEvent(
-      (e) => e.event === "MIGRATION" && ["completed", "failed"].includes(String(e.data?.status)),
+    // A source that fails (a refused TLS handshake) says why; the destination may not.
+    const sourceFailed = s.waitEvent(
+      (e) => e.event === "MIGRATION" && e.data?.status === "failed",
       left(),
-      "the destination's MIGRATION completed event",
-    ));
+      "the source's MIGRATION failed event",
+    ).then(async () => {
+      const info = await s.execute("query-migrate", undefined, 2000) as Record<string, unknown>;
+      throw new Error(`QEMU source: ${info["error-desc"] ?? "migration failed"}`);
+    });
+    sourceFailed.catch(() => {});
+    const ev = await guard(Promise.race([
+      d.waitEvent(
+        (e) => e.event === "MIGRATION" && ["completed", "failed"].includes(String(e.data?.status)),
+        left(),
+        "the destination's MIGRATION completed event",
+      ),
+      sourceFailed as Promise<never>,
+    ]));
     if (ev.data?.status !== "completed") throw new Error("QEMU destination: migration failed");
     const wallMs = ev.receivedAt - t0;
     let info: Record<string, unknown>;

@@ -466,6 +466,7 @@ export async function listenTls(
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",
+    highWaterMark: READ_HIGH_WATER_MARK,
     // A backstop: each connection has its own, shorter, timer below.
     handshakeTimeout: handshakeMs + 5000,
   });
@@ -506,6 +507,12 @@ interface Pending {
   settled: boolean;
   timer: ReturnType<typeof setTimeout>;
 }
+
+// The destination's readable buffer for the decrypted stream: above the
+// default, fewer and larger chunks reach JavaScript (one event, allocation
+// and copy each); a loopback probe here moved 0.61 to 0.75 GB/s with 1 MiB
+// against 0.45 to 0.58 GB/s with the default, in alternating runs.
+const READ_HIGH_WATER_MARK = 1 << 20;
 
 // Connections the accept loop has not taken yet, at most: more are dropped.
 const MAX_QUEUED = 64;
