@@ -208,6 +208,7 @@ export async function connectTls(
   );
   try {
     await stream.opened.catch(async (e) => {
+      if (options.signal?.aborted) throw options.signal.reason;
       throw await describeConnectFailure(e, { label, creds, base, timeoutMs });
     });
     socket.setNoDelay(true);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import tls from "node:tls";
 import { makeTlsFixture } from "../../tests/_tls_fixture.ts";
+import { within } from "../../tests/_support.ts";
 import { connectEndpoint, listenEndpoint, openListener } from "./open.ts";
 import { TlsAuthz } from "./tls_authz.ts";
 import { loadTlsCredentials } from "./tls_credentials.ts";
@@ -126,4 +127,35 @@ Deno.test("loadTlsCredentials() names the file a directory lacks", () => {
       /\/nonexistent\/ca-cert\.pem is missing \(create a set with `mod\.ts tls-creds init DIR`\)/,
   });
   assert.equal(loadTlsCredentials(fixture.noClientCert, "client").cert, undefined);
+});
+
+Deno.test("connectTls() stops at an abort during the handshake with the signal's reason", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const first = Promise.withResolvers<void>();
+  const holding = (async () => {
+    for await (const c of listener) {
+      held.push(c); // accepts, never answers
+      first.resolve();
+    }
+  })().catch(() => {});
+  try {
+    const stop = new AbortController();
+    const connecting = connectTls({ ...LOCAL, port: listener.addr.port }, {
+      credentials: loadTlsCredentials(fixture.good, "client"),
+      signal: stop.signal,
+      timeoutMs: 30_000,
+    });
+    // Aborted once the TCP connection is up and the handshake waits on the silent peer.
+    assert.notEqual(await within(first.promise, 10_000), "timeout", "the source connected");
+    stop.abort(new Deno.errors.Interrupted("the migration was cancelled"));
+    await assert.rejects(connecting, {
+      name: "Interrupted",
+      message: "the migration was cancelled",
+    });
+  } finally {
+    listener.close();
+    for (const c of held) c.close();
+    await holding;
+  }
 });
