@@ -13,6 +13,8 @@
  *   destination in this process, with a Worker workload, a transport and
  *   faults, and releases everything afterwards.
  * - {@linkcode startCutProxy}: a TCP proxy that cuts a migration after N bytes.
+ * - {@linkcode startFlipProxy}: a TCP proxy that flips one bit the source sends
+ *   (over `tls:`, TLS must refuse the altered record).
  *
  * Requires `--allow-ffi` (the fakes hand out real memory) and, for
  * scenarios, `--allow-net`, `--allow-read`, `--allow-write` and `--allow-env`.
@@ -91,6 +93,7 @@ export {
   runMigrationScenario,
 } from "./scenario.ts";
 export { type CutProxy, startCutProxy } from "./cut_proxy.ts";
+export { type FlipProxy, startFlipProxy } from "./flip_proxy.ts";
 export { type ForwardedCall, ForwardingSyscalls } from "./forwarding_syscalls.ts";
 export { FakeHostCalls } from "./fake/host_calls.ts";
 // closure: types the API above names, from the layers below.
