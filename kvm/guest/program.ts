@@ -85,6 +85,12 @@ export interface GuestInstallOptions {
   dataPages?: number;
   /** Each serial line, as it completes. */
   onLine?: (line: string) => void;
+  /**
+   * The data pages already hold data (the VMM filled them): start the
+   * guest's page sum from theirs, so that VERIFY matches. Reads every data
+   * page. Default `false`: the data pages are zero.
+   */
+  filledData?: boolean;
 }
 
 /** Options of {@linkcode GuestProgram.attach}. */
@@ -110,7 +116,6 @@ export class GuestProgram implements Disposable {
   #vcpu: Vcpu;
   #mb: DataView;
   #mb32: Int32Array;
-  #list: Uint32Array;
   #seed: number;
   #dataPages: number;
   #memory: GuestProgramMemory;
@@ -131,8 +136,6 @@ export class GuestProgram implements Disposable {
     const page = memory.view(guestAddress(GUEST_LAYOUT.mailbox), 4096);
     this.#mb = new DataView(page.buffer, page.byteOffset, 4096);
     this.#mb32 = new Int32Array(page.buffer, page.byteOffset, 1024);
-    const list = memory.view(guestAddress(GUEST_LAYOUT.list), GUEST_LAYOUT.listMax * 4);
-    this.#list = new Uint32Array(list.buffer, list.byteOffset, GUEST_LAYOUT.listMax);
     this.#seed = this.#mb.getUint32(MB.seed, true);
     this.#dataPages = Number(this.#mb.getBigUint64(MB.dataPages, true));
     this.#done = new Promise((resolve) => this.#resolveDone = resolve);
@@ -187,7 +190,13 @@ export class GuestProgram implements Disposable {
     mb.setBigUint64(MB.tscKhz, BigInt(vcpu.tscKhz()), true);
     memory.write(guestAddress(GUEST_LAYOUT.mailbox), new Uint8Array(mb.buffer));
     enterLongMode(vcpu, memory, { entry: GUEST_LAYOUT.code, stack: GUEST_LAYOUT.stackTop });
-    return new GuestProgram(vm, vcpu, memory, options.onLine);
+    const guest = new GuestProgram(vm, vcpu, memory, options.onLine);
+    if (options.filledData) {
+      const sum = new Uint8Array(8);
+      new DataView(sum.buffer).setBigUint64(0, guest.dataPageSum(), true);
+      memory.write(guestAddress(GUEST_LAYOUT.mailbox + BigInt(MB.pageSum)), sum);
+    }
+    return guest;
   }
 
   /**
@@ -274,23 +283,20 @@ export class GuestProgram implements Disposable {
       if (bad !== undefined) {
         throw new RangeError(`Cannot have the guest write page ${bad} of ${this.#dataPages}`);
       }
-      this.#list.set(params.pages);
-      mb.setBigUint64(MB.listCount, BigInt(params.pages.length), true);
+      const list = Uint32Array.from(params.pages);
+      this.#write(GUEST_LAYOUT.list, new Uint8Array(list.buffer));
+      this.#writeU64(MB.listCount, BigInt(params.pages.length));
     }
-    if (params.pattern !== undefined) {
-      mb.setUint32(MB.pattern, GUEST_PATTERNS[params.pattern], true);
-    }
-    if (params.maxWrites !== undefined) {
-      mb.setBigUint64(MB.maxWrites, BigInt(params.maxWrites), true);
-    }
+    if (params.pattern !== undefined) this.#writeU32(MB.pattern, GUEST_PATTERNS[params.pattern]);
+    if (params.maxWrites !== undefined) this.#writeU64(MB.maxWrites, BigInt(params.maxWrites));
     if (params.pagesPerSecond !== undefined) {
-      mb.setBigUint64(MB.pagesPerSecond, BigInt(params.pagesPerSecond), true);
+      this.#writeU64(MB.pagesPerSecond, BigInt(params.pagesPerSecond));
     }
     if (params.heartbeatMs !== undefined) {
-      mb.setBigUint64(MB.heartbeatMs, BigInt(params.heartbeatMs), true);
+      this.#writeU64(MB.heartbeatMs, BigInt(params.heartbeatMs));
     }
-    if (params.arg !== undefined) mb.setBigUint64(MB.arg, BigInt(params.arg >>> 0), true);
-    mb.setUint32(MB.command, GUEST_COMMANDS[command], true);
+    if (params.arg !== undefined) this.#writeU64(MB.arg, BigInt(params.arg >>> 0));
+    this.#writeU32(MB.command, GUEST_COMMANDS[command]);
     const seq = (mb.getUint32(MB.commandSeq, true) + 1) >>> 0 || 1;
     const acked = new Promise<undefined>((resolve) =>
       this.#acks.set(seq, () => resolve(undefined))
@@ -298,6 +304,25 @@ export class GuestProgram implements Disposable {
     // The sequence number goes last, ordered after the parameters.
     Atomics.store(this.#mb32, MB.commandSeq / 4, seq);
     return Promise.race([acked, this.#vcpu.stopped]);
+  }
+
+  // The VMM's writes into guest RAM go through the memory's API, so that
+  // whatever logs them (the software dirty log of a migration) sees them:
+  // KVM's dirty log sees only what the guest writes.
+  #write(gpa: bigint, bytes: Uint8Array): void {
+    this.#memory.write(guestAddress(gpa), bytes);
+  }
+
+  #writeU32(offset: number, value: number): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, value, true);
+    this.#write(GUEST_LAYOUT.mailbox + BigInt(offset), b);
+  }
+
+  #writeU64(offset: number, value: bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, value, true);
+    this.#write(GUEST_LAYOUT.mailbox + BigInt(offset), b);
   }
 
   /**

@@ -45,6 +45,13 @@ export interface MigrateGuestOptions {
   tls?: { credentials: TlsCredentials; serverName?: string };
   /** The running workload. */
   workload?: Workload;
+  /**
+   * The sources of the guest's own writes, in place of the CPU dirty
+   * tracker picked for `memory` (`selectDirtyTracker`): for a KVM guest,
+   * KVM's dirty log or ring and the VMM's writes (`KvmGuestDirtySource`,
+   * `VmmWriteSource`). They are started in setup and stopped at the end.
+   */
+  guestSources?: DirtySource[];
   /** The VFIO container the RAM is mapped into (IOVA = `iovaBase` + GPA). */
   vfio?: { container: VfioContainer; iovaBase?: bigint; maxBitmapBytes?: bigint };
   /** Devices whose state migrates. */
@@ -110,12 +117,16 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   const stopOnAbort = () => deadline.abort(options.signal!.reason);
   if (options.signal?.aborted) stopOnAbort();
   options.signal?.addEventListener("abort", stopOnAbort, { once: true });
-  const selection = selectDirtyTracker(memory);
-  options.onTracker?.(
-    selection.chosen,
-    selection.rejected.map((r) => ({ kind: r.kind, reason: r.reason })),
-  );
-  const sources: DirtySource[] = [new CpuDirtySource(selection.tracker)];
+  const selection = options.guestSources === undefined ? selectDirtyTracker(memory) : undefined;
+  if (selection !== undefined) {
+    options.onTracker?.(
+      selection.chosen,
+      selection.rejected.map((r) => ({ kind: r.kind, reason: r.reason })),
+    );
+  }
+  const sources: DirtySource[] = selection === undefined
+    ? [...options.guestSources!]
+    : [new CpuDirtySource(selection.tracker)];
   let channel: StreamChannel | undefined;
   try {
     if (options.vfio) {
@@ -203,7 +214,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", stopOnAbort);
     channel?.close();
-    selection.tracker[Symbol.dispose]();
+    selection?.tracker[Symbol.dispose]();
   }
 }
 
