@@ -28,12 +28,15 @@ import { abortWhenStdinCloses } from "./terminate.ts";
 import { Progress } from "./progress.ts";
 import { SOURCE_TLS_FLAGS, sourceTls } from "./_tls_flags.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
+import { GUEST_LAYOUT } from "../kvm/guest/layout.ts";
+import { checkKvmFlags, openKvm, parseGuest, parseKvmDirty } from "./_kvm_guest.ts";
+import { migrateKvmGuest } from "./_kvm_migrate.ts";
 
 /** The flags of `migrate`. */
 export const MIGRATE_COMMAND = {
   name: "migrate",
   summary:
-    "Live-migrate guest RAM (with a Worker writing it, and the real VFIO container when a group is named) to a destination started with `receive`.",
+    "Live-migrate guest RAM (with a Worker writing it, or the KVM test guest running on it, and the real VFIO container when a group is named) to a destination started with `receive`.",
   flags: {
     to: {
       type: "string",
@@ -57,7 +60,39 @@ export const MIGRATE_COMMAND = {
     workload: {
       type: "string",
       value: "random|sequential|hotspot",
-      help: "a Worker that writes the RAM during pre-copy, as vCPUs would",
+      help:
+        "a Worker that writes the RAM during pre-copy, as vCPUs would (with --guest kvm: the guest's pattern, default random)",
+    },
+    guest: {
+      type: "string",
+      value: "worker|kvm",
+      help:
+        "kvm: boot the test guest on KVM and migrate it running (KVM's dirty log drives pre-copy, its vCPU state goes with the RAM)",
+      default: "worker",
+    },
+    "kvm-dirty": {
+      type: "string",
+      value: "bitmap|ring",
+      help: "with --guest kvm: KVM's dirty bitmap or its per-vCPU dirty ring",
+      default: "bitmap",
+    },
+    "heartbeat-ms": {
+      type: "string",
+      value: "N",
+      help: "with --guest kvm: the guest's heartbeat period on its serial port (0: none)",
+      default: "250",
+    },
+    "run-before-ms": {
+      type: "string",
+      value: "N",
+      help: "with --guest kvm: how long the guest runs before the migration starts",
+      default: "0",
+    },
+    "kvm-device": {
+      type: "string",
+      value: "PATH",
+      help: "with --guest kvm: the KVM device",
+      default: "/dev/kvm",
     },
     "dirty-rate": {
       type: "string",
@@ -251,8 +286,10 @@ export async function runMigrate(args: string[]): Promise<number> {
   const tls = sourceTls(endpoint, values);
   const ram = parseSize("--ram", values.ram);
   if (ram % 4096 !== 0) throw new UsageError(`--ram ${values.ram} is not a multiple of 4 KiB`);
+  const guest = parseGuest(values.guest);
+  checkKvmFlags(guest, values, ["kvm-dirty", "heartbeat-ms", "run-before-ms", "kvm-device"]);
   const pattern = values.workload === undefined
-    ? undefined
+    ? guest === "kvm" ? "random" : undefined
     : parseChoice("--workload", values.workload, ["random", "sequential", "hotspot"] as const);
   if (values["dirty-rate"] !== undefined && pattern === undefined) {
     throw new UsageError("--dirty-rate needs --workload");
@@ -297,6 +334,14 @@ export async function runMigrate(args: string[]): Promise<number> {
     : ReportFile.open("--report", values.report);
   // Filling writes every page: more than the host can back fails here, in one line.
   if (fill !== "untouched") checkHostCapacity(ram, { what: `--ram ${values.ram}` });
+  const heartbeatMs = values["heartbeat-ms"] === undefined
+    ? 250
+    : parseInteger("--heartbeat-ms", values["heartbeat-ms"]);
+  if (guest === "kvm" && BigInt(ram) <= GUEST_LAYOUT.data) {
+    throw new UsageError(`--ram ${values.ram}: the KVM test guest needs more than 1 MiB`);
+  }
+  // Where /dev/kvm is missing or not permitted this fails first, in one line.
+  using kvm = guest === "kvm" ? openKvm(values["kvm-device"]) : undefined;
 
   const stop = new AbortController();
   if (values["until-stdin-closes"]) void abortWhenStdinCloses(stop);
@@ -304,7 +349,9 @@ export async function runMigrate(args: string[]): Promise<number> {
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
     backing: "memfd",
   });
-  fillRam(memory.view(guestAddress(0n), ram), { pattern: fill, seed });
+  // The KVM test guest's own pages (below GUEST_LAYOUT.data) are its image's.
+  const fillFrom = kvm === undefined ? 0 : Number(GUEST_LAYOUT.data);
+  fillRam(memory.view(guestAddress(BigInt(fillFrom)), ram - fillFrom), { pattern: fill, seed });
   using stack = new DisposableStack();
   let vfio: { container: VfioContainer } | undefined;
   const devices: VfioDeviceMigration[] = [];
@@ -327,6 +374,36 @@ export async function runMigrate(args: string[]): Promise<number> {
         }`,
       );
     }
+  }
+  const onEvent = (e: MigrationEvent) => {
+    const line = progressLine(e);
+    if (line !== undefined) progress.update(line.text, { keep: line.keep });
+  };
+  if (kvm !== undefined) {
+    return await migrateKvmGuest(kvm, {
+      memory,
+      to: values.to,
+      pattern: pattern!,
+      rate,
+      seed,
+      filled: fill === "random" || fill === "half",
+      heartbeatMs,
+      runBeforeMs: values["run-before-ms"] === undefined
+        ? 0
+        : parseInteger("--run-before-ms", values["run-before-ms"]),
+      dirtyLog: parseKvmDirty(values["kvm-dirty"]),
+      limits,
+      maxBandwidth,
+      peerTimeoutMs,
+      signal: stop.signal,
+      vfio,
+      devices,
+      imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",
+      progress,
+      reportFile,
+      onEvent,
+      summarize,
+    });
   }
   let writer: WorkerWriter | undefined;
   let workload: WorkerWorkload | undefined;
@@ -367,10 +444,7 @@ export async function runMigrate(args: string[]): Promise<number> {
               : ""
           }`,
         ),
-      onEvent: (e) => {
-        const line = progressLine(e);
-        if (line !== undefined) progress.update(line.text, { keep: line.keep });
-      },
+      onEvent,
     });
   } catch (e) {
     if (!(e instanceof MigrationFailure)) throw e;

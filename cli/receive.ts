@@ -25,6 +25,13 @@ import { parseInteger, parseSeconds, parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
 import { ReportFile } from "./report_file.ts";
 import { abortWhenStdinCloses, onTerminate } from "./terminate.ts";
+import {
+  checkKvmFlags,
+  type DestinationGuestReport,
+  openKvm,
+  parseGuest,
+} from "./_kvm_guest.ts";
+import { guestSummary, kvmDestination } from "./_kvm_receive.ts";
 
 /** The flags of `receive`. */
 export const RECEIVE_COMMAND = {
@@ -61,6 +68,25 @@ export const RECEIVE_COMMAND = {
     "until-stdin-closes": {
       type: "boolean",
       help: "stop (discarding any image) when stdin reaches its end, as when a parent dies",
+    },
+    guest: {
+      type: "string",
+      value: "worker|kvm",
+      help:
+        "kvm: restore the vCPU state too, resume the test guest on KVM, and check that it goes on",
+      default: "worker (RAM only)",
+    },
+    "run-after-ms": {
+      type: "string",
+      value: "N",
+      help: "with --guest kvm: how long the resumed guest runs before it is checked",
+      default: "1000",
+    },
+    "kvm-device": {
+      type: "string",
+      value: "PATH",
+      help: "with --guest kvm: the KVM device",
+      default: "/dev/kvm",
     },
   },
   notes: [
@@ -99,6 +125,8 @@ export interface ReceiveReport {
   deviceStates?: Record<string, number>;
   /** This process's peak resident set size, bytes. */
   peakRssBytes?: number | null;
+  /** With `--guest kvm`: both sides' guest counters and whether it went on. */
+  guest?: DestinationGuestReport;
 }
 
 /**
@@ -139,16 +167,26 @@ export async function runReceive(args: string[]): Promise<number> {
   const maxAttempts = values["max-attempts"] === undefined
     ? DEFAULT_MAX_ATTEMPTS
     : parseInteger("--max-attempts", values["max-attempts"], { min: 1 });
+  const guest = parseGuest(values.guest);
+  checkKvmFlags(guest, values, ["run-after-ms", "kvm-device"]);
+  const runAfterMs = values["run-after-ms"] === undefined
+    ? 1000
+    : parseInteger("--run-after-ms", values["run-after-ms"]);
   using reportFile = values.report === undefined
     ? undefined
     : ReportFile.open("--report", values.report);
+  // Where /dev/kvm is missing or not permitted this fails first, in one line.
+  using kvm = guest === "kvm" ? openKvm(values["kvm-device"]) : undefined;
   const progress = new Progress();
   // Pre-fault the RAM before the stream starts: first-touch faults would cap
-  // the restore. More than the host can back fails here, in one line.
+  // the restore. More than the host can back fails here, in one line. A KVM
+  // guest's RAM is memfd, mapped as its memory slots.
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
     prefault: true,
+    ...(kvm === undefined ? {} : { backing: "memfd" as const }),
   });
   if (security.warning) progress.done(security.warning);
+  using destination = kvm === undefined ? undefined : kvmDestination(kvm, memory, progress);
   const listener = await openListener(endpoint, { tls: security.tls });
   // A signal removes the socket file before the process goes.
   using _closeOnSignal = onTerminate(() => listener.close());
@@ -175,6 +213,7 @@ export async function runReceive(args: string[]): Promise<number> {
         ),
       onRejected: (peer, reason) => progress.done(`dropped ${peer}: ${reason}`),
       onIteration: (n) => progress.update(`receiving: iteration ${n} done`),
+      devices: destination?.devices,
     });
     const s = got.summary;
     report = {
@@ -198,6 +237,15 @@ export async function runReceive(args: string[]): Promise<number> {
         formatBytes(s.bytes)
       } of stream in ${got.ms.toFixed(0)} ms; digest ${got.digest.slice(0, 16)}…`,
     );
+    if (destination !== undefined) {
+      listener.close();
+      const g = report.guest = await destination.resume(got, runAfterMs);
+      if (g.verdict !== "continued") {
+        report.result = "failed";
+        report.error = `The guest did not live through the migration: ${g.failures.join("; ")}`;
+      }
+      progress.done(guestSummary(g));
+    }
   } catch (e) {
     const touched = e instanceof DestinationFailure && e.imageTouched;
     report = {
