@@ -173,7 +173,9 @@ export class TestGuestDevice implements DeviceMigrator {
       return Promise.resolve();
     } catch (e) {
       return Promise.reject(
-        new TypeError(`Cannot read the test guest's state from the source: ${(e as Error).message}`),
+        new TypeError(
+          `Cannot read the test guest's state from the source: ${(e as Error).message}`,
+        ),
       );
     }
   }

@@ -115,7 +115,9 @@ export function kvmDestination(
           ).catch((e) => fail((e as Error).message));
         }
         // A bounded run the guest acknowledges, then its own sum of its pages.
-        for (const [cmd, params] of [["run", { maxWrites: CHECK_WRITES }], ["verify", {}]] as const) {
+        for (
+          const [cmd, params] of [["run", { maxWrites: CHECK_WRITES }], ["verify", {}]] as const
+        ) {
           const stop = await bounded(guest.command(cmd, params), GUEST_TIMEOUT_MS, `The ${cmd}`);
           if (stop !== undefined) {
             throw stop.error ?? new TypeError(`The guest stopped during ${cmd}`);

@@ -1,6 +1,8 @@
 /**
  * `demo`: a live migration between two local processes, a destination
- * (`receive`) and a source (`migrate`) whose RAM a Worker keeps writing. With
+ * (`receive`) and a source (`migrate`) whose RAM a Worker keeps writing (or,
+ * with `--guest kvm`, where the test guest runs on KVM and goes on running at
+ * the destination, its heartbeat lines interleaved). With
  * a VFIO group (`--group N` or `DENO_VMM_VFIO_GROUP`), the source's RAM is
  * mapped into the real container and its dirty bitmaps join the CPU's.
  *
@@ -15,6 +17,14 @@ import { parseChoice, parseInteger } from "./parse.ts";
 import type { ReceiveReport } from "./receive.ts";
 import { ReportFile } from "./report_file.ts";
 import { onTerminate } from "./terminate.ts";
+import {
+  checkKvmFlags,
+  type DestinationGuestReport,
+  openKvm,
+  parseGuest,
+  parseKvmDirty,
+  type SourceGuestReport,
+} from "./_kvm_guest.ts";
 
 /** The flags of `demo`. */
 export const DEMO_COMMAND = {
@@ -43,6 +53,25 @@ export const DEMO_COMMAND = {
       default: "$DENO_VMM_VFIO_GROUP, else none",
     },
     "downtime-ms": { type: "string", value: "N", help: "the downtime limit", default: "300" },
+    guest: {
+      type: "string",
+      value: "worker|kvm",
+      help:
+        "kvm: migrate the test guest running on KVM (its heartbeat interleaved) instead of a Worker",
+      default: "worker",
+    },
+    "kvm-dirty": {
+      type: "string",
+      value: "bitmap|ring",
+      help: "with --guest kvm: KVM's dirty bitmap or its dirty ring",
+      default: "bitmap",
+    },
+    "run-after-ms": {
+      type: "string",
+      value: "N",
+      help: "with --guest kvm: how long the guest runs on at the destination",
+      default: "1000",
+    },
     svg: {
       type: "string",
       value: "OUT",
@@ -108,6 +137,15 @@ export async function runDemo(args: string[]): Promise<number> {
     ...parsed.values,
   };
   const transport = parseChoice("--transport", values.transport, ["tcp", "unix"] as const);
+  const guest = parseGuest(values.guest);
+  checkKvmFlags(guest, values, ["kvm-dirty", "run-after-ms"]);
+  const kvmDirty = parseKvmDirty(values["kvm-dirty"]);
+  const runAfterMs = values["run-after-ms"] === undefined
+    ? 1000
+    : parseInteger("--run-after-ms", values["run-after-ms"]);
+  // Where /dev/kvm is missing or not permitted, one line says so before any child starts.
+  if (guest === "kvm") openKvm(undefined).close();
+  const permissions = guest === "kvm" ? [...PERMISSIONS, "--allow-run"] : PERMISSIONS;
   const groupText = values.group ?? Deno.env.get("DENO_VMM_VFIO_GROUP");
   const group = groupText === undefined ? undefined : parseInteger("--group", groupText);
   using svgFile = ReportFile.open("--svg", values.svg);
@@ -123,11 +161,17 @@ export async function runDemo(args: string[]): Promise<number> {
   try {
     const from = transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${dir}/migration.sock`;
     console.log(
-      `demo: ${values.ram} of guest RAM, a ${values.workload} Worker workload at ${
-        values["dirty-rate"]
-      }/s, over ${transport}, ${
+      `demo: ${values.ram} of guest RAM, ${
+        guest === "kvm"
+          ? `the KVM test guest writing ${values.workload} pages at ${
+            values["dirty-rate"]
+          }/s (KVM's dirty ${kvmDirty})`
+          : `a ${values.workload} Worker workload at ${values["dirty-rate"]}/s`
+      }, over ${transport}, ${
         group === undefined
-          ? "CPU dirty tracking only (no VFIO group named)"
+          ? `${
+            guest === "kvm" ? "KVM's dirty tracking and the VMM's writes" : "CPU dirty tracking"
+          } only (no VFIO group named)`
           : `VFIO group ${group} (real container)`
       }`,
     );
@@ -136,7 +180,7 @@ export async function runDemo(args: string[]): Promise<number> {
     const receiver = new Deno.Command(deno, {
       args: [
         "run",
-        ...PERMISSIONS,
+        ...permissions,
         mod,
         "receive",
         "--from",
@@ -146,6 +190,7 @@ export async function runDemo(args: string[]): Promise<number> {
         "--report",
         `${dir}/dst.json`,
         "--until-stdin-closes",
+        ...(guest === "kvm" ? ["--guest", "kvm", "--run-after-ms", String(runAfterMs)] : []),
       ],
       stdin: "piped",
       stdout: "piped",
@@ -171,7 +216,7 @@ export async function runDemo(args: string[]): Promise<number> {
     ]);
     const sourceArgs = [
       "run",
-      ...PERMISSIONS,
+      ...permissions,
       mod,
       "migrate",
       "--to",
@@ -191,6 +236,10 @@ export async function runDemo(args: string[]): Promise<number> {
         "--downtime-ms",
         String(parseInteger("--downtime-ms", values["downtime-ms"], { min: 1 })),
       );
+    }
+    if (guest === "kvm") {
+      // The guest runs (and prints its heartbeat) a while before it migrates.
+      sourceArgs.push("--guest", "kvm", "--kvm-dirty", kvmDirty, "--run-before-ms", "1000");
     }
     if (group !== undefined) {
       // vfio-pci groups never pin pages: the container reports every mapped
@@ -230,6 +279,9 @@ export async function runDemo(args: string[]): Promise<number> {
     }
     svgFile.write(renderReportSvg(src));
     const same = src.sourceDigest !== null && src.sourceDigest === dst.digest;
+    const guestLines = guest === "kvm"
+      ? [demoGuestLine(dst.guest, (src as { guest?: SourceGuestReport }).guest)]
+      : [];
     console.log(
       [
         "",
@@ -243,6 +295,7 @@ export async function runDemo(args: string[]): Promise<number> {
         `  digests:     ${same ? "equal" : "DIFFERENT"} (${
           (src.sourceDigest ?? "-").slice(0, 16)
         }…)`,
+        ...guestLines,
         `  chart:       ${values.svg}`,
       ].join("\n"),
     );
@@ -251,6 +304,26 @@ export async function runDemo(args: string[]): Promise<number> {
     await stopChildren(children);
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+// Both sides' counters and the destination's verdict on the guest.
+function demoGuestLine(
+  dst: DestinationGuestReport | undefined,
+  src: SourceGuestReport | undefined,
+): string {
+  if (dst === undefined) return "  guest:       no report from the destination";
+  const beats = dst.heartbeats.length;
+  return `  guest:       counter ${
+    src?.atStop?.counter ?? dst.source?.counter ?? "?"
+  } at the source's stop (heartbeat ${src?.atStop?.heartbeats ?? "?"}), ${
+    dst.atRestore?.counter ?? "?"
+  } restored, ${dst.after?.counter ?? "?"} after ${
+    dst.ranMs?.toFixed(0) ?? "-"
+  } ms at the destination (${beats} heartbeats there); ${
+    dst.verdict === "continued"
+      ? "it lived through the migration"
+      : `FAILED: ${dst.failures.map((f) => peerText(f)).join("; ")}`
+  }`;
 }
 
 // Stops children still running: SIGTERM, then SIGKILL if one outlives 5 s.

@@ -25,12 +25,7 @@ import { parseInteger, parseSeconds, parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
 import { ReportFile } from "./report_file.ts";
 import { abortWhenStdinCloses, onTerminate } from "./terminate.ts";
-import {
-  checkKvmFlags,
-  type DestinationGuestReport,
-  openKvm,
-  parseGuest,
-} from "./_kvm_guest.ts";
+import { checkKvmFlags, type DestinationGuestReport, openKvm, parseGuest } from "./_kvm_guest.ts";
 import { guestSummary, kvmDestination } from "./_kvm_receive.ts";
 
 /** The flags of `receive`. */

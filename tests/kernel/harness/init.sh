@@ -99,6 +99,9 @@ bind_edu() {
 }
 [ "$EDU" = 0 ] || bind_edu
 
+# Loopback, for tests that connect two processes over TCP on 127.0.0.1.
+ip link set lo up || say "cannot bring up lo"
+
 P9="trans=virtio,version=9p2000.L,msize=512000"
 mount -t 9p -o "$P9,ro,cache=loose" hostroot /lower || fail "cannot mount the host root"
 mount -t tmpfs -o mode=0755 tmpfs /rw || fail "cannot mount tmpfs"
