@@ -150,6 +150,7 @@ export type {
 export type {
   AcceptOptions,
   DeviceMigrator,
+  DirtySource,
   Endpoint,
   IterationRow,
   MigrationPhase,
@@ -157,6 +158,7 @@ export type {
   Pausable,
   ReceiveSummary,
   SectionCounts,
+  SourceHarvest,
   StreamChannel,
   StreamListener,
   StreamSink,

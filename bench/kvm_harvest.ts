@@ -4,7 +4,9 @@
  * - harvest cost per GiB at 0, 1 and 100 % dirty of KVM's dirty bitmap
  *   (`KvmDirtyLog`, manual protect) and dirty ring (`KvmDirtyRing`), against
  *   the same kernel calls made from C (bench/c/kvm_harvest.c) on a twin VM
- *   whose test guest writes the same pages;
+ *   whose test guest writes the same pages; and of PAGEMAP_SCAN (the memory/
+ *   tracker, for pages this process writes) against bench/c/memory_harvest.c,
+ *   with each source's cost as a ratio to the bitmap's;
  * - pause latency, from `Vm.pause()` to every vCPU parked, while the guest
  *   writes without exiting, against a C thread kicked out of `KVM_RUN` with
  *   `immediate_exit` and `pthread_kill`.
@@ -31,6 +33,7 @@ import type { Vm } from "../kvm/vm.ts";
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { guestAddress } from "../sys/address.ts";
+import { pagemapRow } from "./_pagemap_harvest.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -265,6 +268,11 @@ say(
     `${perGiB.toFixed(2)}; ${REPS} reps after ${WARMUP} warm-up`,
 );
 const rows = [...await benchLog(), ...await benchRing()];
+for (const level of [0, 1, 100]) {
+  say(`PAGEMAP_SCAN at ${level} %`);
+  const r = await pagemapRow(MIB + 1, level, { reps: REPS, warmup: WARMUP });
+  rows.push({ source: "PAGEMAP_SCAN (memory/)", level, ...r });
+}
 const pause = await benchPause();
 kvm.close();
 
@@ -275,6 +283,21 @@ for (const r of rows) {
     `| ${r.source} | ${r.level} % | ${r.pages} | ${(r.tsMs * perGiB).toFixed(3)} | ${
       (r.cMs * perGiB).toFixed(3)
     } | ${(r.tsMs / r.cMs).toFixed(2)} |`,
+  );
+}
+console.log("\n| dirty | ring / bitmap (TS) | PAGEMAP_SCAN / bitmap (TS) | ring / bitmap (C) |");
+console.log("|---:|---:|---:|---:|");
+for (const level of [0, 1, 100]) {
+  const at = (source: string) => rows.find((r) => r.source === source && r.level === level)!;
+  const [bm, ring, scan] = [
+    at("KVM dirty bitmap"),
+    at("KVM dirty ring"),
+    at("PAGEMAP_SCAN (memory/)"),
+  ];
+  console.log(
+    `| ${level} % | ${(ring.tsMs / bm.tsMs).toFixed(2)} | ${(scan.tsMs / bm.tsMs).toFixed(2)} | ${
+      (ring.cMs / bm.cMs).toFixed(2)
+    } |`,
   );
 }
 console.log("\n| pause latency (µs) | median | p90 | max |");

@@ -18,7 +18,7 @@ import { runTlsCreds } from "./tls_creds.ts";
 export const USAGE = `usage: deno run --allow-ffi --allow-read mod.ts <command> [options]
 commands:
   info [--container PATH] [--group N] [--json]   what the VFIO container reports
-  migrate --to ENDPOINT --ram SIZE [...]         live-migrate guest RAM
+  migrate --to ENDPOINT --ram SIZE [...]         live-migrate guest RAM (--guest kvm: a KVM guest)
   receive --from ENDPOINT --ram SIZE [...]       restore a migration and verify it
   report FILE [--svg OUT]                        print a migration report and chart it
   demo [...]                                     migrate between two local processes

@@ -1,6 +1,7 @@
 /**
- * `migrate`: live-migrate guest RAM (with a running Worker workload, and the
- * real VFIO container when a group is named) to a destination.
+ * `migrate`: live-migrate guest RAM (with a running Worker workload, or the
+ * KVM test guest running on it with `--guest kvm`, and the real VFIO
+ * container when a group is named) to a destination.
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
  * `receive`: the destination. Restores a migration stream into its own guest
- * RAM, verifies the final digest, and only then reports success.
+ * RAM, verifies the final digest, and only then reports success; with
+ * `--guest kvm` it restores the vCPU state too and checks that the guest goes on.
  *
  * @module
  */

@@ -84,6 +84,15 @@ export {
 } from "./guest/vfio_dirty_source.ts";
 export { UntrackedDeviceSource } from "./guest/untracked_device_source.ts";
 export { WorkerWorkload } from "./guest/worker_workload.ts";
+export { KvmGuestDirtySource, type KvmSlots } from "./guest/kvm_dirty_source.ts";
+export { VmmWriteSource } from "./guest/vmm_write_source.ts";
+export {
+  type KvmThrottleStats,
+  KvmWorkload,
+  type KvmWorkloadOptions,
+  type PausableVm,
+} from "./guest/kvm_workload.ts";
+export { KVM_STATE_DEVICE_ID, KvmStateDevice } from "./guest/kvm_state_device.ts";
 // The engine.
 export { migrate } from "./engine/precopy.ts";
 export { type MigrateOptions, MigrationFailure, type MigrationSink } from "./engine/types.ts";

@@ -10,7 +10,6 @@ import { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import { orBitsAt } from "../../sys/bits.ts";
 import { hex } from "../../sys/address.ts";
 import type { KvmDirtySource } from "../../kvm/dirty_source.ts";
-import type { MemorySlot } from "../../kvm/vm.ts";
 import type { DirtySource, SourceHarvest } from "../engine/dirty_source.ts";
 
 /** Where one slot's pages go: a region and the page of it the slot starts at. */
@@ -22,10 +21,19 @@ interface Placement {
   whole: boolean;
 }
 
-/** What {@linkcode KvmGuestDirtySource} needs of a VM: its memory slots. */
+/** What {@linkcode KvmGuestDirtySource} needs of a VM (a `Vm` of `./kvm`): its memory slots. */
 export interface KvmSlots {
   /** The memory slots, in slot order (as `Vm.slots`). */
-  readonly slots: readonly MemorySlot[];
+  readonly slots: readonly {
+    /** The slot id. */
+    readonly slot: number;
+    /** First guest-physical address. */
+    readonly gpa: bigint;
+    /** Bytes. */
+    readonly size: bigint;
+    /** Whether the guest may only read it. */
+    readonly readonly: boolean;
+  }[];
 }
 
 /**

@@ -13,7 +13,7 @@ import type { Vm } from "../../kvm/vm.ts";
 import type { DeviceMigrator } from "../engine/device_migrator.ts";
 
 /** The device id of a VM's CPU state in the stream: `kvm-vm`. */
-export const KVM_STATE_DEVICE_ID = "kvm-vm";
+export const KVM_STATE_DEVICE_ID = "kvm-vm" as const;
 
 /**
  * The CPU state of a VM, on either side of a migration: `saveState()` on the
@@ -32,7 +32,7 @@ export const KVM_STATE_DEVICE_ID = "kvm-vm";
  */
 export class KvmStateDevice implements DeviceMigrator {
   /** {@linkcode KVM_STATE_DEVICE_ID}. */
-  readonly id = KVM_STATE_DEVICE_ID;
+  readonly id: "kvm-vm" = KVM_STATE_DEVICE_ID;
   /** Always: KVM's state is complete enough to go on in another VM. */
   readonly supported = true;
   #vm: Vm;
@@ -50,12 +50,12 @@ export class KvmStateDevice implements DeviceMigrator {
   }
 
   /**
-   * The state `saveState()` saved, or `loadState()` restored.
+   * The ids of the vCPUs `saveState()` saved or `loadState()` restored.
    *
-   * @returns The state, if any yet.
+   * @returns The ids (empty before either).
    */
-  get state(): VmState | undefined {
-    return this.#loaded ?? this.#saved;
+  get vcpuIds(): readonly number[] {
+    return (this.#loaded ?? this.#saved)?.vcpus.map((v) => v.id) ?? [];
   }
 
   /**

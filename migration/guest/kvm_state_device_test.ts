@@ -15,7 +15,7 @@ Deno.test("KvmStateDevice.loadState() makes the vCPUs of the saved state and res
   assert.equal(source.id, KVM_STATE_DEVICE_ID);
   assert.equal(source.supported, true);
   const bytes = await source.saveState();
-  assert.deepEqual(source.state?.vcpus.map((v) => v.id), [0, 3]);
+  assert.deepEqual(source.vcpuIds, [0, 3]);
 
   using b = kvm.createVm();
   const destination = new KvmStateDevice(b);
