@@ -27,6 +27,8 @@ Deno.test("mod.ts demo --guest kvm migrates the running guest and shows its hear
         "1M",
         "--run-after-ms",
         "500",
+        "--downtime-ms",
+        "5000",
         "--svg",
         svg,
       ],
