@@ -184,7 +184,9 @@ export class GuestProgram implements Disposable {
       );
     }
     memory.write(guestAddress(GUEST_LAYOUT.code), options.image.bytes);
-    const mb = new DataView(new ArrayBuffer(0x100));
+    // The whole mailbox page: the guest's half (counter, checksum, boots)
+    // must start at zero whatever the RAM held.
+    const mb = new DataView(new ArrayBuffer(4096));
     mb.setUint32(MB.seed, (options.seed ?? 1) >>> 0, true);
     mb.setBigUint64(MB.dataPages, BigInt(dataPages), true);
     mb.setBigUint64(MB.tscKhz, BigInt(vcpu.tscKhz()), true);

@@ -3,10 +3,12 @@
 // harness's QEMU guest loads kvm_amd or kvm_intel); without it Kvm.open()
 // throws a KvmUnavailableError and the test fails.
 
+import assert from "node:assert/strict";
 import { buildGuestImage, type GuestImage } from "../../kvm/guest/build.ts";
-import { GuestProgram } from "../../kvm/guest/program.ts";
+import type { GuestCommand } from "../../kvm/guest/layout.ts";
+import { type GuestCommandParams, GuestProgram } from "../../kvm/guest/program.ts";
 import { Kvm } from "../../kvm/kvm.ts";
-import type { Vcpu, VcpuOptions } from "../../kvm/vcpu.ts";
+import type { Vcpu, VcpuOptions, VcpuStop } from "../../kvm/vcpu.ts";
 import type { Vm, VmOptions } from "../../kvm/vm.ts";
 import { GuestMemory } from "../../memory/guest_memory.ts";
 import { guestAddress } from "../../sys/address.ts";
@@ -64,7 +66,7 @@ export async function bootGuest(options: {
       onLine: options.onLine,
     });
     await vcpu.start();
-    const stop = await guest.command("idle");
+    const stop = await command({ guest, vcpu }, "idle");
     if (stop !== undefined) throw stop.error ?? new TypeError("The test guest stopped at boot");
     void slots;
     return {
@@ -87,4 +89,31 @@ export async function bootGuest(options: {
 /** Pages of slot 0 the guest writes for data page `p`. */
 export function dataPageFrame(p: number): number {
   return 256 + p;
+}
+
+/**
+ * Issues a guest command and waits at most `ms` for its acknowledgement (or
+ * the vCPU's stop); past that the test fails with what the guest and its
+ * vCPU were doing, instead of hanging the harness's guest.
+ */
+export async function command(
+  g: { guest: GuestProgram; vcpu: Vcpu },
+  cmd: GuestCommand,
+  params: GuestCommandParams & { ms?: number } = {},
+): Promise<VcpuStop | undefined> {
+  const { ms = 60_000, ...rest } = params;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms));
+  try {
+    const got = await Promise.race([g.guest.command(cmd, rest), timeout]);
+    if (got !== "timeout") return got;
+    const mb = g.guest.mailbox();
+    return assert.fail(
+      `The guest did not finish ${cmd} within ${ms} ms: acknowledged ${mb.ackSeq}, counter ` +
+        `${mb.counter}; vCPU ${g.vcpu.state}, runs ${JSON.stringify(g.vcpu.runCounts)}, exits ` +
+        `${JSON.stringify(g.vcpu.exitCounts)}, last ${g.vcpu.lastExit?.kind ?? "none"}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
 }

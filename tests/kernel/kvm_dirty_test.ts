@@ -10,7 +10,7 @@ import type { GuestPattern } from "../../kvm/guest/layout.ts";
 import { GuestProgram } from "../../kvm/guest/program.ts";
 import { guestPage, guestValue } from "../../kvm/guest/workload.ts";
 import { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
-import { type BootedGuest, bootGuest, dataPageFrame } from "./_kvm.ts";
+import { type BootedGuest, bootGuest, command, dataPageFrame } from "./_kvm.ts";
 
 /**
  * Starts a source and settles the mappings: KVM maps a page the guest only
@@ -20,7 +20,7 @@ import { type BootedGuest, bootGuest, dataPageFrame } from "./_kvm.ts";
  */
 async function startSettled(g: BootedGuest, source: KvmDirtySource): Promise<void> {
   source.start();
-  assert.equal(await g.guest.command("writeList", { pages: [0] }), undefined);
+  assert.equal(await command(g, "writeList", { pages: [0] }), undefined);
   harvest(g, source);
 }
 
@@ -83,16 +83,16 @@ for (const manualProtect of [true, false]) {
     await startSettled(g, log);
     assert.equal(log.manualProtect, manualProtect);
     const list = pageList(seed, 800, g.guest.dataPages);
-    assert.equal(await g.guest.command("writeList", { pages: list }), undefined);
+    assert.equal(await command(g, "writeList", { pages: list }), undefined);
     expectPages(harvest(g, log), list, "a page list");
     for (const pattern of ["sequential", "random", "hotspot"] as const) {
       const from = g.guest.mailbox().counter;
-      assert.equal(await g.guest.command("run", { pattern, maxWrites: 600 }), undefined);
+      assert.equal(await command(g, "run", { pattern, maxWrites: 600 }), undefined);
       const to = g.guest.mailbox().counter;
       assert.equal(to - from, 600n);
       expectPages(harvest(g, log), runPages(pattern, g, from, to), `RUN ${pattern}`);
     }
-    assert.equal(await g.guest.command("idle"), undefined);
+    assert.equal(await command(g, "idle"), undefined);
     expectPages(harvest(g, log), [], "a command that writes no data page");
   });
 }
@@ -104,10 +104,10 @@ Deno.test("KvmDirtyRing on the real KVM is exact", async () => {
   using ring = new KvmDirtyRing(g.vm);
   await startSettled(g, ring);
   const list = pageList(seed, 1000, g.guest.dataPages);
-  assert.equal(await g.guest.command("writeList", { pages: list }), undefined);
+  assert.equal(await command(g, "writeList", { pages: list }), undefined);
   expectPages(harvest(g, ring), list, "a page list");
   const from = g.guest.mailbox().counter;
-  assert.equal(await g.guest.command("run", { pattern: "hotspot", maxWrites: 500 }), undefined);
+  assert.equal(await command(g, "run", { pattern: "hotspot", maxWrites: 500 }), undefined);
   const to = g.guest.mailbox().counter;
   expectPages(harvest(g, ring), runPages("hotspot", g, from, to), "RUN hotspot");
   console.log(`ring: ${ring.entries} entries per vCPU, ${ring.stats.entries} collected`);
@@ -126,7 +126,7 @@ Deno.test("KvmDirtyRing handles a full ring (KVM_EXIT_DIRTY_RING_FULL) and stays
   for (let round = 0; round < 75; round++) {
     const pages = Array.from({ length: 8 }, (_, i) => round * 8 + i);
     for (const p of pages) all.add(p);
-    const stop = await g.guest.command("writeList", { pages });
+    const stop = await command(g, "writeList", { pages });
     assert.equal(stop, undefined, `round ${round}: ${stop?.error?.message}`);
   }
   assert.ok(ring.fullExits >= 1, `the ring filled (${ring.fullExits} full exits)`);

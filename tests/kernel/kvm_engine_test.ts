@@ -26,7 +26,7 @@ import { guestAddress } from "../../sys/address.ts";
 import { RecordingSink } from "../_recording_sink.ts";
 import { testSeed } from "../_random.ts";
 import { until } from "../_support.ts";
-import { type BootedGuest, bootGuest, dataPageFrame } from "./_kvm.ts";
+import { type BootedGuest, bootGuest, command, dataPageFrame } from "./_kvm.ts";
 
 const RAM = 16n << 20n;
 const LIST_PAGE = Number(GUEST_LAYOUT.list / 4096n);
@@ -84,7 +84,7 @@ async function settle(g: BootedGuest, kvm: KvmDirtySource, list: number[]): Prom
   // KVM reports a page the guest first reads after logging began: read them
   // all (the code, the page list) once, and drop that harvest.
   kvm.start();
-  assert.equal(await g.guest.command("writeList", { pages: list }), undefined);
+  assert.equal(await command(g, "writeList", { pages: list }), undefined);
   kvm.harvestInto(g.vm.slots.map((s) => new DirtyBitmap(Number(s.size / 4096n))));
 }
 
@@ -106,7 +106,7 @@ for (const kind of ["bitmap", "ring"] as const) {
     const sink = new RecordingSink();
     // At the end of the bulk pass the guest writes one list ...
     sink.onIteration = async (n) => {
-      if (n === 0) assert.equal(await g.guest.command("writeList", { pages: l0 }), undefined);
+      if (n === 0) assert.equal(await command(g, "writeList", { pages: l0 }), undefined);
     };
     const report = await migrate({
       ram: sourceRam(g.memory),
@@ -115,7 +115,7 @@ for (const kind of ["bitmap", "ring"] as const) {
       // ... and another just before stop-and-copy pauses it.
       workload: {
         async pause() {
-          assert.equal(await g.guest.command("writeList", { pages: l1 }), undefined);
+          assert.equal(await command(g, "writeList", { pages: l1 }), undefined);
           await vcpus.pause();
         },
         resume: () => vcpus.resume(),
@@ -161,8 +161,11 @@ for (const kind of ["bitmap", "ring"] as const) {
     await new KvmStateDevice(vm2).loadState(sink.deviceStates.get(KVM_STATE_DEVICE_ID)!);
     using guest2 = GuestProgram.attach(vm2, vm2.vcpus[0], memory2);
     await vm2.start();
-    assert.equal(await guest2.command("run", { maxWrites: 200 }), undefined);
-    assert.equal(await guest2.command("verify"), undefined);
+    assert.equal(
+      await command({ guest: guest2, vcpu: vm2.vcpus[0] }, "run", { maxWrites: 200 }),
+      undefined,
+    );
+    assert.equal(await command({ guest: guest2, vcpu: vm2.vcpus[0] }, "verify"), undefined);
     const mb = guest2.mailbox();
     assert.ok(
       mb.counter >= counter + 200n,
