@@ -152,9 +152,9 @@ console.log(
     `median of ${ROUNDS} rounds`,
 );
 console.log(
-  "\n| workload | downtime ms | / Worker | expected ms | iterations | stop-copy pages | dirty pages/s seen |",
+  "\n| workload | downtime ms | / Worker | expected ms | iterations | stop-copy pages | downtime µs per stop-copy page | dirty pages/s seen |",
 );
-console.log("|---|---:|---:|---:|---:|---:|---:|");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const kind of kinds) {
   console.log(
     `| ${kind === "worker" ? "Worker (memory/ tracker)" : `KVM guest (${kind.slice(4)})`} | ${
@@ -162,8 +162,9 @@ for (const kind of kinds) {
     } | ${(med(kind, "downtimeMs") / med("worker", "downtimeMs")).toFixed(2)} | ${
       med(kind, "expectedDowntimeMs").toFixed(1)
     } | ${med(kind, "iterations")} | ${med(kind, "stopCopyPages")} | ${
-      med(kind, "dirtyPagesPerSecond").toFixed(0)
-    } |`,
+      median(runs.get(kind)!.map((r) => (r.downtimeMs * 1000) / Math.max(1, r.stopCopyPages)))
+        .toFixed(1)
+    } | ${med(kind, "dirtyPagesPerSecond").toFixed(0)} |`,
   );
 }
 Deno.writeTextFileSync(
