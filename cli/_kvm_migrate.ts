@@ -19,7 +19,7 @@ import type { MigrationEvent } from "../migration/engine/status.ts";
 import { KvmGuestDirtySource } from "../migration/guest/kvm_dirty_source.ts";
 import { KvmStateDevice } from "../migration/guest/kvm_state_device.ts";
 import { KvmWorkload } from "../migration/guest/kvm_workload.ts";
-import { migrateGuest } from "../migration/guest/source.ts";
+import { migrateGuest, type MigrateGuestOptions } from "../migration/guest/source.ts";
 import { VmmWriteSource } from "../migration/guest/vmm_write_source.ts";
 import type { VfioContainer } from "../vfio/container.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
@@ -43,6 +43,8 @@ const BOOT_TIMEOUT_MS = 30_000;
 export interface KvmMigrateOptions {
   memory: GuestMemory;
   to: string;
+  /** A `tls:` destination's credentials. */
+  tls: MigrateGuestOptions["tls"];
   pattern: GuestPattern;
   /** Bytes per second the guest writes (0: as fast as it can). */
   rate: number;
@@ -120,6 +122,7 @@ export async function migrateKvmGuest(kvm: Kvm, o: KvmMigrateOptions): Promise<n
       report = await migrateGuest({
         memory,
         to: o.to,
+        tls: o.tls,
         workload,
         guestSources: [
           new KvmGuestDirtySource(kvmDirty, vm, memory.regions),

@@ -384,6 +384,7 @@ export async function runMigrate(args: string[]): Promise<number> {
     return await migrateKvmGuest(kvm, {
       memory,
       to: values.to,
+      tls,
       pattern: pattern!,
       rate,
       seed,
