@@ -76,13 +76,34 @@ export async function bootGuest(options: {
       vcpu,
       guest,
       async [Symbol.asyncDispose]() {
-        await vm!.stop();
-        close();
+        // A vCPU that cannot be stopped fails the test; close() then has its
+        // own bound and leaves the mappings open rather than fault.
+        try {
+          await within("stopping the test guest's vCPUs", vm!.stop(), 30_000);
+        } finally {
+          close();
+        }
       },
     };
   } catch (e) {
     close();
     throw e;
+  }
+}
+
+/**
+ * Waits for `p` at most `ms`; past that it rejects naming `what`. A bound
+ * that fails with a message, not a timing assertion.
+ */
+export async function within<T>(what: string, p: Promise<T>, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

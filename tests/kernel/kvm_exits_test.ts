@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { KVM_INTERNAL_ERROR_EMULATION } from "../../kvm/uapi/constants.ts";
 import { GUEST_LAYOUT, GUEST_PORTS } from "../../kvm/guest/layout.ts";
-import { bootGuest } from "./_kvm.ts";
+import { bootGuest, command, within } from "./_kvm.ts";
 
 Deno.test("Vcpu.start() boots the test guest in 64-bit mode; it prints on COM1", async () => {
   const lines: string[] = [];
@@ -26,7 +26,7 @@ Deno.test("Vcpu exits: port I/O out and in reach the PIO bus, with the value the
     write: (_port, size, value) => void seen.push(size, value),
     read: (_port, size) => size === 4 ? (seen.at(-1)! ^ 0xffffffff) >>> 0 : 0,
   });
-  assert.equal(await g.guest.command("pio", { arg: 0x1234abcd }), undefined);
+  assert.equal(await command(g, "pio", { arg: 0x1234abcd }), undefined);
   assert.deepEqual(seen, [4, 0x1234abcd]);
   assert.equal(g.guest.mailbox().result, BigInt((0x1234abcd ^ 0xffffffff) >>> 0));
   assert.ok((g.vcpu.exitCounts.io ?? 0) >= 3, JSON.stringify(g.vcpu.exitCounts));
@@ -39,7 +39,7 @@ Deno.test("Vcpu exits: MMIO outside memory reaches the MMIO bus, reads return th
     write: (gpa, size, value) => void writes.push([gpa, size, value]),
     read: (_gpa, size) => size === 4 ? 0xcafef00dn : 0n,
   });
-  assert.equal(await g.guest.command("mmio", { arg: 0x55aa55aa }), undefined);
+  assert.equal(await command(g, "mmio", { arg: 0x55aa55aa }), undefined);
   assert.deepEqual(writes, [[GUEST_LAYOUT.mmio, 4, 0x55aa55aan]]);
   assert.equal(g.guest.mailbox().result, 0xcafef00dn);
   assert.equal(g.vcpu.exitCounts.mmio, 2);
@@ -55,18 +55,22 @@ Deno.test("Vcpu exits: HLT without an in-kernel irqchip exits and pauses; resume
   g.vcpu.onExit = (exit) => {
     if (exit.kind === "hlt") halted.resolve();
   };
-  await halted.promise;
-  await g.vcpu.pause();
+  await within("the HLT exit", halted.promise);
+  await within("pausing after HLT", g.vcpu.pause());
   assert.equal(g.vcpu.state, "paused");
   assert.equal(g.vcpu.lastExit?.kind, "hlt");
   g.vcpu.resume();
-  assert.equal(await ack, undefined, "the guest acknowledged after HLT returned");
+  assert.equal(
+    await within("the acknowledgement after HLT", ack),
+    undefined,
+    "the guest acknowledged after HLT returned",
+  );
   assert.equal(g.vcpu.exitCounts.hlt, 1);
 });
 
 Deno.test("Vcpu exits: a triple fault stops the vCPU with KVM_EXIT_SHUTDOWN", async () => {
   await using g = await bootGuest();
-  const stop = await g.guest.command("tripleFault");
+  const stop = await command(g, "tripleFault");
   assert.ok(stop?.error, "the command ended with the vCPU stopped");
   assert.equal(stop.error.exit?.kind, "shutdown");
   assert.match(stop.error.message, /vCPU 0 stopped on KVM_EXIT_SHUTDOWN/);
@@ -75,7 +79,7 @@ Deno.test("Vcpu exits: a triple fault stops the vCPU with KVM_EXIT_SHUTDOWN", as
 
 Deno.test("Vcpu exits: executing from MMIO stops the vCPU with KVM_EXIT_INTERNAL_ERROR", async () => {
   await using g = await bootGuest();
-  const stop = await g.guest.command("execMmio");
+  const stop = await command(g, "execMmio");
   const exit = stop?.error?.exit;
   assert.ok(exit, `the vCPU stopped on an exit: ${stop?.error?.message}`);
   if (exit.kind === "internal-error") {
@@ -89,8 +93,8 @@ Deno.test("Vcpu exits: executing from MMIO stops the vCPU with KVM_EXIT_INTERNAL
 
 Deno.test("GuestProgram.done resolves with the status the guest writes to the done port", async () => {
   await using g = await bootGuest();
-  const stop = await g.guest.command("exit", { arg: 7 });
+  const stop = await command(g, "exit", { arg: 7 });
   assert.deepEqual(stop, {});
-  assert.equal(await g.guest.done, 7);
+  assert.equal(await within("GuestProgram.done", g.guest.done), 7);
   assert.equal(g.vcpu.state, "stopped");
 });

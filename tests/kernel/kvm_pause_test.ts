@@ -2,23 +2,12 @@
 // immediate_exit plus the kick signal must get KVM_RUN out within a bound. The
 // bound is a generous wait that fails with a message, not a timing assertion.
 import assert from "node:assert/strict";
-import { bootGuest } from "./_kvm.ts";
+import { bootGuest, within as boundedBy } from "./_kvm.ts";
 
 const BOUND_MS = 10_000;
 
-async function within<T>(what: string, p: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} did not finish within ${BOUND_MS} ms`)),
-      BOUND_MS,
-    );
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within<T>(what: string, p: Promise<T>): Promise<T> {
+  return boundedBy(what, p, BOUND_MS);
 }
 
 /** Resolves once `done()` holds, checking at every timer turn (guest RAM has no event). */
