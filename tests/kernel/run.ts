@@ -16,14 +16,17 @@
  * present) it runs the same files directly on this host instead.
  *
  * ```sh
- * deno run -A tests/kernel/run.ts [--timeout SECONDS] [--host --group N]
+ * deno run -A tests/kernel/run.ts [--timeout SECONDS] [--file-timeout SECONDS] [--host --group N]
  *   [--keep-log FILE] [test files or dirs...] [-- deno test flags...]
  * ```
  *
  * stdout gets each guest's serial console (with `deno test`'s own output), a
  * `kernel[<profile>]: N passed, M failed` line per boot and, last, the sum:
- * `kernel: N passed, M failed`. A boot that cannot run counts each test its
- * files declare as failed. The exit code is 0 only when every boot passed.
+ * `kernel: N passed, M failed`. In a guest each file runs in its own
+ * `deno test`, bounded by `--file-timeout`: a file that does not finish counts
+ * the tests it had not passed as failed and the next file runs. A boot that
+ * cannot run counts each test its files declare as failed. The exit code is 0
+ * only when every boot passed.
  *
  * @module
  */
@@ -35,6 +38,7 @@ import { ensureInitramfs } from "./harness/initramfs.ts";
 import { denoDir, jobScript, makeJobDir } from "./harness/job.ts";
 import { cacheRoot, type CustomKernel, ensureCustomKernel } from "./harness/custom_kernel.ts";
 import { ensureKernel, type Kernel } from "./harness/kernel.ts";
+import { FileTally } from "./harness/file_tally.ts";
 import { type TestSummary, writeStdout } from "./harness/output.ts";
 import { Apt, ensurePackages } from "./harness/packages.ts";
 import { type BootProfile, declaredTests, PROFILES, profilesOf } from "./harness/profiles.ts";
@@ -57,7 +61,9 @@ tests/kernel/, each in the boot profiles its '// kernel-profiles:' line names),
 or directly on this host with --host.
 
 Options:
-  --timeout SECONDS  bound on each guest's (or the host's) test run, default 600
+  --timeout SECONDS  bound on each guest's (or the host's) test run, default 900
+  --file-timeout SECONDS
+                     bound on each test file's run in a guest, default 240
   --profile NAME     boot only this profile (repeatable)
   --host             run on this host, with a real VFIO group
   --group N          the IOMMU group for --host (default: $DENO_VMM_VFIO_GROUP)
@@ -66,6 +72,7 @@ Options:
 
 interface Options {
   timeoutMs: number;
+  fileTimeoutSeconds: number;
   host: boolean;
   group: string | undefined;
   keepLog: string | undefined;
@@ -107,6 +114,7 @@ function parse(argv: string[]): Options | undefined {
       allowPositionals: true,
       options: {
         timeout: { type: "string" },
+        "file-timeout": { type: "string" },
         host: { type: "boolean" },
         group: { type: "string" },
         "keep-log": { type: "string" },
@@ -122,13 +130,18 @@ function parse(argv: string[]): Options | undefined {
     console.log(USAGE);
     return undefined;
   }
-  const timeout = Number(values.timeout ?? "600");
+  const timeout = Number(values.timeout ?? "900");
   if (!(timeout > 0)) throw new HarnessError(`--timeout wants seconds > 0, not ${values.timeout}`);
+  const fileTimeout = Number(values["file-timeout"] ?? "240");
+  if (!(fileTimeout > 0)) {
+    throw new HarnessError(`--file-timeout wants seconds > 0, not ${values["file-timeout"]}`);
+  }
   if (values.group !== undefined && !values.host) {
     throw new HarnessError("--group goes with --host");
   }
   return {
     timeoutMs: timeout * 1000,
+    fileTimeoutSeconds: fileTimeout,
     host: values.host ?? false,
     group: values.group,
     keepLog: values["keep-log"],
@@ -289,12 +302,20 @@ async function bootProfile(
     progress.step(`[${profile.name}] building the KVM test guest on the host`);
     await buildGuestImage();
   }
+  const fileNonce = crypto.randomUUID().replaceAll("-", "");
+  const tally = new FileTally({
+    nonce: fileNonce,
+    files: files.map((f) => f.slice(PROJECT.length + 1)),
+    declared: files.map((f) => declaredTests(Deno.readTextFileSync(f))),
+  });
   const jobDir = await makeJobDir(
     jobScript({
       project: PROJECT,
       files,
       denoFlags: options.denoFlags,
       denoDir: context.denoDir,
+      fileTimeoutSeconds: options.fileTimeoutSeconds,
+      fileNonce,
       env: extraEnv,
     }),
     modules,
@@ -311,7 +332,17 @@ async function bootProfile(
     progress,
     onKill: (kill) => cleanups.push(kill),
     machine: profile.machine,
+    tally,
   });
+  for (const u of tally.unfinished) {
+    console.error(
+      `kernel tests [${profile.name}]: ${u.file} ${
+        u.code === 124 || u.code === 137
+          ? `did not finish within ${options.fileTimeoutSeconds} s`
+          : `exited ${u.code} without a summary`
+      }: ${u.passed} passed, ${u.failed} counted as failed`,
+    );
+  }
   if (result.status === undefined) {
     const tail = result.output.tail();
     console.error(`--- last ${tail.length} lines of the guest console ---`);
@@ -321,10 +352,28 @@ async function bootProfile(
       for (const line of result.qemuStderr) console.error(line);
     }
     console.error("---");
-    return { status: fail(result.reason ?? "the guest never reported") };
+    const status = fail(result.reason ?? "the guest never reported");
+    if (!tally.started) return { status };
+    // What ended is counted; the rest of what the files declare failed.
+    const rest = tally.notEnded();
+    return {
+      status,
+      summary: {
+        passed: tally.totals.passed + rest.passed,
+        failed: tally.totals.failed + rest.failed,
+      },
+    };
   }
   progress.step(`[${profile.name}] guest reported exit status ${result.status}`);
-  return { status: result.status, summary: result.output.summary };
+  if (!tally.started) return { status: result.status, summary: result.output.summary };
+  const rest = tally.notEnded();
+  return {
+    status: result.status,
+    summary: {
+      passed: tally.totals.passed + rest.passed,
+      failed: tally.totals.failed + rest.failed,
+    },
+  };
 }
 
 async function runInGuest(options: Options, files: string[], progress: Progress) {

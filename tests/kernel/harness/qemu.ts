@@ -7,6 +7,7 @@
 
 import { HarnessError, type Progress } from "./exec.ts";
 import type { Kernel } from "./kernel.ts";
+import type { FileTally } from "./file_tally.ts";
 import { OutputWatcher } from "./output.ts";
 
 /** How a guest run ended. */
@@ -39,6 +40,8 @@ export interface GuestOptions {
   onKill?: (kill: () => void) => void;
   /** The machine: emulated VT-d and edu (both default true), extra kernel arguments. */
   machine?: MachineOptions;
+  /** Gets every console line, to add up the job's per-file runs. */
+  tally?: FileTally;
 }
 
 /** What the guest machine has besides the 9p shares. */
@@ -120,6 +123,7 @@ export async function runGuest(options: GuestOptions): Promise<GuestResult> {
     nonce,
     log: options.log,
     onLine(line) {
+      options.tally?.line(line);
       const started = STARTED.exec(line);
       if (!testsStarted && started) {
         testsStarted = true;
