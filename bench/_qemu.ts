@@ -187,8 +187,14 @@ export async function writeImage(
 
 /** One QEMU configuration. */
 export interface QemuConfig {
-  /** Multifd with 2 channels on both sides. */
+  /** Multifd on both sides. */
   multifd: boolean;
+  /** Multifd channels (default 2). */
+  channels?: number;
+  /** `zero-page-detection` (QEMU 9.0 and later; `multifd`: on the channels' threads). */
+  zeroPageDetection?: "multifd" | "legacy";
+  /** `multifd-compression`. */
+  compression?: "zstd";
   /** The destination's RAM backend gets prealloc=on. */
   prealloc: boolean;
   /**
@@ -242,6 +248,12 @@ function freePort(): number {
  * ```
  */
 export async function qemuMigrate(o: {
+  /** The QEMU to run (default: the system's qemu-system-x86_64). */
+  qemu?: { path: string; dataDir?: string };
+  /** `max-bandwidth` in bytes/s (default 100e9: loopback is the cap). */
+  maxBandwidth?: number;
+  /** `downtime-limit` in ms (default 300, the engine's own default). */
+  downtimeLimitMs?: number;
   image: string;
   ramBytes: number;
   config: QemuConfig;
@@ -249,7 +261,9 @@ export async function qemuMigrate(o: {
   timeoutMs: number;
 }): Promise<QemuResult> {
   const mib = `${o.ramBytes / 2 ** 20}M`;
+  const qemu = o.qemu?.path ?? QEMU;
   const common = [
+    ...(o.qemu?.dataDir ? ["-L", o.qemu.dataDir] : []),
     ...["-machine", "q35,memory-backend=mem", "-accel", "tcg", "-m", mib],
     ...["-nodefaults", "-display", "none", "-serial", "none", "-monitor", "none", "-S"],
   ];
@@ -269,14 +283,14 @@ export async function qemuMigrate(o: {
         ? ["-object", `authz-simple,id=authz0,identity=${q(tls.authz)}`]
         : []),
     ];
-  const dst = spawnTracked(QEMU, [
+  const dst = spawnTracked(qemu, [
     ...common,
     "-object",
     `memory-backend-ram,id=mem,size=${mib}${o.config.prealloc ? ",prealloc=on" : ""}`,
     ...tlsObjects("server"),
     ...["-incoming", "defer", "-qmp", `unix:${dstSock},server=on,wait=off`],
   ], true);
-  const src = spawnTracked(QEMU, [
+  const src = spawnTracked(qemu, [
     ...common,
     "-object",
     `memory-backend-file,id=mem,size=${mib},mem-path=${o.image},share=on`,
@@ -312,10 +326,19 @@ export async function qemuMigrate(o: {
     for (const q of [d, s]) {
       await guard(q.execute("migrate-set-capabilities", { capabilities: caps }, left()));
       if (o.config.multifd) {
-        await guard(q.execute("migrate-set-parameters", { "multifd-channels": 2 }, left()));
+        await guard(q.execute("migrate-set-parameters", {
+          "multifd-channels": o.config.channels ?? 2,
+          ...(o.config.compression ? { "multifd-compression": o.config.compression } : {}),
+          ...(o.config.zeroPageDetection
+            ? { "zero-page-detection": o.config.zeroPageDetection }
+            : {}),
+        }, left()));
       }
     }
-    await guard(s.execute("migrate-set-parameters", { "max-bandwidth": 100e9 }, left()));
+    await guard(s.execute("migrate-set-parameters", {
+      "max-bandwidth": o.maxBandwidth ?? 100e9,
+      "downtime-limit": o.downtimeLimitMs ?? 300,
+    }, left()));
     if (tls !== undefined) {
       await guard(s.execute(
         "migrate-set-parameters",

@@ -147,6 +147,7 @@ export function systemArchive(name: string, etc = "/etc/apt"): AptSource {
 export class PrivateApt {
   readonly #dir: string;
   readonly #progress: Progress;
+  readonly #suite: string;
   #updated = false;
 
   /**
@@ -159,6 +160,7 @@ export class PrivateApt {
   constructor(dir: string, options: { suite: string; archive: AptSource; progress: Progress }) {
     this.#dir = dir;
     this.#progress = options.progress;
+    this.#suite = options.suite;
     for (const sub of ["sources.list.d", "lists/partial", "cache/archives/partial"]) {
       Deno.mkdirSync(`${dir}/${sub}`, { recursive: true });
     }
@@ -194,7 +196,7 @@ export class PrivateApt {
    */
   async update(): Promise<void> {
     if (this.#updated) return;
-    this.#progress.step("apt-get update (private lists for the test kernel's source)");
+    this.#progress.step(`apt-get update (private lists for ${this.#suite})`);
     await exec(["apt-get", ...this.options, "update"], { timeoutMs: 300_000 });
     this.#updated = true;
   }

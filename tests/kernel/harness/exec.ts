@@ -143,6 +143,14 @@ export function which(program: string): string | undefined {
 /** Prints phase lines on stderr with the seconds elapsed since the harness started. */
 export class Progress {
   #start = performance.now();
+  #label: string;
+
+  /**
+   * @param label What each line is tagged with.
+   */
+  constructor(label = "kernel-tests") {
+    this.#label = label;
+  }
 
   /**
    * Prints one phase line.
@@ -150,7 +158,7 @@ export class Progress {
    * @param message What the harness is doing.
    */
   step(message: string): void {
-    console.error(`[kernel-tests ${this.elapsed().toFixed(1).padStart(5)} s] ${message}`);
+    console.error(`[${this.#label} ${this.elapsed().toFixed(1).padStart(5)} s] ${message}`);
   }
 
   /**
