@@ -132,7 +132,10 @@ Deno.test("runInfo() lists an edu group's container as all-mapped, its driver wi
     "the probe released all",
   );
   const text = capture(["--group", "26", "--device", "0000:00:03.0"], new FakeKernel());
-  assert.match(text, /Device dirty sources:\n  vfio-container +group 26 +available, all-mapped: /);
+  assert.match(
+    text,
+    /Device dirty sources:\n {2}vfio-container +group 26 +available, all-mapped: /,
+  );
 });
 
 Deno.test("runInfo() lists a pinned-only container as precise, and one without the cap as unavailable", () => {
