@@ -81,10 +81,13 @@ export type {
   MigrationReport,
   ReceivedGuest,
   ReceiveGuestOptions,
+  RegionSources,
+  SourceSelection,
   TlsCredentials,
   TlsCredentialsEndpoint,
   TlsListenOptions,
   TlsPeerIdentity,
+  UnavailableSource,
 } from "./migration/mod.ts";
 // The syscall boundary, its errors and the address brands.
 export {
@@ -132,6 +135,9 @@ export type {
   DirtyTrackerOptions,
   DmaMapping,
   GroupStatus,
+  HwPagetable,
+  IommufdDirtyReport,
+  IommufdIoas,
   IommuInfo,
   IovaRange,
   IrqInfo,
@@ -141,6 +147,7 @@ export type {
   MigrationDataFd,
   PrecopyInfo,
   RawCap,
+  ReadDirtyOptions,
   RegionInfo,
   RegionMapping,
   SetStateOptions,

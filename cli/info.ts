@@ -1,6 +1,6 @@
 /**
- * `info`: what the VFIO container reports, and the dirty bitmap geometry it
- * implies.
+ * `info`: what the VFIO container reports, the dirty bitmap geometry it
+ * implies, and which device dirty sources are available (and why not).
  *
  * @module
  */
@@ -11,13 +11,19 @@ import { dirtyBitmapBytes } from "../vfio/dirty_page_tracker.ts";
 import type { IommuInfo } from "../vfio/uapi/iommu_info.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import { UsageError } from "./describe_error.ts";
+import {
+  containerSource,
+  deviceLoggingSource,
+  type DirtySourceInfo,
+  iommufdSource,
+} from "./info_dirty_sources.ts";
 import { helpText, parseCommand } from "./flags.ts";
 
 /** The flags of `info`. */
 export const INFO_COMMAND = {
   name: "info",
   summary:
-    "Print what the VFIO container reports: API version, extensions and, with a group, the IOMMU info and the dirty-bitmap geometry it implies.",
+    "Print what the VFIO container reports: API version, extensions and, with a group, the IOMMU info and the dirty-bitmap geometry it implies; and which device dirty sources are available, and why the others are not.",
   flags: {
     container: {
       type: "string",
@@ -29,6 +35,12 @@ export const INFO_COMMAND = {
       type: "string",
       value: "N",
       help: "attach this IOMMU group (a number or a /dev/vfio path) to read the IOMMU info",
+    },
+    device: {
+      type: "string",
+      value: "NAME",
+      help:
+        "a device of the group (PCI address or mdev UUID): also ask its driver (migration, DMA logging) and its IOMMU through iommufd",
     },
     json: { type: "boolean", help: "print JSON instead of text" },
   },
@@ -47,6 +59,8 @@ export interface InfoJson {
     dmaAvail: number | null;
     migration: { pgsizes: number[]; maxDirtyBitmapSize: number; maxBytesPerQuery: number } | null;
   } | null;
+  /** Per container and device, each device-side dirty source: available, or why not. */
+  dirtySources: DirtySourceInfo[];
 }
 
 function bits(mask: bigint): number[] {
@@ -72,7 +86,7 @@ function toJson(
   extensions: Record<string, boolean>,
   info?: IommuInfo,
 ): InfoJson {
-  if (info === undefined) return { apiVersion, extensions, iommu: null };
+  if (info === undefined) return { apiVersion, extensions, iommu: null, dirtySources: [] };
   const mig = info.migration;
   const pg = mig ? mig.pgsizeBitmap & -mig.pgsizeBitmap : 0n;
   return {
@@ -90,7 +104,17 @@ function toJson(
         }
         : null,
     },
+    dirtySources: [],
   };
+}
+
+function sourcesText(j: InfoJson): string[] {
+  const lines = ["Device dirty sources:"];
+  for (const s of j.dirtySources) {
+    const what = s.available ? `available, ${s.scope}` : "unavailable";
+    lines.push(`  ${s.source.padEnd(19)} ${s.for.padEnd(14)} ${what}: ${s.reason}`);
+  }
+  return lines;
 }
 
 function toText(j: InfoJson, group: string | undefined): string {
@@ -100,6 +124,7 @@ function toText(j: InfoJson, group: string | undefined): string {
   }
   if (j.iommu === null) {
     lines.push("IOMMU: attach a group (--group N) to read it; the kernel answers only then");
+    lines.push(...sourcesText(j));
     return lines.join("\n");
   }
   const m = j.iommu;
@@ -116,6 +141,7 @@ function toText(j: InfoJson, group: string | undefined): string {
     lines.push(`  bitmap per GiB       ${dirtyBitmapBytes(BigInt(2 ** 30 / pg))} bytes`);
     lines.push(`  most memory / query  ${size(m.migration.maxBytesPerQuery)}`);
   }
+  lines.push(...sourcesText(j));
   return lines.join("\n");
 }
 
@@ -158,11 +184,29 @@ export function runInfo(
   const apiVersion = container.apiVersion();
   const extensions = container.extensions();
   let info: IommuInfo | undefined;
-  if (group !== undefined) {
-    using _g = container.attachGroup(group);
-    info = container.info();
+  const sources: DirtySourceInfo[] = [];
+  if (values.device !== undefined && group === undefined) {
+    throw new UsageError("--device needs the device's group (--group N)");
   }
-  const j = toJson(apiVersion, extensions, info);
+  if (group !== undefined) {
+    using g = container.attachGroup(group);
+    info = container.info();
+    sources.push(containerSource(container, { for: `group ${values.group}` }));
+    if (values.device !== undefined) {
+      using device = g.openDevice(values.device);
+      sources.push(deviceLoggingSource(device));
+    }
+  } else {
+    sources.push({
+      source: "vfio-container",
+      for: "-",
+      available: false,
+      reason: "attach a group (--group N) to probe it",
+    });
+  }
+  // After the group is closed: a device's cdev and its group are exclusive.
+  sources.push(iommufdSource(values.device, { syscalls: options.syscalls }));
+  const j = { ...toJson(apiVersion, extensions, info), dirtySources: sources };
   write(values.json ? JSON.stringify(j, null, 2) : toText(j, values.group));
   return 0;
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { describeSelection } from "../migration/engine/source_selection.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
 import { MigrationFailure } from "../migration/engine/precopy.ts";
@@ -190,6 +191,7 @@ export function summarize(r: MigrationReport): string {
     }, limit ${r.policy.downtimeLimitMs} ms)`,
     `  dirty scope ${Object.entries(r.dirtyScope).map(([k, v]) => `${k}=${v}`).join(", ") || "-"}`,
     `  policy ${r.policy.applied}`,
+    ...(r.sourceSelection ? describeSelection(r.sourceSelection).map((l) => `  ${l}`) : []),
   ];
   for (const d of r.devices) {
     lines.push(

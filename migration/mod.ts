@@ -78,10 +78,15 @@ export {
 export { destinationRam, ramDigest, sourceRam } from "./guest/guest_ram.ts";
 export { CpuDirtySource } from "./guest/cpu_dirty_source.ts";
 export {
+  containerDevices,
   type RegionLayout,
   VfioDirtySource,
   type VfioDirtySourceOptions,
 } from "./guest/vfio_dirty_source.ts";
+export {
+  IommufdDirtySource,
+  type IommufdDirtySourceOptions,
+} from "./guest/iommufd_dirty_source.ts";
 export { UntrackedDeviceSource } from "./guest/untracked_device_source.ts";
 export { WorkerWorkload } from "./guest/worker_workload.ts";
 export { KvmGuestDirtySource, type KvmSlots } from "./guest/kvm_dirty_source.ts";
@@ -115,6 +120,14 @@ export {
   expandBitmapInto,
   type SourceHarvest,
 } from "./engine/dirty_source.ts";
+export {
+  describeSelection,
+  type RegionSources,
+  selectDeviceSources,
+  type SourceCandidate,
+  type SourceSelection,
+  type UnavailableSource,
+} from "./engine/source_selection.ts";
 export type { DeviceMigrator } from "./engine/device_migrator.ts";
 export { combineWorkloads, type Pausable, type Workload } from "./engine/workload.ts";
 export {
@@ -204,11 +217,15 @@ export type {
   DirtyTrackerOptions,
   DmaMapping,
   GroupStatus,
+  HwPagetable,
+  IommufdDirtyReport,
+  IommufdIoas,
   IommuInfo,
   IovaRange,
   IrqInfo,
   MigrationCap,
   RawCap,
+  ReadDirtyOptions,
   RegionInfo,
   RegionMapping,
   UnknownCap,

@@ -11,8 +11,10 @@ import { fillRam } from "../cli/fill.ts";
 import { digestMemory } from "../memory/digest.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
-import { guestAddress } from "../sys/address.ts";
+import { guestAddress, iova } from "../sys/address.ts";
 import type { VfioContainer } from "../vfio/container.ts";
+import type { HwPagetable } from "../vfio/iommufd/hw_pagetable.ts";
+import type { IommufdIoas } from "../vfio/iommufd/ioas.ts";
 import type { ConvergenceLimits } from "../migration/engine/convergence.ts";
 import { startCutProxy } from "./cut_proxy.ts";
 import type { DeviceMigrator } from "../migration/engine/device_migrator.ts";
@@ -48,12 +50,20 @@ export interface MigrationScenario {
   imprecise?: "refuse" | "allow";
   /** A VFIO container to map the source RAM into (IOVA = GPA). */
   vfio?: { container: VfioContainer; maxBitmapBytes?: bigint };
+  /**
+   * An iommufd IOAS to map the source RAM into (IOVA = GPA) and the HWPT the
+   * devices DMA through, as a device-side dirty source.
+   */
+  iommufd?: { hwpt: HwPagetable; ioas: IommufdIoas; devices?: readonly string[] };
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
   /** The destination's devices, restored from the stream by id. */
   destinationDevices?: { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
-  /** Called once the RAM is mapped and tracking is about to start (test hooks). */
-  beforeMigrate?: () => void;
+  /**
+   * Called once the RAM is mapped and tracking is about to start (test
+   * hooks), with a view of the source RAM (GPA 0 at index 0).
+   */
+  beforeMigrate?: (sourceRam: Uint8Array) => void;
   /** The directory the scenario makes its own temp directory in (default: the system's). */
   tempDir?: string;
   /** Faults. */
@@ -126,6 +136,11 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
   );
   const sourceDigestBefore = digestMemory(source).hex;
   if (s.vfio) stack.use(source.mapInto(s.vfio.container));
+  if (s.iommufd) {
+    for (const r of source.regions) {
+      stack.use(s.iommufd.ioas.map(iova(r.gpa), { vaddr: r.hostAddress, size: r.size }));
+    }
+  }
   let writer: WorkerWriter | undefined;
   let workload: WorkerWorkload | undefined;
   if (s.workload) {
@@ -166,7 +181,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
     stack.use(proxy);
     to = proxy.endpoint;
   }
-  s.beforeMigrate?.();
+  s.beforeMigrate?.(source.view(guestAddress(0n), s.ram));
   let report: MigrationReport;
   let sourceError: MigrationError | undefined;
   try {
@@ -175,6 +190,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       to,
       workload: combined,
       vfio: s.vfio,
+      iommufd: s.iommufd,
       devices: s.devices,
       limits: s.limits,
       maxBandwidth: s.maxBandwidth,

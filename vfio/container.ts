@@ -186,6 +186,11 @@ export class VfioContainer implements Disposable {
     return this.#iommuType;
   }
 
+  /** The groups attached through this object, in attach order. */
+  get groups(): readonly VfioGroup[] {
+    return [...this.#groups];
+  }
+
   /** The live DMA mappings made through this object, in IOVA order. */
   get mappings(): readonly DmaMapping[] {
     return this.#mappings;

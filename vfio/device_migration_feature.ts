@@ -11,6 +11,7 @@ import { ENOTTY } from "../sys/errno.ts";
 import { IoctlError } from "../sys/errors.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import {
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
   VFIO_DEVICE_FEATURE_GET,
   VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
@@ -105,6 +106,30 @@ export function readStopCopySize(sys: Syscalls, fd: number): bigint | undefined 
     return decodeU64Payload(feature(sys, fd, flags, new Uint8Array(8)));
   } catch (e) {
     if (e instanceof IoctlError && e.errno === ENOTTY) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Probes `VFIO_DEVICE_FEATURE_DMA_LOGGING_START` (`PROBE|SET`): whether the
+ * driver logs the device's DMA writes itself (`vfio_log_ops`).
+ *
+ * @param sys The syscall boundary.
+ * @param fd The device fd.
+ * @returns `true` when supported, `false` when the driver has no log ops (`ENOTTY`).
+ * @throws {IoctlError} When the kernel refuses otherwise.
+ */
+export function probeDmaLogging(sys: Syscalls, fd: number): boolean {
+  try {
+    feature(
+      sys,
+      fd,
+      VFIO_DEVICE_FEATURE_DMA_LOGGING_START | VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET,
+      new Uint8Array(0),
+    );
+    return true;
+  } catch (e) {
+    if (e instanceof IoctlError && e.errno === ENOTTY) return false;
     throw e;
   }
 }

@@ -3,6 +3,7 @@
 // downtime limit; auto-converge throttles the workload on the way.
 
 import type { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
+import type { DirtyScope, DirtySource } from "./dirty_source.ts";
 import { MigrationError } from "./errors.ts";
 import type { IterationRow } from "./report.ts";
 import { andNot, count, sendDirty } from "./_send.ts";
@@ -100,17 +101,36 @@ export async function harvest(
   if (hold) await options.workload!.pause();
   try {
     for (const s of options.sources) {
-      const own = run.bitmaps();
-      const h = s.harvestInto(own);
-      report.dirtyScope[s.name] = h.scope;
-      bySource[s.name] = count(own);
-      merged.forEach((b, i) => b.orMerge(own[i]));
+      const own = harvestServed(run, s);
+      if (own === undefined) continue;
+      report.dirtyScope[s.name] = own.scope;
+      bySource[s.name] = count(own.bitmaps);
+      merged.forEach((b, i) => b.orMerge(own.bitmaps[i]));
     }
   } finally {
     if (hold) await options.workload!.resume();
   }
   run.counters.dirtySyncCount++;
   return { merged, bySource };
+}
+
+// One source's harvest, kept to the regions it serves (a device source that
+// a finer one replaces in a region contributes nothing there); undefined for
+// a source that serves no region (it is not harvested at all).
+export function harvestServed(
+  run: MigrationRun,
+  s: DirtySource,
+): { bitmaps: DirtyBitmap[]; scope: DirtyScope } | undefined {
+  const served = run.serves?.get(s);
+  if (served !== undefined && !served.includes(true)) return undefined;
+  const own = run.bitmaps();
+  const h = s.harvestInto(own);
+  if (served !== undefined) {
+    own.forEach((b, i) => {
+      if (!served[i]) b.words.fill(0);
+    });
+  }
+  return { bitmaps: own, scope: h.scope };
 }
 
 // What the devices say they still hold (QEMU's vfio_state_pending_exact).

@@ -6,6 +6,7 @@
 import { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import type { RamAccess, RamRegionLayout } from "../stream/ram.ts";
 import { ConvergencePolicy } from "./convergence.ts";
+import type { DirtySource } from "./dirty_source.ts";
 import { MigrationError } from "./errors.ts";
 import { type MigrationReport, newReport } from "./report.ts";
 import type {
@@ -37,6 +38,8 @@ export class MigrationRun {
   /** Pages resent in full at stop-and-copy (all-mapped device sources). */
   fixed: DirtyBitmap[] | undefined;
   fixedBytes = 0;
+  /** Per device-side source, the regions it serves (absent: every region). */
+  serves: Map<DirtySource, boolean[]> | undefined;
   #percent = 0;
 
   constructor(options: MigrateOptions) {

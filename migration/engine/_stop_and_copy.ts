@@ -6,6 +6,7 @@
 import type { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import { sendDirty } from "./_send.ts";
+import { harvestServed } from "./_iterate.ts";
 import type { MigrationRun } from "./_run.ts";
 
 export async function stopAndCopy(run: MigrationRun, dirty: DirtyBitmap[]): Promise<void> {
@@ -24,7 +25,10 @@ export async function stopAndCopy(run: MigrationRun, dirty: DirtyBitmap[]): Prom
     });
   }
   run.status("device");
-  for (const s of options.sources) s.harvestInto(dirty);
+  for (const s of options.sources) {
+    const own = harvestServed(run, s);
+    if (own !== undefined) dirty.forEach((b, i) => b.orMerge(own.bitmaps[i]));
+  }
   c.dirtySyncCount++;
   if (run.fixed) dirty.forEach((b, i) => b.orMerge(run.fixed![i]));
   const states: [DeviceMigrator, Uint8Array][] = [];

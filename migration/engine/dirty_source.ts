@@ -36,6 +36,19 @@ export interface DirtySource {
    * harvest. Absent means safe.
    */
   readonly concurrentSafe?: boolean;
+  /**
+   * For a device-side source: the devices whose DMA writes it sees (an IOMMU
+   * group such as `group 26`, or a device name). Where several device-side
+   * sources see the same device in a region, only the finest one serves it
+   * (`selectDeviceSources`). Absent for a CPU-side source, which always serves.
+   */
+  readonly devices?: readonly string[];
+  /**
+   * `true` when the scope is `precise` by construction (IOMMU dirty bits,
+   * device DMA logging), not only as observed: type1's pinned scope turns
+   * all-mapped as soon as a vfio-pci group joins the container.
+   */
+  readonly preciseByConstruction?: boolean;
   /** Starts tracking. */
   start(): void;
   /**

@@ -7,6 +7,7 @@
 
 import type { ConvergenceLimits } from "./convergence.ts";
 import type { DirtyScope } from "./dirty_source.ts";
+import type { SourceSelection } from "./source_selection.ts";
 import type { MigrationCounters } from "./status.ts";
 
 /** One pre-copy iteration (iteration 0 is the bulk pass). */
@@ -89,6 +90,11 @@ export interface MigrationReport {
   destinationDigest: string | null;
   /** Each dirty source's scope. */
   dirtyScope: Record<string, DirtyScope>;
+  /**
+   * Which device-side dirty source served which RAM region, and why the
+   * others were not used (absent without device-side sources).
+   */
+  sourceSelection?: SourceSelection;
   /** The policy applied. */
   policy: {
     imprecise: "refuse" | "allow";

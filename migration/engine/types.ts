@@ -11,6 +11,7 @@ import type { WritePagesResult } from "../stream/writer.ts";
 import type { ConvergenceLimits } from "./convergence.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
+import type { UnavailableSource } from "./source_selection.ts";
 import { MigrationError } from "./errors.ts";
 import type { MigrationReport } from "./report.ts";
 import type { MigrationEvent, MigrationPhase } from "./status.ts";
@@ -62,6 +63,12 @@ export interface MigrateOptions {
   devices?: DeviceMigrator[];
   /** Convergence limits. */
   limits?: ConvergenceLimits;
+  /**
+   * Device-side sources that could not be created, and why (an iommufd HWPT
+   * the IOMMU cannot track dirty pages in, a container without a migration
+   * capability): the report lists them next to the ones selected.
+   */
+  unavailableSources?: UnavailableSource[];
   /** What to do with an `all-mapped` (imprecise) device source: refuse (default) or allow. */
   imprecise?: "refuse" | "allow";
   /** The source RAM digest at the stop point (taken while paused). */

@@ -30,6 +30,10 @@ import { RateLimitedSink } from "../transport/rate_limited_sink.ts";
 import { StreamWriter } from "../stream/writer.ts";
 import { UntrackedDeviceSource } from "./untracked_device_source.ts";
 import { VfioDirtySource } from "./vfio_dirty_source.ts";
+import { IommufdDirtySource } from "./iommufd_dirty_source.ts";
+import type { HwPagetable } from "../../vfio/iommufd/hw_pagetable.ts";
+import type { IommufdIoas } from "../../vfio/iommufd/ioas.ts";
+import type { UnavailableSource } from "../engine/source_selection.ts";
 import type { Workload } from "../engine/workload.ts";
 
 /** Options of {@linkcode migrateGuest}. */
@@ -54,6 +58,21 @@ export interface MigrateGuestOptions {
   guestSources?: DirtySource[];
   /** The VFIO container the RAM is mapped into (IOVA = `iovaBase` + GPA). */
   vfio?: { container: VfioContainer; iovaBase?: bigint; maxBitmapBytes?: bigint };
+  /**
+   * An iommufd HWPT the devices DMA through (IOVA = `iovaBase` + GPA): a
+   * precise device-side source. Name its devices as the container's
+   * (`group N`) where the same devices are behind both, so it replaces the
+   * container's coarser bits. A HWPT allocated without dirty tracking is
+   * listed as unavailable.
+   */
+  iommufd?: {
+    hwpt: HwPagetable;
+    ioas: IommufdIoas;
+    iovaBase?: bigint;
+    devices?: readonly string[];
+  };
+  /** Device-side sources the caller could not create, and why (for the report). */
+  unavailableSources?: UnavailableSource[];
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
   /** Convergence limits. */
@@ -128,6 +147,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
     ? [...options.guestSources!]
     : [new CpuDirtySource(selection.tracker)];
   let channel: StreamChannel | undefined;
+  const unavailable: UnavailableSource[] = [...(options.unavailableSources ?? [])];
   try {
     if (options.vfio) {
       const { container, iovaBase, maxBitmapBytes } = options.vfio;
@@ -145,6 +165,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
           );
         }
         sources.push(new UntrackedDeviceSource(container, regions, { reason: e.reason, iovaBase }));
+        unavailable.push({ source: "vfio-container", reason: e.reason });
       }
       // Device-side tracking must be on before the bulk pass (start() may
       // also find the container cannot track: treated as above).
@@ -157,6 +178,20 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
         }
         sources.pop();
         sources.push(new UntrackedDeviceSource(container, regions, { reason: e.reason, iovaBase }));
+        unavailable.push({ source: "vfio-container", reason: e.reason });
+      }
+    }
+    if (options.iommufd) {
+      const { hwpt, ioas, iovaBase, devices } = options.iommufd;
+      if (hwpt.dirtyTrackingCapable) {
+        const source = new IommufdDirtySource(hwpt, ioas, memory.regions, { iovaBase, devices });
+        source.start();
+        sources.push(source);
+      } else {
+        unavailable.push({
+          source: "iommufd-hwpt",
+          reason: `HWPT ${hwpt.id} was allocated without dirty tracking`,
+        });
       }
     }
     const live = endpoint.transport !== "file";
@@ -188,6 +223,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       devices: options.devices,
       limits: options.limits,
       imprecise: options.imprecise,
+      unavailableSources: unavailable,
       digest: () => ramDigest(memory),
       destinationImage: live
         ? async () => void await destinationAck(channel!, true, peerTimeoutMs)

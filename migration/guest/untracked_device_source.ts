@@ -9,7 +9,7 @@
 import type { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import type { VfioContainer } from "../../vfio/container.ts";
 import type { DirtySource, SourceHarvest } from "../engine/dirty_source.ts";
-import { markMapped, type RegionLayout } from "./vfio_dirty_source.ts";
+import { containerDevices, markMapped, type RegionLayout } from "./vfio_dirty_source.ts";
 
 /**
  * Reports every page mapped into the container as dirty on every harvest: the
@@ -27,6 +27,8 @@ export class UntrackedDeviceSource implements DirtySource {
   readonly scope = "all-mapped" as const;
   /** Why the container cannot track. */
   readonly reason: string;
+  /** The devices whose DMA it stands for. */
+  readonly devices: readonly string[];
   #container: VfioContainer;
   #regions: readonly RegionLayout[];
   #iovaBase: bigint;
@@ -36,17 +38,19 @@ export class UntrackedDeviceSource implements DirtySource {
    *
    * @param container The container the RAM is mapped into.
    * @param regions The guest RAM regions.
-   * @param options Why tracking is unavailable, and the IOVA base.
+   * @param options Why tracking is unavailable, the IOVA base, and the devices
+   *   (default: the container's groups).
    */
   constructor(
     container: VfioContainer,
     regions: readonly RegionLayout[],
-    options: { reason: string; iovaBase?: bigint },
+    options: { reason: string; iovaBase?: bigint; devices?: readonly string[] },
   ) {
     this.#container = container;
     this.#regions = regions;
     this.reason = options.reason;
     this.#iovaBase = options.iovaBase ?? 0n;
+    this.devices = options.devices ?? containerDevices(container);
   }
 
   /** Nothing to start. */

@@ -33,6 +33,27 @@ export interface VfioDirtySourceOptions {
   iovaBase?: bigint;
   /** A per-query bitmap limit below the kernel's (tests). */
   maxBitmapBytes?: bigint;
+  /**
+   * The devices whose DMA the container sees (default: its groups, as
+   * `group N`): a finer source naming the same devices replaces it.
+   */
+  devices?: readonly string[];
+}
+
+/**
+ * The devices of a container, as device-side sources name them: `group N`
+ * per attached group (its path when it has no number).
+ *
+ * @param container The container.
+ * @returns One name per attached group.
+ *
+ * @example
+ * ```ts ignore
+ * containerDevices(container); // ["group 26"]
+ * ```
+ */
+export function containerDevices(container: VfioContainer): string[] {
+  return container.groups.map((g) => g.id === undefined ? g.path : `group ${g.id}`);
 }
 
 /**
@@ -51,6 +72,8 @@ export interface VfioDirtySourceOptions {
 export class VfioDirtySource implements DirtySource {
   /** The source's name. */
   readonly name = "vfio-container";
+  /** The devices whose DMA it sees. */
+  readonly devices: readonly string[];
   #container: VfioContainer;
   #regions: readonly RegionLayout[];
   #iovaBase: bigint;
@@ -78,6 +101,7 @@ export class VfioDirtySource implements DirtySource {
     // The container's one tracker; a per-source bitmap limit applies per query.
     this.#tracker = container.dirtyTracker();
     this.#maxBitmapBytes = options.maxBitmapBytes;
+    this.devices = options.devices ?? containerDevices(container);
   }
 
   /** Its scope, from the container's classification. */

@@ -44,6 +44,8 @@ export const VFIO_CDEV_DIR = "/dev/vfio/devices";
  * @returns The cdev path, such as `/dev/vfio/devices/vfio0`.
  * @throws {VfioStateError} When the device has no VFIO cdev (not bound to a
  *   VFIO driver, or a kernel without `CONFIG_VFIO_DEVICE_CDEV`).
+ * @throws {Deno.errors.NotCapable} Without the permission to read sysfs
+ *   (Deno asks `--allow-all` for `/sys`).
  *
  * @example
  * ```ts ignore
@@ -58,8 +60,10 @@ export function vfioCdevPath(name: string, options: { sysfs?: string } = {}): st
     try {
       const cdev = [...Deno.readDirSync(dir)].map((e) => e.name).find((n) => /^vfio\d+$/.test(n));
       if (cdev !== undefined) return `${VFIO_CDEV_DIR}/${cdev}`;
-    } catch {
-      // not on this bus
+    } catch (e) {
+      // Not on this bus; but a sysfs read Deno does not permit (it wants
+      // --allow-all for /sys) is not an absent device.
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) throw e;
     }
   }
   throw new VfioStateError(

@@ -8,11 +8,11 @@ import { IoctlError, ResourceBusyError, SyscallError } from "../../sys/errors.ts
 import { defaultSyscalls } from "../../sys/libc.ts";
 import type { IoctlRequest } from "../../sys/syscalls.ts";
 import { ForwardingSyscalls } from "../../tests/forwarding_syscalls.ts";
-import { DirtyTrackingUnavailableError } from "../errors.ts";
+import { DirtyTrackingUnavailableError, VfioStateError } from "../errors.ts";
 import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING } from "./constants.ts";
 import { IommufdDirtyTracker } from "./dirty_tracker.ts";
 import { Iommufd } from "./iommufd.ts";
-import { VfioCdevDevice } from "./cdev_device.ts";
+import { VfioCdevDevice, vfioCdevPath } from "./cdev_device.ts";
 import { decodeGetDirtyBitmap } from "./uapi/hwpt.ts";
 
 /** /dev/iommu as a script: ids count up, HWPT_ALLOC(DIRTY) can be refused, calls are logged. */
@@ -183,4 +183,43 @@ Deno.test("HwPagetable.close(), IommufdIoas.close() and Iommufd.close() refuse w
   iommufd.close();
   assert.equal(sys.named("IOMMU_DESTROY").length, 2);
   assert.equal(sys.open_, 0);
+});
+
+Deno.test("vfioCdevPath() finds a device's cdev in sysfs, and names a device without one", () => {
+  const sysfs = Deno.makeTempDirSync({ prefix: "deno-vmm-sysfs-" });
+  try {
+    Deno.mkdirSync(`${sysfs}/bus/mdev/devices/u-1/vfio-dev/vfio3`, { recursive: true });
+    assert.equal(vfioCdevPath("u-1", { sysfs }), "/dev/vfio/devices/vfio3");
+    assert.throws(
+      () => vfioCdevPath("0000:00:09.0", { sysfs }),
+      (e: unknown) => e instanceof VfioStateError && /no .*0000:00:09\.0\/vfio-dev/.test(e.message),
+    );
+  } finally {
+    Deno.removeSync(sysfs, { recursive: true });
+  }
+});
+
+Deno.test("vfioCdevPath() without the permission to read sysfs says so, not that the device is absent", async () => {
+  const sysfs = Deno.makeTempDirSync({ prefix: "deno-vmm-sysfs-" });
+  const repo = new URL("../..", import.meta.url).pathname;
+  try {
+    Deno.mkdirSync(`${sysfs}/bus/pci/devices/0000:00:03.0/vfio-dev/vfio0`, { recursive: true });
+    const script = `${sysfs}.ts`;
+    Deno.writeTextFileSync(
+      script,
+      `import { vfioCdevPath } from "${new URL("./cdev_device.ts", import.meta.url)}";
+      try { vfioCdevPath("0000:00:03.0", { sysfs: "${sysfs}" }); console.log("found"); }
+      catch (e) { console.log(e instanceof Deno.errors.NotCapable ? "NotCapable" : String(e)); }`,
+    );
+    // Reading the repository and the script only: the fake sysfs is not granted.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", `--allow-read=${repo},${script}`, script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "NotCapable");
+    Deno.removeSync(script);
+  } finally {
+    Deno.removeSync(sysfs, { recursive: true });
+  }
 });
