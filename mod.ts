@@ -74,6 +74,7 @@ export {
   TlsAuthz,
 } from "./migration/mod.ts";
 export type {
+  CompressionStats,
   ConvergenceLimits,
   MigrateGuestOptions,
   MigrationCounters,
@@ -81,6 +82,7 @@ export type {
   MigrationReport,
   ReceivedGuest,
   ReceiveGuestOptions,
+  StreamCompression,
   TlsCredentials,
   TlsCredentialsEndpoint,
   TlsListenOptions,

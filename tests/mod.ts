@@ -123,6 +123,7 @@ export type {
 } from "../vfio/mod.ts";
 export type { WritePattern } from "../memory/mod.ts";
 export type {
+  CompressionStats,
   ConvergenceLimits,
   DeviceMigrator,
   IterationRow,
