@@ -290,3 +290,25 @@ Deno.test("StreamWriter() refuses an unknown compression", () => {
     RangeError,
   );
 });
+
+Deno.test("StreamWriter compress zstd sends a run raw when its first 64 KiB do not compress", async () => {
+  // 1 MiB runs: random first 64 KiB then text, against text first then random.
+  const src = mixedRam(SEED);
+  const text = src.view(g(0n), 2 * MiB).slice();
+  const noise = src.view(g(4n * BigInt(MiB)), 64 << 10).slice();
+  const v = src.view(g(0n), 8 * MiB);
+  v.fill(0);
+  v.set(noise, 0);
+  v.set(text.subarray(0, MiB - noise.length), noise.length);
+  v.set(text.subarray(0, MiB - noise.length), MiB);
+  v.set(noise, 2 * MiB - noise.length);
+  const { bytes, writer } = await stream(src, { compress: "zstd" });
+  const c = sections(bytes).filter((s) => s.type === SectionType.COMPRESSED);
+  assert.deepEqual(c.map((s) => Number(new DataView(bytes.buffer).getBigUint64(s.at + 8, true))), [
+    MiB,
+  ]);
+  assert.equal(writer.compression!.compressedRuns, 1);
+  const dst = arrayRam(LAYOUT);
+  await receiveStream(new MemorySource(bytes), dst, { digest: sha256Ram });
+  assert.ok(sameRam(src, dst), `seed ${SEED}`);
+});
