@@ -133,5 +133,6 @@ export type {
   MigrationReport,
   MigrationStatus,
   Pausable,
+  StreamCompression,
   Workload,
 } from "../migration/mod.ts";
