@@ -74,6 +74,7 @@ export {
   TlsAuthz,
 } from "./migration/mod.ts";
 export type {
+  CompressionStats,
   ConvergenceLimits,
   MigrateGuestOptions,
   MigrationCounters,
@@ -83,6 +84,7 @@ export type {
   ReceiveGuestOptions,
   RegionSources,
   SourceSelection,
+  StreamCompression,
   TlsCredentials,
   TlsCredentialsEndpoint,
   TlsListenOptions,

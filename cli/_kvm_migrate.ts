@@ -57,6 +57,7 @@ export interface KvmMigrateOptions {
   dirtyLog: "bitmap" | "ring";
   limits: ConvergenceLimits;
   maxBandwidth?: number;
+  compress: "zstd" | "none";
   peerTimeoutMs: number;
   signal: AbortSignal;
   vfio?: { container: VfioContainer };
@@ -132,6 +133,7 @@ export async function migrateKvmGuest(kvm: Kvm, o: KvmMigrateOptions): Promise<n
         devices: [...o.devices, new KvmStateDevice(vm), info],
         limits: o.limits,
         maxBandwidth: o.maxBandwidth,
+        compress: o.compress,
         peerTimeoutMs: o.peerTimeoutMs,
         signal: o.signal,
         imprecise: o.imprecise,

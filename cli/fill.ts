@@ -1,12 +1,39 @@
 /**
  * Fills guest RAM with demo content: incompressible random bytes, zero, every
- * other page zero, or nothing at all (a fresh guest whose RAM was never written).
+ * other page zero, text-like pages (every other page zero, the others words,
+ * as a guest's page cache holds), or nothing at all (a fresh guest whose RAM
+ * was never written).
  *
  * @module
  */
 
 /** What the RAM holds before migration. */
-export type FillPattern = "random" | "zero" | "half" | "untouched";
+export type FillPattern = "random" | "zero" | "half" | "text" | "untouched";
+
+const WORDS = (
+  "the of and to in is that for it as was with be by on not he this are or his from at which but " +
+  "have an they you were her she there been one all we their has would when if so no will can more " +
+  "kernel page memory device driver module buffer cache file system process thread socket stream " +
+  "return value error state config include struct static const void int char unsigned long size"
+).split(" ");
+
+// 256 KiB of words chosen by `seed`, the text pages' source.
+function textBlock(seed: number): Uint8Array {
+  const block = new Uint8Array(256 << 10);
+  const enc = new TextEncoder();
+  const words = WORDS.map((w) => enc.encode(w));
+  let x = seed >>> 0 || 0x9e3779b9;
+  for (let o = 0; o < block.length;) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const w = words[(x >>> 0) % words.length];
+    block.set(w.subarray(0, block.length - o), o);
+    o += w.length;
+    if (o < block.length) block[o++] = (x & 0xf00) === 0 ? 10 : 32; // a newline now and then
+  }
+  return block;
+}
 
 /**
  * Fills a view (xorshift32 words: fast, deterministic for a seed).
@@ -32,6 +59,23 @@ export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed:
   }
   let x = options.seed >>> 0 || 0x9e3779b9;
   const perPage = 1024;
+  if (options.pattern === "text") {
+    // Each data page is a slice of the text at an offset chosen by the seed.
+    const block = textBlock(options.seed);
+    for (let off = 0, page = 0; off < view.length; off += 4096, page++) {
+      const end = Math.min(view.length, off + 4096);
+      if (page % 2 === 1) {
+        view.fill(0, off, end);
+        continue;
+      }
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      const from = (x >>> 0) % (block.length - 4096);
+      view.set(block.subarray(from, from + end - off), off);
+    }
+    return;
+  }
   for (let page = 0; page * perPage < words.length; page++) {
     if (options.pattern === "half" && page % 2 === 1) {
       words.fill(0, page * perPage, (page + 1) * perPage);

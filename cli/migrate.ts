@@ -49,7 +49,7 @@ export const MIGRATE_COMMAND = {
     ram: { type: "string", value: "SIZE", help: "guest RAM, such as 256M or 1G (required)" },
     fill: {
       type: "string",
-      value: "random|zero|half|untouched",
+      value: "random|zero|half|text|untouched",
       help: "what the RAM holds before migration",
       default: "random",
     },
@@ -136,6 +136,13 @@ export const MIGRATE_COMMAND = {
       help: "cap the stream at this many bytes/s, such as 100M (at least 64K)",
       default: "no cap",
     },
+    compress: {
+      type: "string",
+      value: "zstd|none",
+      help:
+        "compress RAM runs with zstd, for links slower than memory (runs that do not compress go raw; needs libzstd)",
+      default: "none",
+    },
     "peer-timeout": {
       type: "string",
       value: "SECONDS",
@@ -189,6 +196,7 @@ export function summarize(r: MigrationReport): string {
     `  downtime ${r.downtimeMs === null ? "-" : `${r.downtimeMs.toFixed(0)} ms`} (expected ${
       r.expectedDowntimeMs === null ? "-" : `${r.expectedDowntimeMs.toFixed(0)} ms`
     }, limit ${r.policy.downtimeLimitMs} ms)`,
+    ...(r.compression === undefined ? [] : [compressionLine(r.compression)]),
     `  dirty scope ${Object.entries(r.dirtyScope).map(([k, v]) => `${k}=${v}`).join(", ") || "-"}`,
     `  policy ${r.policy.applied}`,
     ...(r.sourceSelection ? describeSelection(r.sourceSelection).map((l) => `  ${l}`) : []),
@@ -214,6 +222,14 @@ export function summarize(r: MigrationReport): string {
   if (r.peakRssBytes) lines.push(`  peak RSS ${(r.peakRssBytes / MiB).toFixed(0)} MiB`);
   if (r.error) lines.push(`  error: ${escapeControl(r.error)}`);
   return lines.join("\n");
+}
+
+// What compression saved: raw bytes against bytes on the wire.
+function compressionLine(c: NonNullable<MigrationReport["compression"]>): string {
+  const ratio = c.rawBytes === 0 ? "-" : (c.wireBytes / c.rawBytes).toFixed(3);
+  return `  compression ${c.codec}: ${(c.rawBytes / MiB).toFixed(1)} MiB of runs raw, ${
+    (c.wireBytes / MiB).toFixed(1)
+  } MiB on the wire (${ratio}); ${c.compressedRuns} of ${c.runs} runs compressed`;
 }
 
 /**
@@ -324,12 +340,15 @@ export async function runMigrate(args: string[]): Promise<number> {
         } days)`,
     );
   }
+  const compress = values.compress === undefined
+    ? "none"
+    : parseChoice("--compress", values.compress, ["zstd", "none"] as const);
   const peerTimeoutMs = values["peer-timeout"] === undefined
     ? DEFAULT_PEER_TIMEOUT_MS
     : parseSeconds("--peer-timeout", values["peer-timeout"]);
   const fill: FillPattern = values.fill === undefined
     ? "random"
-    : parseChoice("--fill", values.fill, ["random", "zero", "half", "untouched"] as const);
+    : parseChoice("--fill", values.fill, ["random", "zero", "half", "text", "untouched"] as const);
   const seed = values.seed === undefined ? 1 : parseInteger("--seed", values.seed);
   // Checked before any work: a bad path must not turn a migration into a failure.
   using reportFile = values.report === undefined
@@ -390,7 +409,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       pattern: pattern!,
       rate,
       seed,
-      filled: fill === "random" || fill === "half",
+      filled: fill === "random" || fill === "half" || fill === "text",
       heartbeatMs,
       runBeforeMs: values["run-before-ms"] === undefined
         ? 0
@@ -398,6 +417,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       dirtyLog: parseKvmDirty(values["kvm-dirty"]),
       limits,
       maxBandwidth,
+      compress,
       peerTimeoutMs,
       signal: stop.signal,
       vfio,
@@ -437,6 +457,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       devices,
       limits,
       maxBandwidth,
+      compress,
       peerTimeoutMs,
       signal: stop.signal,
       imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",

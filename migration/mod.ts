@@ -139,6 +139,7 @@ export {
 export { renderReportSvg } from "./engine/report_svg.ts";
 // The stream.
 export { StreamWriter, type StreamWriterOptions, type WritePagesResult } from "./stream/writer.ts";
+export { type CompressionStats, type StreamCompression } from "./stream/compression.ts";
 export {
   type IncomingStream,
   openStream,
@@ -151,6 +152,8 @@ export { StreamError } from "./stream/error.ts";
 export { arrayRam, type RamAccess, type RamRegionLayout } from "./stream/ram.ts";
 export { type DestinationAck, readAck, writeAck } from "./stream/ack.ts";
 export {
+  COMPRESSED_HEAD_BYTES,
+  CompressionCodec,
   DEFAULT_DEVICE_STATE_BYTES,
   DEFAULT_DEVICE_STATE_CHUNKS,
   DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,

@@ -1,7 +1,8 @@
-// The only file that calls Deno.dlopen. One entry per C prototype; `ioctl` is
-// declared once per argument shape. Every 64-bit parameter is a bigint so calls
-// stay on Deno's FFI fast path. No symbol is `nonblocking`: errno is
-// thread-local and must be read on the calling thread straight after the call.
+// The only file that opens libc (libzstd is opened in sys/_libzstd.ts). One
+// entry per C prototype; `ioctl` is declared once per argument shape. Every
+// 64-bit parameter is a bigint so calls stay on Deno's FFI fast path. No
+// symbol is `nonblocking`: errno is thread-local and must be read on the
+// calling thread straight after the call.
 
 /** The libc symbols the project uses. */
 export const LIBC_SYMBOLS = {

@@ -127,6 +127,7 @@ export type {
 } from "../vfio/mod.ts";
 export type { WritePattern } from "../memory/mod.ts";
 export type {
+  CompressionStats,
   ConvergenceLimits,
   DeviceMigrator,
   IterationRow,
@@ -138,6 +139,7 @@ export type {
   Pausable,
   RegionSources,
   SourceSelection,
+  StreamCompression,
   UnavailableSource,
   Workload,
 } from "../migration/mod.ts";

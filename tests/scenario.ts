@@ -25,6 +25,7 @@ import { listenEndpoint } from "../migration/transport/open.ts";
 import { MigrationFailure } from "../migration/engine/precopy.ts";
 import type { MigrationReport } from "../migration/engine/report.ts";
 import { migrateGuest } from "../migration/guest/source.ts";
+import type { StreamCompression } from "../migration/stream/compression.ts";
 import { WorkerWorkload } from "../migration/guest/worker_workload.ts";
 import { combineWorkloads, type Workload } from "../migration/engine/workload.ts";
 
@@ -46,6 +47,8 @@ export interface MigrationScenario {
   limits?: ConvergenceLimits;
   /** Cap the stream at this many bytes per second. */
   maxBandwidth?: number;
+  /** Compress RAM runs (`zstd`) or not (`none`, the default). */
+  compress?: StreamCompression;
   /** The all-mapped device policy. */
   imprecise?: "refuse" | "allow";
   /** A VFIO container to map the source RAM into (IOVA = GPA). */
@@ -194,6 +197,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       devices: s.devices,
       limits: s.limits,
       maxBandwidth: s.maxBandwidth,
+      compress: s.compress,
       imprecise: s.imprecise,
     });
   } catch (e) {

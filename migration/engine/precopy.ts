@@ -89,6 +89,8 @@ async function finish(run: MigrationRun): Promise<void> {
   run.refresh();
   run.report.totalMs = run.counters.totalMs;
   run.report.totalBytes = run.bytes;
+  const compression = run.sink?.compression;
+  if (compression !== undefined) run.report.compression = compression;
   // The phase a failure was blamed on stays in the counters.
   if (run.report.result === "failed") run.counters.phase = failedIn;
 }

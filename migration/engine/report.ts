@@ -9,6 +9,7 @@ import type { ConvergenceLimits } from "./convergence.ts";
 import type { DirtyScope } from "./dirty_source.ts";
 import type { SourceSelection } from "./source_selection.ts";
 import type { MigrationCounters } from "./status.ts";
+import type { CompressionStats } from "../stream/compression.ts";
 
 /** One pre-copy iteration (iteration 0 is the bulk pass). */
 export interface IterationRow {
@@ -84,6 +85,11 @@ export interface MigrationReport {
   counters?: MigrationCounters;
   /** Bytes written to the stream. */
   totalBytes: number;
+  /**
+   * With `--compress zstd`: the runs tried, those sent compressed, their raw
+   * payload bytes and the bytes they took on the wire (absent without it).
+   */
+  compression?: CompressionStats;
   /** The source RAM digest at the stop point (hex). */
   sourceDigest: string | null;
   /** The digest the destination computed (hex), when it reported one. */

@@ -8,6 +8,7 @@
 import type { GuestAddress } from "../../sys/address.ts";
 import type { RamAccess, RamRegionLayout } from "../stream/ram.ts";
 import type { WritePagesResult } from "../stream/writer.ts";
+import type { CompressionStats } from "../stream/compression.ts";
 import type { ConvergenceLimits } from "./convergence.ts";
 import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
@@ -21,6 +22,8 @@ import type { Workload } from "./workload.ts";
 export interface MigrationSink {
   /** Bytes written so far. */
   readonly bytesWritten: number;
+  /** What compression did, when the sink compresses (`StreamWriter`'s `compress`). */
+  readonly compression?: CompressionStats;
   /** Writes the header. */
   writeHeader(layout: readonly RamRegionLayout[], pageSize: number): Promise<void>;
   /** Writes a page range, eliding zero pages. */

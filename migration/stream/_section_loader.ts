@@ -9,6 +9,8 @@ import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
 import { StreamError } from "./error.ts";
 import { peerText } from "./peer_text.ts";
 import {
+  COMPRESSED_HEAD_BYTES,
+  CompressionCodec,
   decodeSectionHeader,
   DEFAULT_DEVICE_STATE_BYTES,
   DEFAULT_DEVICE_STATE_CHUNKS,
@@ -25,6 +27,7 @@ import {
 } from "./format.ts";
 import { clearPages } from "./zero_pages.ts";
 import { WrittenPages } from "./_written_pages.ts";
+import { ZSTD_error_dstSize_tooSmall, ZstdDecompressor, ZstdError } from "../../sys/zstd.ts";
 
 const NAMES: Record<number, string> = {
   [SectionType.RAM]: "RAM run",
@@ -34,6 +37,7 @@ const NAMES: Record<number, string> = {
   [SectionType.END]: "END",
   [SectionType.SPARSE]: "Sparse run",
   [SectionType.COMPLETE]: "COMPLETE",
+  [SectionType.COMPRESSED]: "Compressed run",
 };
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -50,8 +54,20 @@ export class SectionLoader {
   // Set at COMPLETE: the destination's digest, computed while the source computes its own.
   #ours: Uint8Array | undefined;
   #written: WrittenPages | undefined;
+  // Compressed runs: the compressed bytes, read whole (grown to the largest
+  // seen, under 64 MiB), and libzstd's context, made at the first one.
+  #packed: Uint8Array | undefined;
+  #zstd: ZstdDecompressor | undefined;
   #summary: ReceiveSummary = {
-    sections: { ram: 0, zero: 0, sparse: 0, deviceState: 0, iteration: 0, end: 0 },
+    sections: {
+      ram: 0,
+      zero: 0,
+      sparse: 0,
+      compressed: 0,
+      deviceState: 0,
+      iteration: 0,
+      end: 0,
+    },
     pages: 0,
     zeroPages: 0,
     bytes: 0,
@@ -76,6 +92,14 @@ export class SectionLoader {
   }
 
   async run(): Promise<ReceiveSummary> {
+    try {
+      return await this.#run();
+    } finally {
+      this.#zstd?.close();
+    }
+  }
+
+  async #run(): Promise<ReceiveSummary> {
     const buf = this.#buf;
     while (true) {
       this.#start = buf.offset;
@@ -98,6 +122,7 @@ export class SectionLoader {
       }
       let crc: number;
       let zeroAt: GuestAddress | undefined;
+      let packed: { at: GuestAddress; run: number; bytes: Uint8Array; crc: number } | undefined;
       switch (h.type) {
         case SectionType.RAM:
           crc = await this.#ramRun(h.arg, h.length, seed);
@@ -111,6 +136,10 @@ export class SectionLoader {
           break;
         case SectionType.SPARSE:
           crc = await this.#sparseRun(h.arg, h.length, seed);
+          break;
+        case SectionType.COMPRESSED:
+          packed = await this.#compressedRun(h.arg, h.length, seed);
+          crc = packed.crc;
           break;
         case SectionType.ITERATION:
         case SectionType.COMPLETE:
@@ -134,6 +163,7 @@ export class SectionLoader {
       }
       // Sections without payload take effect only once their checksum holds.
       if (h.type === SectionType.ZERO) this.#zeroRun(zeroAt!, h.length);
+      if (packed !== undefined) this.#decompress(packed.at, packed.run, packed.bytes);
       if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
       if (h.type === SectionType.COMPLETE) await this.#complete();
       if (h.type === SectionType.END) return await this.#end();
@@ -174,6 +204,72 @@ export class SectionLoader {
     this.#summary.sections.ram++;
     this.#summary.pages += view.length / this.#options.pageSize;
     return crc;
+  }
+
+  // Reads a compressed run's head and compressed bytes, checking the run
+  // against the layout first; decompressed once its checksum holds.
+  async #compressedRun(
+    gpa: bigint,
+    length: bigint,
+    seed: number,
+  ): Promise<{ at: GuestAddress; run: number; bytes: Uint8Array; crc: number }> {
+    const buf = this.#buf;
+    if (length <= BigInt(COMPRESSED_HEAD_BYTES)) {
+      this.#fail(`Compressed run length ${length} is too short`);
+    }
+    const head = (buf.takeNow(COMPRESSED_HEAD_BYTES) ??
+      await buf.take(COMPRESSED_HEAD_BYTES, "a compressed run")).slice();
+    const hv = new DataView(head.buffer);
+    const codec = hv.getUint32(0, true);
+    if (codec !== CompressionCodec.ZSTD) this.#fail(`Compressed run has unknown codec ${codec}`);
+    if (hv.getUint32(4, true) !== 0) this.#fail("Compressed run has a non-zero reserved field");
+    const run = hv.getBigUint64(8, true);
+    const at = this.#checkRun(gpa, run, "Compressed run", MAX_RUN_BYTES);
+    const size = length - BigInt(COMPRESSED_HEAD_BYTES);
+    if (size >= run) {
+      this.#fail(
+        `Compressed run of ${size} compressed bytes is not smaller than its ${run}-byte run`,
+      );
+    }
+    const n = Number(size);
+    if (this.#packed === undefined || this.#packed.length < n) {
+      this.#packed = new Uint8Array(Math.max(n, 1 << 20));
+    }
+    const bytes = this.#packed.subarray(0, n);
+    let crc = crc32(head, seed);
+    await buf.readInto(bytes, "a compressed run", (chunk) => crc = crc32(chunk, crc));
+    return { at, run: Number(run), bytes, crc };
+  }
+
+  // Decompresses into RAM in place: libzstd writes nothing past the run, and
+  // the run must come out exactly as long as declared.
+  #decompress(at: GuestAddress, run: number, bytes: Uint8Array): void {
+    const view = this.#ram.view(at, run);
+    const pageSize = this.#options.pageSize;
+    this.#written?.mark(at, run / pageSize);
+    let n: number;
+    try {
+      this.#zstd ??= new ZstdDecompressor();
+      n = this.#zstd.decompress(bytes, view);
+    } catch (e) {
+      if (!(e instanceof ZstdError)) throw e;
+      if (e.operation === "load") {
+        this.#fail(`Compressed run needs zstd, which this destination cannot load: ${e.detail}`);
+      }
+      this.#fail(
+        e.code === ZSTD_error_dstSize_tooSmall
+          ? `Compressed run at GPA 0x${at.toString(16)} decompresses to more than its ${run} bytes`
+          : `Compressed run at GPA 0x${at.toString(16)} does not decompress: zstd: ${e.detail}`,
+      );
+    }
+    if (n !== run) {
+      this.#fail(
+        `Compressed run at GPA 0x${at.toString(16)} decompresses to ${n} bytes, declared ${run}`,
+      );
+    }
+    const s = this.#summary;
+    s.sections.compressed++;
+    s.pages += run / pageSize;
   }
 
   async #sparseRun(gpa: bigint, length: bigint, seed: number): Promise<number> {

@@ -1,5 +1,5 @@
 /**
- * The migration stream format, version 3: constants, the stream header codec
+ * The migration stream format, version 4: constants, the stream header codec
  * and the section header codec. See `STREAM.md` for the byte layout. All
  * integers are little-endian; checksums are CRC-32 (`node:zlib` `crc32`).
  *
@@ -21,7 +21,7 @@ export interface LayoutEntry {
 /** The first 8 bytes of every stream: `DVMM-MIG`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("DVMM-MIG");
 /** The format version this module writes and reads. */
-export const STREAM_VERSION = 3;
+export const STREAM_VERSION = 4;
 /** Bytes of the stream header before the region table: magic, version, page size, count, reserved. */
 export const STREAM_HEADER_FIXED_BYTES = 24;
 /** Bytes of one region-table entry: GPA and size, both u64. */
@@ -79,7 +79,25 @@ export const SectionType = {
    * computes its own.
    */
   COMPLETE: 7,
+  /**
+   * Compressed RAM run: arg = GPA; payload = codec (u32), reserved (u32), the
+   * run's bytes L (u64), then the compressed pages, fewer than L bytes, that
+   * decompress to exactly L bytes: the run [GPA, GPA + L).
+   */
+  COMPRESSED: 8,
 } as const;
+
+/** Bytes before a compressed run's compressed data: codec, reserved, run bytes. */
+export const COMPRESSED_HEAD_BYTES = 16;
+
+/** Codec codes of a compressed run (its first payload field). */
+export const CompressionCodec = {
+  /** Zstandard: one or more whole zstd frames (RFC 8878). */
+  ZSTD: 1,
+} as const;
+
+/** A compression codec code. */
+export type CompressionCodec = typeof CompressionCodec[keyof typeof CompressionCodec];
 
 /** Bytes before a sparse run's bitmap: page count (u32) and reserved (u32). */
 export const SPARSE_HEAD_BYTES = 8;

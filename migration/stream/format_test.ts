@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import {
+  COMPRESSED_HEAD_BYTES,
+  CompressionCodec,
   decodeSectionHeader,
   encodeSectionHeader,
   encodeStreamHeader,
@@ -20,7 +22,7 @@ import { guestAddress as g } from "../../sys/address.ts";
 
 Deno.test("stream format pins its sizes, codes and magic", () => {
   assert.deepEqual([...STREAM_MAGIC], [...new TextEncoder().encode("DVMM-MIG")]);
-  assert.equal(STREAM_VERSION, 3);
+  assert.equal(STREAM_VERSION, 4);
   assert.equal(STREAM_HEADER_FIXED_BYTES, 24);
   assert.equal(SECTION_HEADER_BYTES, 28);
   assert.equal(SECTION_TRAILER_BYTES, 4);
@@ -33,7 +35,10 @@ Deno.test("stream format pins its sizes, codes and magic", () => {
     END: 5,
     SPARSE: 6,
     COMPLETE: 7,
+    COMPRESSED: 8,
   });
+  assert.equal(COMPRESSED_HEAD_BYTES, 16);
+  assert.deepEqual(CompressionCodec, { ZSTD: 1 });
   assert.equal(streamHeaderBytes(2), 60);
 });
 
@@ -42,7 +47,7 @@ Deno.test("encodeStreamHeader() lays out fields little-endian with a trailing CR
   const v = new DataView(h.buffer);
   assert.equal(h.length, 44);
   assert.equal(new TextDecoder().decode(h.subarray(0, 8)), "DVMM-MIG");
-  assert.equal(v.getUint32(8, true), 3);
+  assert.equal(v.getUint32(8, true), 4);
   assert.equal(v.getUint32(12, true), 4096);
   assert.equal(v.getUint32(16, true), 1);
   assert.equal(v.getUint32(20, true), 0);

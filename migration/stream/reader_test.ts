@@ -59,6 +59,7 @@ Deno.test("receiveStream() loads a stream with every section type and reports it
     ram: 1,
     zero: 1,
     sparse: 0,
+    compressed: 0,
     deviceState: 1,
     iteration: 1,
     end: 1,
@@ -113,7 +114,7 @@ Deno.test("receiveStream() rejects a flipped byte in the stream header", async (
   const [bytes] = await sampleStream();
   assertError(await reject(flipped(bytes, 30)), 0, /^Stream header checksum mismatch$/);
   assertError(await reject(flipped(bytes, 2)), 0, /^Bad magic/);
-  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 19, expected 3$/);
+  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 20, expected 4$/);
 });
 
 Deno.test("receiveStream() rejects a flipped byte in a RAM run", async () => {

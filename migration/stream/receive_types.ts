@@ -63,6 +63,8 @@ export interface SectionCounts {
   zero: number;
   /** Sparse runs (pages sent and zero pages interleaved). */
   sparse: number;
+  /** Compressed RAM runs. */
+  compressed: number;
   /** Device-state sections. */
   deviceState: number;
   /** Iteration markers. */

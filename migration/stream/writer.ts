@@ -21,6 +21,13 @@ import {
 import type { StreamSink } from "../transport/channel.ts";
 import { type PageRun, pageRunList, ZeroPageScanner } from "./zero_pages.ts";
 import { groupRuns, packSparse } from "./_sparse_plan.ts";
+import {
+  COMPRESS_CHUNK_BYTES,
+  COMPRESS_MIN_BYTES,
+  type CompressionStats,
+  RunCompressor,
+  type StreamCompression,
+} from "./compression.ts";
 
 // Ranges shorter than this are scanned without asking for never-written pages.
 const HOLE_QUERY_MIN_BYTES = 16 << 20;
@@ -53,6 +60,15 @@ export interface StreamWriterOptions {
    * send makes the destination reject the section. Default `false`.
    */
   snapshotRuns?: boolean;
+  /**
+   * Compress RAM runs: `zstd` sends each data run of at least 16 KiB (cut
+   * into runs of at most 1 MiB) as a compressed section when that is at
+   * most 7/8 of its raw size, and raw otherwise. Default `none`. Needs
+   * libzstd (`libzstd.so.1`) and `--allow-ffi`.
+   */
+  compress?: StreamCompression;
+  /** zstd's compression level with `compress: "zstd"`; default 1. */
+  compressLevel?: number;
 }
 
 /** What {@linkcode StreamWriter.writePages} sent. */
@@ -104,13 +120,16 @@ export class StreamWriter {
   #maxRun: number;
   #snapshot: Uint8Array | undefined;
   #sparseBuf: Uint8Array | undefined;
+  #compressor: RunCompressor | undefined;
+  #compressStats: CompressionStats | undefined;
 
   /**
    * Creates a writer over a sink; nothing is written until `writeHeader()`.
    *
    * @param sink Where the bytes go (a {@linkcode StreamChannel} or any sink).
-   * @param options Run cap, batch size, snapshot mode.
+   * @param options Run cap, batch size, snapshot mode, compression.
    * @throws {RangeError} If an option is out of range.
+   * @throws {ZstdError} With `compress: "zstd"`, if libzstd cannot be loaded.
    */
   constructor(sink: StreamSink, options: StreamWriterOptions = {}) {
     const maxRun = options.maxRunBytes ?? 4 << 20;
@@ -124,6 +143,42 @@ export class StreamWriter {
     this.#framer = new SectionFramer(sink, batch);
     this.#maxRun = maxRun;
     this.#snapshot = options.snapshotRuns ? new Uint8Array(maxRun) : undefined;
+    const compress = options.compress ?? "none";
+    if (compress !== "none" && compress !== "zstd") {
+      throw new RangeError(`Cannot create StreamWriter: unknown compression "${compress}"`);
+    }
+    if (compress === "zstd") {
+      this.#compressor = new RunCompressor({
+        maxRunBytes: Math.min(maxRun, COMPRESS_CHUNK_BYTES),
+        level: options.compressLevel,
+      });
+    }
+  }
+
+  /**
+   * What compression did so far: runs tried and compressed, their raw
+   * payload bytes and the bytes they took on the wire. `undefined` without
+   * `compress: "zstd"`.
+   */
+  get compression(): CompressionStats | undefined {
+    return this.#compressor?.stats ?? this.#compressStats;
+  }
+
+  /**
+   * Releases the compressor (libzstd's context). Idempotent; done by
+   * `writeEnd()` and by any failure that cuts the stream, and the writer can
+   * write no compressed run after it.
+   */
+  close(): void {
+    if (this.#compressor === undefined) return;
+    this.#compressStats = this.#compressor.stats;
+    this.#compressor.close();
+    this.#compressor = undefined;
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Bytes of the stream produced so far (up to `batchBytes` may wait for a flush). */
@@ -293,7 +348,7 @@ export class StreamWriter {
       const knownZero = holesIn(holes.list, Number(cur - holes.at), chunk);
       for (const [, n] of knownZero) result.skippedPages += n / this.#pageSize;
       const runs = pageRunList(view, this.#pageSize, { maxRunBytes: this.#maxRun, knownZero });
-      const groups = groupRuns(runs, this.#maxRunAligned(), SPARSE_MIN_RUNS);
+      const groups = groupRuns(runs, this.#windowBytes(), SPARSE_MIN_RUNS);
       for (let g = 0; g < groups.length; g += 2) {
         const i = groups[g];
         const j = groups[g + 1];
@@ -406,6 +461,7 @@ export class StreamWriter {
       await this.#framer.section(SectionType.END, 0n, BigInt(digest.length), [digest]);
       await this.#framer.flush();
       this.#state = "ended";
+      this.close();
     });
   }
 
@@ -431,7 +487,10 @@ export class StreamWriter {
     } catch (e) {
       // A bad argument refused before anything was framed leaves the stream
       // usable; any failure after a section began leaves it cut: failed.
-      if (!(e instanceof RangeError) || this.#framer.bytes !== framed) this.#state = "failed";
+      if (!(e instanceof RangeError) || this.#framer.bytes !== framed) {
+        this.#state = "failed";
+        this.close();
+      }
       throw e;
     } finally {
       this.#busy = false;
@@ -440,6 +499,16 @@ export class StreamWriter {
 
   #maxRunAligned(): number {
     return Math.max(this.#pageSize, this.#maxRun - this.#maxRun % this.#pageSize);
+  }
+
+  // A sparse run's window: with compression, the largest run compressed at once.
+  #windowBytes(): number {
+    const max = this.#maxRunAligned();
+    if (this.#compressor === undefined) return max;
+    return Math.max(
+      this.#pageSize,
+      Math.min(max, COMPRESS_CHUNK_BYTES - COMPRESS_CHUNK_BYTES % this.#pageSize),
+    );
   }
 
   #pagesToBytes(pages: number): number {
@@ -490,6 +559,9 @@ export class StreamWriter {
   // Return a promise only when the framer had to wait for the sink.
   #ramRun(gpa: bigint, bytes: Uint8Array): Promise<void> | undefined {
     if (bytes.length === 0) return;
+    if (this.#compressor !== undefined && bytes.length >= COMPRESS_MIN_BYTES) {
+      return this.#compressedRuns(gpa, bytes);
+    }
     let payload = bytes;
     if (this.#snapshot !== undefined && bytes.length >= this.#framer.directBytes) {
       payload = this.#snapshot.subarray(0, bytes.length);
@@ -498,11 +570,68 @@ export class StreamWriter {
     return this.#framer.section(SectionType.RAM, gpa, BigInt(payload.length), [payload]);
   }
 
+  // A data run in pieces of at most the compressor's run, each compressed or raw.
+  async #compressedRuns(gpa: bigint, bytes: Uint8Array): Promise<void> {
+    const step = this.#windowBytes();
+    for (let off = 0; off < bytes.length; off += step) {
+      const piece = bytes.subarray(off, off + step);
+      const wait = this.#compressedOrRaw(gpa + BigInt(off), piece, undefined);
+      if (wait !== undefined) await wait;
+    }
+  }
+
+  // Sends `bytes` as a compressed section if it compresses well enough
+  // against `raw` (the sparse section that would carry it, or by default its
+  // RAM run); otherwise sends `raw`. While RAM may change, the compressor
+  // reads a snapshot, so the frame and its checksum agree.
+  #compressedOrRaw(
+    gpa: bigint,
+    bytes: Uint8Array,
+    raw: { bytes: number; send: () => Promise<void> | undefined } | undefined,
+  ): Promise<void> | undefined {
+    let input = bytes;
+    if (this.#snapshot !== undefined) {
+      input = this.#snapshot.subarray(0, bytes.length);
+      input.set(bytes);
+    }
+    const parts = this.#compressor!.compress(input, raw?.bytes ?? bytes.length);
+    if (parts !== undefined) {
+      const length = BigInt(parts[0].length + parts[1].length);
+      return this.#framer.section(SectionType.COMPRESSED, gpa, length, parts);
+    }
+    if (raw !== undefined) return raw.send();
+    return this.#framer.section(SectionType.RAM, gpa, BigInt(input.length), [input]);
+  }
+
   // Copies the non-zero pages of `part` behind a bitmap into one section;
   // the copy is what is checksummed and sent, so RAM may change meanwhile.
   // (Sending the pages from RAM with one gathered sendmsg(2) instead was
   // measured slower here: page-sized iovecs cost the kernel more than the copy.)
   async #sparseRun(
+    gpa: bigint,
+    part: Uint8Array,
+    runs: readonly PageRun[],
+    i: number,
+    j: number,
+  ): Promise<number> {
+    const pageSize = this.#pageSize;
+    const pages = part.length / pageSize;
+    if (this.#compressor !== undefined && part.length >= COMPRESS_MIN_BYTES) {
+      let data = 0;
+      for (let k = i; k < j; k++) if (!runs[k].zero) data += runs[k].length;
+      const rawBytes = SPARSE_HEAD_BYTES + sparseBitmapBytes(pages) + data;
+      // Zero pages inside a compressed window still count as zero pages.
+      const wait = this.#compressedOrRaw(gpa, part, {
+        bytes: rawBytes,
+        send: async () => void await this.#sparseSection(gpa, part, runs, i, j),
+      });
+      if (wait !== undefined) await wait;
+      return data / pageSize;
+    }
+    return await this.#sparseSection(gpa, part, runs, i, j);
+  }
+
+  async #sparseSection(
     gpa: bigint,
     part: Uint8Array,
     runs: readonly PageRun[],

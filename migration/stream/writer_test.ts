@@ -38,6 +38,7 @@ Deno.test("StreamWriter.writePages() splits zero and data pages and batches runs
     ram: 4,
     zero: 2,
     sparse: 0,
+    compressed: 0,
     deviceState: 0,
     iteration: 0,
     end: 1,
