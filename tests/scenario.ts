@@ -24,7 +24,7 @@ import type { MigrationError } from "../migration/engine/errors.ts";
 import { listenEndpoint } from "../migration/transport/open.ts";
 import { MigrationFailure } from "../migration/engine/precopy.ts";
 import type { MigrationReport } from "../migration/engine/report.ts";
-import { migrateGuest } from "../migration/guest/source.ts";
+import { migrateGuest, type MigrateGuestOptions } from "../migration/guest/source.ts";
 import type { StreamCompression } from "../migration/stream/compression.ts";
 import { WorkerWorkload } from "../migration/guest/worker_workload.ts";
 import { combineWorkloads, type Workload } from "../migration/engine/workload.ts";
@@ -57,7 +57,13 @@ export interface MigrationScenario {
    * An iommufd IOAS to map the source RAM into (IOVA = GPA) and the HWPT the
    * devices DMA through, as a device-side dirty source.
    */
-  iommufd?: { hwpt: HwPagetable; ioas: IommufdIoas; devices?: readonly string[] };
+  iommufd?: {
+    hwpt: HwPagetable;
+    ioas: IommufdIoas;
+    devices?: readonly string[];
+    /** IOVA = `iovaBase` + GPA (default 0). */
+    iovaBase?: bigint;
+  };
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
   /** The destination's devices, restored from the stream by id. */
@@ -67,6 +73,8 @@ export interface MigrationScenario {
    * hooks), with a view of the source RAM (GPA 0 at index 0).
    */
   beforeMigrate?: (sourceRam: Uint8Array) => void;
+  /** Passed to `migrateGuest()`'s `onEvent`. */
+  onEvent?: MigrateGuestOptions["onEvent"];
   /** The directory the scenario makes its own temp directory in (default: the system's). */
   tempDir?: string;
   /** Faults. */
@@ -141,7 +149,8 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
   if (s.vfio) stack.use(source.mapInto(s.vfio.container));
   if (s.iommufd) {
     for (const r of source.regions) {
-      stack.use(s.iommufd.ioas.map(iova(r.gpa), { vaddr: r.hostAddress, size: r.size }));
+      const at = iova((s.iommufd.iovaBase ?? 0n) + r.gpa);
+      stack.use(s.iommufd.ioas.map(at, { vaddr: r.hostAddress, size: r.size }));
     }
   }
   let writer: WorkerWriter | undefined;
@@ -199,6 +208,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       maxBandwidth: s.maxBandwidth,
       compress: s.compress,
       imprecise: s.imprecise,
+      onEvent: s.onEvent,
     });
   } catch (e) {
     if (!(e instanceof MigrationFailure)) throw e;
