@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { VfioContainer } from "../../../vfio/container.ts";
 import { seeded, testSeed } from "../../_random.ts";
 import { runMigrationScenario } from "../../scenario.ts";
+import { groupAndDevice } from "../_group.ts";
 import { bootProfile } from "../env.ts";
 import { createPintest, Pintest } from "./_pintest.ts";
 
@@ -52,4 +53,31 @@ Deno.test("migrateGuest() with a pinned-only type1 container converges on the st
   // The scenario's unmap made the device drop its pins (the dma_unmap callback).
   assert.equal(pintest.pinned, 0);
   assert.equal(pintest.unmapped, PINNED);
+});
+
+Deno.test("migrateGuest() with edu's group added to the pinning container refuses the all-mapped scope, or names it when allowed", async () => {
+  bootProfile("custom-6.12-viommu");
+  using mdev = createPintest();
+  using container = VfioContainer.open();
+  using _pin = container.attachGroup(mdev.group);
+  const edu = groupAndDevice();
+  using _edu = container.attachGroup(edu.group);
+  const ram = 4 * MiB;
+  const refused = await runMigrationScenario({ ram, transport: "unix", vfio: { container } });
+  assert.equal(refused.report.result, "failed");
+  assert.equal(refused.report.failedPhase, "setup");
+  assert.match(refused.report.error!, /all-mapped scope|reports every mapped page/);
+  assert.equal(refused.destination.ok, false);
+  const allowed = await runMigrationScenario({
+    ram,
+    transport: "unix",
+    vfio: { container },
+    imprecise: "allow",
+    limits: { downtimeLimitMs: 10_000, maxIterations: 10 },
+  });
+  assert.equal(allowed.report.result, "completed", allowed.report.error);
+  assert.equal(allowed.report.dirtyScope["vfio-container"], "all-mapped");
+  assert.match(allowed.report.policy.applied, /imprecise device dirty allowed/);
+  assert.ok(allowed.report.stopCopyPages >= ram / 4096, "all mapped RAM resent");
+  assert.equal(allowed.destination.digest, allowed.report.sourceDigest);
 });
