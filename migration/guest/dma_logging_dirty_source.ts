@@ -122,7 +122,7 @@ export class DmaLoggingDirtySource implements DirtySource {
   }
 
   /** The ranges START was given (after any merge). */
-  get ranges(): readonly DmaLoggingRange[] {
+  get ranges(): readonly { readonly iova: bigint; readonly length: bigint }[] {
     return this.#ranges;
   }
 

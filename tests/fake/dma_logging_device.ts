@@ -90,6 +90,8 @@ export class FakeDmaLoggingDevice implements DeviceFeatureHandler {
   #dirty = new Set<bigint>();
   #starts: number[] = [];
   #stops = 0;
+  /** Called at the start of each REPORT, after its checks (a test's device writes here). */
+  onReport: (() => void) | undefined;
 
   /**
    * Creates the driver.
@@ -209,6 +211,7 @@ export class FakeDmaLoggingDevice implements DeviceFeatureHandler {
     if (!this.#helpers) fail(EOPNOTSUPP); // iova_bitmap_for_each() stub
     const bits = length / pageSize + (length % pageSize ? 1n : 0n);
     const bytes = Number((bits + 63n) / 64n) * 8;
+    this.onReport?.();
     const user = copyFromUser(bitmap, bytes); // iova_bitmap_alloc pins these pages (EFAULT)
     // The driver's log_read_and_clear, for the whole range.
     if (!this.#ranges) fail(EINVAL);
