@@ -5,7 +5,11 @@ import assert from "node:assert/strict";
 import { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import { E2BIG, EINVAL, EIO, EOVERFLOW } from "../../sys/errno.ts";
 import { IoctlError } from "../../sys/errors.ts";
-import { mergeDmaLoggingRanges, startDmaLogging } from "../../vfio/device_dma_logging.ts";
+import {
+  mergeDmaLoggingRanges,
+  reportDmaLogging,
+  startDmaLogging,
+} from "../../vfio/device_dma_logging.ts";
 import { DirtyTrackingUnavailableError, VfioStateError } from "../../vfio/errors.ts";
 import {
   FakeDmaLoggingDevice,
@@ -237,6 +241,42 @@ Deno.test("DmaLoggingDirtySource STOPs logging when a REPORT fails", () => {
     );
     assert.equal(log.logging, false);
     assert.equal(source.running, false);
+  }
+  assertFds(kernel, 0);
+});
+
+Deno.test("FakeDmaLoggingDevice REPORT only sets bits, checks the page size, and refuses while not logging", () => {
+  const { log, kernel, opened } = world();
+  {
+    using _o = opened;
+    const { syscalls: sys, unsafeFd: fd } = opened.device;
+    const report = (pageSize: bigint, bitmap: Uint8Array) =>
+      reportDmaLogging(sys, fd, { iova: 0n, length: 64n * 4096n, pageSize, bitmap });
+    const errno = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        assert.ok(e instanceof IoctlError);
+        assert.equal(e.ioctl, "VFIO_DEVICE_FEATURE(DMA_LOGGING_REPORT)");
+        return e.errno;
+      }
+      return 0;
+    };
+    assert.equal(errno(() => report(4096n, new Uint8Array(8))), EINVAL, "not logging");
+    startDmaLogging(sys, fd, { pageSize: 4096n, ranges: [{ iova: 0n, length: 64n * 4096n }] });
+    assert.equal(errno(() => report(2048n, new Uint8Array(16))), EINVAL, "below 4 KiB");
+    assert.equal(errno(() => report(12288n, new Uint8Array(8))), EINVAL, "not a power of two");
+    log.deviceWrite(5n * 4096n, 1n);
+    const bitmap = new Uint8Array(8);
+    bitmap[7] = 0x80; // page 63, left as it was
+    report(4096n, bitmap);
+    assert.deepEqual([...bitmap], [0x20, 0, 0, 0, 0, 0, 0, 0x80]);
+    report(4096n, bitmap.fill(0));
+    assert.deepEqual([...bitmap], [0, 0, 0, 0, 0, 0, 0, 0], "cleared by the first read");
+    log.deviceWrite(5n * 4096n, 1n);
+    const coarse = new Uint8Array(8);
+    report(16384n, coarse);
+    assert.deepEqual([...coarse], [0x02, 0, 0, 0, 0, 0, 0, 0], "a 16 KiB bit for page 5");
   }
   assertFds(kernel, 0);
 });
