@@ -87,6 +87,10 @@ export {
   IommufdDirtySource,
   type IommufdDirtySourceOptions,
 } from "./guest/iommufd_dirty_source.ts";
+export {
+  DmaLoggingDirtySource,
+  type DmaLoggingDirtySourceOptions,
+} from "./guest/dma_logging_dirty_source.ts";
 export { UntrackedDeviceSource } from "./guest/untracked_device_source.ts";
 export { WorkerWorkload } from "./guest/worker_workload.ts";
 export { KvmGuestDirtySource, type KvmSlots } from "./guest/kvm_dirty_source.ts";

@@ -51,6 +51,10 @@ export {
   FakeMigrationDevice,
   type FakeMigrationDeviceOptions,
 } from "./fake/migration_device.ts";
+export {
+  FakeDmaLoggingDevice,
+  type FakeDmaLoggingDeviceOptions,
+} from "./fake/dma_logging_device.ts";
 export type { FakeDataFile } from "./fake/fds.ts";
 export { KernelError, type UserArg } from "./fake/user_memory.ts";
 export { FIRST_FAKE_FD } from "./fake/fds.ts";

@@ -7,6 +7,8 @@
  *   dirty scopes (`pin()` moves a group into the precise one), fault
  *   injection by ioctl or syscall name ({@linkcode FakeKernel.failNext}),
  *   and fd, mapping and DMA accounting to assert nothing leaked.
+ * - {@linkcode FakeDmaLoggingDevice}: a device that logs its own DMA writes
+ *   (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`), with the vfio core's checks.
  * - {@linkcode FakeMigrationDevice}: a VFIO migration v2 device with the
  *   kernel's state table, injectable failures per arc, and a `data_fd`.
  * - {@linkcode runMigrationScenario}: one call runs a source and a
@@ -76,6 +78,8 @@ export {
   type FakeCall,
   type FakeDataFile,
   type FakeDeviceOptions,
+  FakeDmaLoggingDevice,
+  type FakeDmaLoggingDeviceOptions,
   type FakeGroupOptions,
   FakeKernel,
   type FakeKernelOptions,

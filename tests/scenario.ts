@@ -13,6 +13,7 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import { WorkerWriter, type WritePattern } from "../memory/worker_writer.ts";
 import { guestAddress, iova } from "../sys/address.ts";
 import type { VfioContainer } from "../vfio/container.ts";
+import type { VfioDevice } from "../vfio/device.ts";
 import type { HwPagetable } from "../vfio/iommufd/hw_pagetable.ts";
 import type { IommufdIoas } from "../vfio/iommufd/ioas.ts";
 import type { ConvergenceLimits } from "../migration/engine/convergence.ts";
@@ -64,6 +65,8 @@ export interface MigrationScenario {
     /** IOVA = `iovaBase` + GPA (default 0). */
     iovaBase?: bigint;
   };
+  /** A device that logs its own DMA, as a device-side dirty source (IOVA = GPA). */
+  dmaLogging?: { device: VfioDevice; devices?: readonly string[]; maxBitmapBytes?: number };
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
   /** The destination's devices, restored from the stream by id. */
@@ -203,6 +206,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       workload: combined,
       vfio: s.vfio,
       iommufd: s.iommufd,
+      dmaLogging: s.dmaLogging,
       devices: s.devices,
       limits: s.limits,
       maxBandwidth: s.maxBandwidth,

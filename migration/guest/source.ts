@@ -32,6 +32,8 @@ import type { StreamCompression } from "../stream/compression.ts";
 import { UntrackedDeviceSource } from "./untracked_device_source.ts";
 import { VfioDirtySource } from "./vfio_dirty_source.ts";
 import { IommufdDirtySource } from "./iommufd_dirty_source.ts";
+import { DmaLoggingDirtySource } from "./dma_logging_dirty_source.ts";
+import type { VfioDevice } from "../../vfio/device.ts";
 import type { HwPagetable } from "../../vfio/iommufd/hw_pagetable.ts";
 import type { IommufdIoas } from "../../vfio/iommufd/ioas.ts";
 import type { UnavailableSource } from "../engine/source_selection.ts";
@@ -71,6 +73,21 @@ export interface MigrateGuestOptions {
     ioas: IommufdIoas;
     iovaBase?: bigint;
     devices?: readonly string[];
+  };
+  /**
+   * A device whose driver logs its own DMA (`VFIO_DEVICE_FEATURE_DMA_LOGGING_*`,
+   * IOVA = `iovaBase` + GPA): a precise device-side source. Name it as the
+   * container names its group (`group N`) so it replaces the container's
+   * coarser bits for that device. A device without DMA logging, or a kernel
+   * whose REPORT answers `EOPNOTSUPP`, is listed as unavailable and the
+   * other sources serve; ranges merged for the driver's limit are a warning.
+   */
+  dmaLogging?: {
+    device: VfioDevice;
+    iovaBase?: bigint;
+    devices?: readonly string[];
+    pageSize?: bigint;
+    maxBitmapBytes?: number;
   };
   /** Device-side sources the caller could not create, and why (for the report). */
   unavailableSources?: UnavailableSource[];
@@ -202,6 +219,19 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
         });
       }
     }
+    const notes: string[] = [];
+    if (options.dmaLogging) {
+      const { device, ...rest } = options.dmaLogging;
+      const source = new DmaLoggingDirtySource(device, memory.regions, rest);
+      try {
+        source.start();
+        sources.push(source);
+        if (source.startNote !== "") notes.push(source.startNote);
+      } catch (e) {
+        if (!(e instanceof DirtyTrackingUnavailableError)) throw e;
+        unavailable.push({ source: source.name, reason: e.reason });
+      }
+    }
     const live = endpoint.transport !== "file";
     const connect = async () => {
       channel = await connectEndpoint(endpoint, {
@@ -224,7 +254,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       return writer;
     };
     const verdictMs = peerTimeoutMs + Math.ceil(Number(memory.size) / 2 ** 30) * 250;
-    return await migrate({
+    const report = await migrate({
       ram: sourceRam(memory),
       sink: connect,
       signal: deadline.signal,
@@ -242,7 +272,14 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       transport: options.to,
       startedAt,
       onEvent: options.onEvent,
+    }).catch((e) => {
+      if (e instanceof MigrationFailure && notes.length > 0) {
+        (e.report.warnings ??= []).push(...notes);
+      }
+      throw e;
     });
+    if (notes.length > 0) (report.warnings ??= []).push(...notes);
+    return report;
   } catch (e) {
     if (e instanceof MigrationFailure) {
       throw channel !== undefined && endpoint.transport !== "file"

@@ -21,11 +21,16 @@
  * PINTEST_MAX_PINS pages are pinned). Unmapping an IOVA range (dma_unmap)
  * and closing the device unpin what they cover.
  *
- * Every DMA write goes through pintest_dma_write(), the one place where a
- * device-side DMA log (vfio_log_ops, iova_bitmap_set) can record it.
+ * Every DMA write goes through pintest_dma_write(), which records its page
+ * in the device's own DMA log while logging runs (vfio_log_ops: log_start,
+ * log_stop, log_read_and_clear reporting with iova_bitmap_set). The log holds
+ * PINTEST_MAX_LOGGED pages; past that it reports every page of a range read,
+ * as the UAPI asks of a log that lost track. A second log_start without a
+ * log_stop is EINVAL, as is log_read_and_clear while not logging.
  */
 #include <linux/device.h>
 #include <linux/iommu.h>
+#include <linux/iova_bitmap.h>
 #include <linux/mdev.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -35,6 +40,7 @@
 #define PINTEST_NAME "pintest"
 #define PINTEST_REGION_SIZE 0x1000
 #define PINTEST_MAX_PINS 256
+#define PINTEST_MAX_LOGGED 1024
 
 enum {
 	PINTEST_REG_PIN = 0x00,
@@ -58,6 +64,10 @@ struct pintest_state {
 	unsigned int nr_pins;
 	u64 data;
 	u64 unmapped;
+	bool logging;
+	bool log_overflow;
+	unsigned int nr_logged;
+	dma_addr_t logged[PINTEST_MAX_LOGGED];
 };
 
 static struct pintest_parent {
@@ -126,11 +136,98 @@ static int pintest_unpin(struct pintest_state *s, dma_addr_t iova)
 	return 0;
 }
 
-/* The device's DMA write: the hook for a DMA log (issue: vfio_log_ops). */
+/* Records a written page in the DMA log (under s->lock). */
+static void pintest_log_page(struct pintest_state *s, dma_addr_t page)
+{
+	unsigned int i;
+
+	for (i = 0; i < s->nr_logged; i++)
+		if (s->logged[i] == page)
+			return;
+	if (s->nr_logged == PINTEST_MAX_LOGGED)
+		s->log_overflow = true;
+	else
+		s->logged[s->nr_logged++] = page;
+}
+
+/* The device's DMA write: logged while DMA logging runs. */
 static int pintest_dma_write(struct pintest_state *s, dma_addr_t iova)
 {
-	return vfio_dma_rw(&s->vdev, iova, &s->data, sizeof(s->data), true);
+	int ret = vfio_dma_rw(&s->vdev, iova, &s->data, sizeof(s->data), true);
+
+	if (!ret && s->logging) {
+		pintest_log_page(s, iova & PAGE_MASK);
+		if (((iova + sizeof(s->data) - 1) & PAGE_MASK) != (iova & PAGE_MASK))
+			pintest_log_page(s, (iova + sizeof(s->data) - 1) & PAGE_MASK);
+	}
+	return ret;
 }
+
+static int pintest_log_start(struct vfio_device *vdev,
+			     struct rb_root_cached *ranges, u32 nnodes,
+			     u64 *page_size)
+{
+	struct pintest_state *s = to_state(vdev);
+	int ret = 0;
+
+	mutex_lock(&s->lock);
+	if (s->logging) {
+		ret = -EINVAL;
+	} else {
+		s->logging = true;
+		s->log_overflow = false;
+		s->nr_logged = 0;
+		*page_size = PAGE_SIZE;
+	}
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int pintest_log_stop(struct vfio_device *vdev)
+{
+	struct pintest_state *s = to_state(vdev);
+
+	mutex_lock(&s->lock);
+	s->logging = false;
+	s->nr_logged = 0;
+	mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int pintest_log_read_and_clear(struct vfio_device *vdev,
+				      unsigned long iova, unsigned long length,
+				      struct iova_bitmap *dirty)
+{
+	struct pintest_state *s = to_state(vdev);
+	unsigned int i = 0;
+
+	mutex_lock(&s->lock);
+	if (!s->logging) {
+		mutex_unlock(&s->lock);
+		return -EINVAL;
+	}
+	if (s->log_overflow) {
+		iova_bitmap_set(dirty, iova, length);
+	}
+	while (i < s->nr_logged) {
+		dma_addr_t page = s->logged[i];
+
+		if (page + PAGE_SIZE > iova && page < iova + length) {
+			iova_bitmap_set(dirty, page, PAGE_SIZE);
+			s->logged[i] = s->logged[--s->nr_logged];
+		} else {
+			i++;
+		}
+	}
+	mutex_unlock(&s->lock);
+	return 0;
+}
+
+static const struct vfio_log_ops pintest_log_ops = {
+	.log_start = pintest_log_start,
+	.log_stop = pintest_log_stop,
+	.log_read_and_clear = pintest_log_read_and_clear,
+};
 
 static int pintest_dma_read(struct pintest_state *s, dma_addr_t iova)
 {
@@ -235,6 +332,8 @@ static void pintest_close_device(struct vfio_device *vdev)
 	while (s->nr_pins > 0)
 		pintest_drop(s, 0);
 	s->data = 0;
+	s->logging = false;
+	s->nr_logged = 0;
 	mutex_unlock(&s->lock);
 }
 
@@ -314,6 +413,7 @@ static int pintest_probe(struct mdev_device *mdev)
 	s = vfio_alloc_device(pintest_state, vdev, &mdev->dev, &pintest_dev_ops);
 	if (IS_ERR(s))
 		return PTR_ERR(s);
+	s->vdev.log_ops = &pintest_log_ops;
 	ret = vfio_register_emulated_iommu_dev(&s->vdev);
 	if (ret) {
 		vfio_put_device(&s->vdev);
@@ -393,4 +493,5 @@ static void __exit pintest_exit(void)
 module_init(pintest_init);
 module_exit(pintest_exit);
 MODULE_LICENSE("GPL");
+MODULE_IMPORT_NS(IOMMUFD);
 MODULE_DESCRIPTION("VFIO mdev that pins and DMA-writes pages on request (deno-vmm tests)");
