@@ -137,6 +137,7 @@ export type {
   IterationRow,
   MigrationCounters,
   MigrationError,
+  MigrationEvent,
   MigrationPhase,
   MigrationReport,
   MigrationStatus,

@@ -25,7 +25,8 @@ import type { MigrationError } from "../migration/engine/errors.ts";
 import { listenEndpoint } from "../migration/transport/open.ts";
 import { MigrationFailure } from "../migration/engine/precopy.ts";
 import type { MigrationReport } from "../migration/engine/report.ts";
-import { migrateGuest, type MigrateGuestOptions } from "../migration/guest/source.ts";
+import type { MigrationEvent } from "../migration/engine/status.ts";
+import { migrateGuest } from "../migration/guest/source.ts";
 import type { StreamCompression } from "../migration/stream/compression.ts";
 import { WorkerWorkload } from "../migration/guest/worker_workload.ts";
 import { combineWorkloads, type Workload } from "../migration/engine/workload.ts";
@@ -77,7 +78,7 @@ export interface MigrationScenario {
    */
   beforeMigrate?: (sourceRam: Uint8Array) => void;
   /** Passed to `migrateGuest()`'s `onEvent`. */
-  onEvent?: MigrateGuestOptions["onEvent"];
+  onEvent?: (event: MigrationEvent) => void;
   /** The directory the scenario makes its own temp directory in (default: the system's). */
   tempDir?: string;
   /** Faults. */
