@@ -7,6 +7,7 @@
 // wire, each as a ratio to the baseline. Run:
 //   deno task bench:compress [--ram 256M] [--pairs 2] [--cap 120M]
 import { parseArgs } from "node:util";
+import { migratePair } from "./_migrate_pair.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const { values } = parseArgs({
@@ -21,7 +22,6 @@ const ramBytes = Number(/^(\d+)M$/.exec(values.ram)?.[1] ?? "256") * 2 ** 20;
 const pairs = Number(values.pairs);
 const out = `${root}bench/out`;
 Deno.mkdirSync(out, { recursive: true });
-const PERMS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
 
 function progress(text: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`[bench] ${text}\n`));
@@ -34,50 +34,23 @@ interface Run {
   wireBytes: number | null;
 }
 
-async function migration(fill: string, compress: string, cap: string | undefined, seed: number) {
-  const dir = await Deno.makeTempDir({ prefix: "deno-vmm-bench-" });
-  try {
-    const recv = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMS, `${root}mod.ts`, "receive", "--from", "tcp:127.0.0.1:0"]
-        .concat(["--ram", values.ram, "--report", `${dir}/dst.json`]),
-      stderr: "piped",
-      stdout: "null",
-    }).spawn();
-    const reader = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = "";
-    let endpoint: string | undefined;
-    while (endpoint === undefined) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`receive exited early: ${buffered}`);
-      buffered += value;
-      endpoint = /listening on (\S+)/.exec(buffered)?.[1];
-    }
-    const drain = (async () => {
-      while (!(await reader.read()).done) { /* keep the pipe flowing */ }
-    })();
-    const src = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMS, `${root}mod.ts`, "migrate", "--to", endpoint, "--ram", values.ram]
-        .concat(["--fill", fill, "--seed", String(seed), "--compress", compress])
-        .concat(cap === undefined ? [] : ["--max-bandwidth", cap])
-        .concat(["--report", `${dir}/src.json`]),
-      stderr: "piped",
-      stdout: "null",
-    }).output();
-    await recv.status;
-    await drain;
-    if (!src.success) throw new Error(`migrate failed: ${new TextDecoder().decode(src.stderr)}`);
-    const s = JSON.parse(Deno.readTextFileSync(`${dir}/src.json`));
-    const d = JSON.parse(Deno.readTextFileSync(`${dir}/dst.json`));
-    if (s.sourceDigest !== d.digest) throw new Error("digest mismatch");
-    return {
-      totalMs: s.totalMs,
-      streamBytes: s.totalBytes,
-      rawBytes: s.compression?.rawBytes ?? null,
-      wireBytes: s.compression?.wireBytes ?? null,
-    } as Run;
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+async function migration(
+  fill: string,
+  compress: string,
+  cap: string | undefined,
+  seed: number,
+): Promise<Run> {
+  const { src: s } = await migratePair(
+    values.ram,
+    ["--fill", fill, "--seed", String(seed), "--compress", compress]
+      .concat(cap === undefined ? [] : ["--max-bandwidth", cap]),
+  );
+  return {
+    totalMs: s.totalMs,
+    streamBytes: s.totalBytes,
+    rawBytes: s.compression?.rawBytes ?? null,
+    wireBytes: s.compression?.wireBytes ?? null,
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -4,6 +4,7 @@
 // each side's peak RSS. Run: deno task bench:migrate [--ram 1G] [--pairs 3]
 import { buildC } from "./_limits_common.ts";
 import { parseArgs } from "node:util";
+import { migratePair } from "./_migrate_pair.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const { values } = parseArgs({
@@ -30,75 +31,18 @@ async function cPump(bin: string): Promise<number> {
   return performance.now() - t;
 }
 
-const PERMS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
-
 async function ours(run: number) {
-  const dir = await Deno.makeTempDir({ prefix: "deno-vmm-bench-" });
-  try {
-    const recv = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...PERMS,
-        `${root}mod.ts`,
-        "receive",
-        "--from",
-        "tcp:127.0.0.1:0",
-        "--ram",
-        values.ram,
-        "--report",
-        `${dir}/dst.json`,
-      ],
-      stderr: "piped",
-      stdout: "null",
-    }).spawn();
-    const reader = recv.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = "";
-    let endpoint: string | undefined;
-    while (endpoint === undefined) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`receive exited early: ${buffered}`);
-      buffered += value;
-      endpoint = /listening on (\S+)/.exec(buffered)?.[1];
-    }
-    const drain = (async () => {
-      while (!(await reader.read()).done) { /* keep the pipe flowing */ }
-    })();
-    const src = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...PERMS,
-        `${root}mod.ts`,
-        "migrate",
-        "--to",
-        endpoint,
-        "--ram",
-        values.ram,
-        "--fill",
-        values.fill,
-        "--seed",
-        String(run + 1),
-        "--report",
-        `${dir}/src.json`,
-      ],
-      stderr: "piped",
-      stdout: "null",
-    }).output();
-    await recv.status;
-    await drain;
-    if (!src.success) throw new Error(`migrate failed: ${new TextDecoder().decode(src.stderr)}`);
-    const s = JSON.parse(Deno.readTextFileSync(`${dir}/src.json`));
-    const d = JSON.parse(Deno.readTextFileSync(`${dir}/dst.json`));
-    if (s.sourceDigest !== d.digest) throw new Error("digest mismatch");
-    return {
-      totalMs: s.totalMs as number,
-      downtimeMs: s.downtimeMs as number,
-      streamBytes: s.totalBytes as number,
-      srcRss: s.peakRssBytes as number,
-      dstRss: d.peakRssBytes as number,
-    };
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  const { src: s, dst: d } = await migratePair(
+    values.ram,
+    ["--fill", values.fill, "--seed", String(run + 1)],
+  );
+  return {
+    totalMs: s.totalMs as number,
+    downtimeMs: s.downtimeMs as number,
+    streamBytes: s.totalBytes as number,
+    srcRss: s.peakRssBytes as number,
+    dstRss: d.peakRssBytes as number,
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
