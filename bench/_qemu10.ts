@@ -4,7 +4,7 @@
 // installed, into the cache outside the checkout.
 import { PrivateApt, systemArchive } from "../tests/kernel/harness/apt_mirror.ts";
 import { cacheRoot } from "../tests/kernel/harness/custom_kernel.ts";
-import { exec, type Progress } from "../tests/kernel/harness/exec.ts";
+import { exec, exists, type Progress } from "../tests/kernel/harness/exec.ts";
 
 /** An unpacked QEMU. */
 export interface QemuBinary {
@@ -17,15 +17,6 @@ export interface QemuBinary {
 }
 
 const PACKAGES = ["qemu-system-x86", "qemu-system-data"];
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function versionOf(path: string): Promise<string> {
   const out = await new Deno.Command(path, { args: ["--version"], stdout: "piped" }).output();

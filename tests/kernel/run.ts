@@ -32,7 +32,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { exec, HarnessError, Progress } from "./harness/exec.ts";
+import { exec, exists, HarnessError, Progress } from "./harness/exec.ts";
 import { runOnHost } from "./harness/host.ts";
 import { ensureInitramfs } from "./harness/initramfs.ts";
 import { denoDir, jobScript, makeJobDir } from "./harness/job.ts";
@@ -91,15 +91,6 @@ function cleanup(): void {
     } catch {
       // best effort
     }
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

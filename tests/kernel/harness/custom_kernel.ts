@@ -11,7 +11,7 @@
  */
 
 import { PrivateApt, systemArchive } from "./apt_mirror.ts";
-import { exec, HarnessError, type Progress, which } from "./exec.ts";
+import { exec, exists, HarnessError, type Progress, which } from "./exec.ts";
 import type { Kernel } from "./kernel.ts";
 import { type Apt, isRoot } from "./packages.ts";
 
@@ -55,15 +55,6 @@ export const BUILD_DEPS: readonly BuildDep[] = [
   { pkg: "xz-utils", provides: "xz" },
   { pkg: "dpkg-dev", provides: "dpkg-deb" },
 ];
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The cache root outside the checkout: `$XDG_CACHE_HOME/deno-vmm` or `~/.cache/deno-vmm`.

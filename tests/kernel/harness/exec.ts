@@ -170,3 +170,18 @@ export class Progress {
     return (performance.now() - this.#start) / 1000;
   }
 }
+
+/**
+ * Whether a path exists (follows symlinks).
+ *
+ * @param path The path.
+ * @returns `true` when `stat` succeeds.
+ */
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { exec, execText, HarnessError, type Progress } from "./exec.ts";
+import { exec, execText, exists, HarnessError, type Progress } from "./exec.ts";
 import { type Apt, isRoot } from "./packages.ts";
 
 /** An unpacked kernel in the cache. */
@@ -30,15 +30,6 @@ function abi(release: string): number {
 
 function newest(releases: Iterable<string>): string | undefined {
   return [...releases].filter((r) => RELEASE.test(r)).sort((a, b) => abi(b) - abi(a))[0];
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function kernelAt(dir: string, version: string): Kernel {

@@ -8,22 +8,13 @@
 
 import type { CustomKernel } from "./custom_kernel.ts";
 import { cacheRoot } from "./custom_kernel.ts";
-import { exec, HarnessError, type Progress } from "./exec.ts";
+import { exec, exists, HarnessError, type Progress } from "./exec.ts";
 
 const MODULES = new URL("../modules/", import.meta.url);
 
 async function sha256(parts: string[]): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
