@@ -52,7 +52,11 @@ export function inGuest(): boolean {
 }
 
 /** The boot profiles of `tests/kernel/harness/profiles.ts`. */
-export type BootProfileName = "stock-6.1" | "custom-6.12" | "custom-6.12-viommu";
+export type BootProfileName =
+  | "stock-6.1"
+  | "custom-6.12"
+  | "custom-6.12-viommu"
+  | "stock-6.12";
 
 /**
  * Returns the boot profile the harness booted this guest with

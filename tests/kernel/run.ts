@@ -34,7 +34,7 @@
 import { parseArgs } from "node:util";
 import { exec, exists, HarnessError, Progress } from "./harness/exec.ts";
 import { runOnHost } from "./harness/host.ts";
-import { ensureInitramfs } from "./harness/initramfs.ts";
+import { ensureInitramfs, GUEST_MODULES, GUEST_MODULES_6_12 } from "./harness/initramfs.ts";
 import { denoDir, jobScript, makeJobDir } from "./harness/job.ts";
 import { cacheRoot, type CustomKernel, ensureCustomKernel } from "./harness/custom_kernel.ts";
 import { ensureKernel, type Kernel } from "./harness/kernel.ts";
@@ -44,6 +44,7 @@ import { Apt, ensurePackages } from "./harness/packages.ts";
 import { type BootProfile, declaredTests, PROFILES, profilesOf } from "./harness/profiles.ts";
 import { buildGuestImage } from "../../kvm/guest/build.ts";
 import { runGuest } from "./harness/qemu.ts";
+import { ensureStock612, type Stock612Kernel } from "./harness/stock_612.ts";
 import { ensureTestModule } from "./harness/test_modules.ts";
 
 const KERNEL_TESTS = decodeURIComponent(new URL(".", import.meta.url).pathname).replace(/\/$/, "");
@@ -227,6 +228,7 @@ interface BootOutcome {
 class Kernels {
   #stock: Promise<Kernel> | undefined;
   #custom: Promise<CustomKernel> | undefined;
+  #stock612: Promise<Stock612Kernel> | undefined;
   #apt: Apt;
   #progress: Progress;
 
@@ -243,6 +245,11 @@ class Kernels {
   custom(): Promise<CustomKernel> {
     this.#custom ??= ensureCustomKernel({ apt: this.#apt, progress: this.#progress });
     return this.#custom;
+  }
+
+  stock612(): Promise<Stock612Kernel> {
+    this.#stock612 ??= ensureStock612({ progress: this.#progress });
+    return this.#stock612;
   }
 }
 
@@ -283,11 +290,23 @@ async function bootProfile(
     for (const name of profile.modules) {
       modules.push(await ensureTestModule(name, { kernel: custom, progress }));
     }
+  } else if (profile.kernel === "stock-6.12") {
+    const stock = await kernels.stock612();
+    kernel = stock;
+    for (const name of profile.modules) {
+      // mtty.c comes from the source package of the same version.
+      const sources = name === "mtty" ? [stock.mttySource] : [];
+      modules.push(await ensureTestModule(name, { kernel: stock, sources, progress }));
+    }
   } else {
     kernel = await kernels.stock();
   }
   progress.step(`[${profile.name}] kernel ${kernel.version}: ${profile.description}`);
-  const initramfs = await ensureInitramfs(CACHE, { kernel, progress });
+  const initramfs = await ensureInitramfs(CACHE, {
+    kernel,
+    modules: profile.kernel === "stock-6.12" ? GUEST_MODULES_6_12 : GUEST_MODULES,
+    progress,
+  });
   if (files.some((f) => /\/kvm_[^/]*_test\.ts$/.test(f))) {
     // The guest finds the KVM test guest in the same cache (its root is ours).
     progress.step(`[${profile.name}] building the KVM test guest on the host`);

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { exec, execText, HarnessError, type Progress } from "./exec.ts";
+import { exec, execText, HarnessError, type Progress, withDirLock } from "./exec.ts";
 import { isRoot } from "./packages.ts";
 
 /** A `deb` source of the system's apt configuration. */
@@ -197,7 +197,11 @@ export class PrivateApt {
   async update(): Promise<void> {
     if (this.#updated) return;
     this.#progress.step(`apt-get update (private lists for ${this.#suite})`);
-    await exec(["apt-get", ...this.options, "update"], { timeoutMs: 300_000 });
+    // apt-get fails at once on lists another run is updating: wait for it instead.
+    await withDirLock(
+      this.#dir,
+      () => exec(["apt-get", ...this.options, "update"], { timeoutMs: 300_000 }),
+    );
     this.#updated = true;
   }
 
@@ -214,6 +218,21 @@ export class PrivateApt {
     });
     const v = /^\s*Candidate:\s*(\S+)/m.exec(text)?.[1];
     return v === undefined || v === "(none)" ? undefined : v;
+  }
+
+  /**
+   * The packages of the private lists whose names match a regular expression
+   * (`apt-cache search --names-only`).
+   *
+   * @param pattern The POSIX regular expression apt matches names against.
+   * @returns The package names.
+   */
+  async search(pattern: string): Promise<string[]> {
+    const text = await execText(
+      ["apt-cache", ...this.options, "search", "--names-only", pattern],
+      { timeoutMs: 60_000, allowFailure: true },
+    );
+    return text.split("\n").map((l) => l.split(" ")[0]).filter((n) => n !== "");
   }
 
   /**

@@ -11,7 +11,7 @@
  */
 
 import { PrivateApt, systemArchive } from "./apt_mirror.ts";
-import { exec, exists, HarnessError, type Progress, which } from "./exec.ts";
+import { exec, exists, HarnessError, type Progress, which, withDirLock } from "./exec.ts";
 import type { Kernel } from "./kernel.ts";
 import { type Apt, isRoot } from "./packages.ts";
 
@@ -82,8 +82,26 @@ export function requiredOptions(fragment: string): string[] {
   return fragment.split("\n").map((l) => l.trim()).filter((l) => /^CONFIG_\w+=y$/.test(l));
 }
 
-function safe(version: string): string {
+/**
+ * A version as a file-name part (`~` and the like become `_`).
+ *
+ * @param version A Debian version.
+ * @returns The name part.
+ */
+export function safeName(version: string): string {
   return version.replace(/[^\w.+-]/g, "_");
+}
+
+/**
+ * The `linux-source-6.12` tree of a source version, when a test-kernel build
+ * has unpacked it in the cache (complete: its marker is written last).
+ *
+ * @param version The Debian source version, such as `6.12.95-1~bpo12+1`.
+ * @returns The tree, or undefined.
+ */
+export function cachedSourceTree(version: string): string | undefined {
+  const dir = `${cacheRoot()}/linux-6.12/src-${safeName(version)}`;
+  return exists(`${dir}/${UNPACKED}`) ? dir : undefined;
 }
 
 /**
@@ -130,22 +148,10 @@ function kernelFrom(root: string, name: string, builtInSeconds?: number): Custom
     version: ready.release,
     vmlinuz: `${buildDir}/arch/x86/boot/bzImage`,
     sourceVersion: ready.sourceVersion,
-    srcDir: `${root}/src-${safe(ready.sourceVersion)}`,
+    srcDir: `${root}/src-${safeName(ready.sourceVersion)}`,
     buildDir,
     builtInSeconds,
   };
-}
-
-/** Takes the cache's lock, so two harness runs never build into the same dir. */
-async function locked<T>(root: string, body: () => Promise<T>): Promise<T> {
-  await Deno.mkdir(root, { recursive: true });
-  using file = await Deno.open(`${root}/.lock`, { create: true, write: true });
-  await file.lock(true);
-  try {
-    return await body();
-  } finally {
-    await file.unlock();
-  }
 }
 
 async function unpack(deb: string, srcDir: string, progress: Progress): Promise<void> {
@@ -214,7 +220,7 @@ export async function ensureCustomKernel(
   const root = `${cacheRoot()}/linux-6.12`;
   const fragment = await Deno.readTextFile(CONFIG_FRAGMENT);
   const key = (await sha256(JSON.stringify({ FORMAT, fragment }))).slice(0, 16);
-  return await locked(root, async () => {
+  return await withDirLock(root, async () => {
     // Warm: any build of this fragment, newest source first (no network).
     const builds = [...Deno.readDirSync(root)]
       .filter((e) => e.isDirectory && e.name.startsWith("build-") && e.name.endsWith(`-${key}`))
@@ -238,7 +244,7 @@ export async function ensureCustomKernel(
         `Cannot find ${SOURCE_PACKAGE} in bookworm-backports through the system's Debian mirror`,
       );
     }
-    const srcDir = `${root}/src-${safe(version)}`;
+    const srcDir = `${root}/src-${safeName(version)}`;
     if (!exists(`${srcDir}/${UNPACKED}`)) {
       const dl = `${root}/download-${Deno.pid}`;
       await Deno.mkdir(dl, { recursive: true });
@@ -248,7 +254,7 @@ export async function ensureCustomKernel(
         await Deno.remove(dl, { recursive: true }).catch(() => {});
       }
     }
-    const name = `build-${safe(version)}-${key}`;
+    const name = `build-${safeName(version)}-${key}`;
     const buildDir = `${root}/${name}`;
     await Deno.remove(buildDir, { recursive: true }).catch(() => {});
     await Deno.mkdir(buildDir, { recursive: true });

@@ -185,3 +185,23 @@ export function exists(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * Runs `body` holding an exclusive lock on `<dir>/.lock` (created, with
+ * `dir`), so two harness runs never build into the same cache dir at once;
+ * the other waits.
+ *
+ * @param dir The cache dir.
+ * @param body The work done under the lock.
+ * @returns What `body` returns.
+ */
+export async function withDirLock<T>(dir: string, body: () => Promise<T>): Promise<T> {
+  await Deno.mkdir(dir, { recursive: true });
+  using file = await Deno.open(`${dir}/.lock`, { create: true, write: true });
+  await file.lock(true);
+  try {
+    return await body();
+  } finally {
+    await file.unlock();
+  }
+}

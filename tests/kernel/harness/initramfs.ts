@@ -31,6 +31,25 @@ export const GUEST_MODULES: readonly string[] = [
 ];
 
 /**
+ * The same for Debian's stock 6.12, where the virtio core is built in,
+ * fscache is part of netfs and vfio_virqfd of vfio; with mdev, which the
+ * test mdev modules need.
+ */
+export const GUEST_MODULES_6_12: readonly string[] = [
+  "9pnet",
+  "9pnet_virtio",
+  "netfs",
+  "9p",
+  "overlay",
+  "vfio",
+  "vfio_iommu_type1",
+  "irqbypass",
+  "vfio-pci-core",
+  "vfio-pci",
+  "mdev",
+];
+
+/**
  * The KVM vendor modules; `/init` loads the one the CPU has virtualization for
  * (`svm`: kvm_amd, `vmx`: kvm_intel), from `/etc/modules.<name>`, which lists
  * it after its dependencies that {@linkcode GUEST_MODULES} does not load.
@@ -180,13 +199,14 @@ function kvmModuleLists(modulesDep: string, modules: readonly string[]): Map<str
  * script, the module list, busybox or the kernel changed.
  *
  * @param cacheDir The harness cache.
- * @param options The kernel and the progress printer.
+ * @param options The kernel, the modules `/init` loads (default
+ *   {@linkcode GUEST_MODULES}) and the progress printer.
  * @returns The path of the gzip'd newc cpio image.
  * @throws {HarnessError} When busybox is not static or a tool fails.
  */
 export async function ensureInitramfs(
   cacheDir: string,
-  options: { kernel: Kernel; progress: Progress },
+  options: { kernel: Kernel; modules?: readonly string[]; progress: Progress },
 ): Promise<string> {
   const { kernel, progress } = options;
   const init = await Deno.readTextFile(INIT_SCRIPT);
@@ -196,7 +216,9 @@ export async function ensureInitramfs(
   const modulesDep = kernel.modulesDir === undefined
     ? ""
     : await Deno.readTextFile(`${kernel.modulesDir}/modules.dep`);
-  const modules = kernel.modulesDir === undefined ? [] : resolveModules(modulesDep, GUEST_MODULES);
+  const modules = kernel.modulesDir === undefined
+    ? []
+    : resolveModules(modulesDep, options.modules ?? GUEST_MODULES);
   const kvmModules = kernel.modulesDir === undefined
     ? new Map<string, string[]>()
     : kvmModuleLists(modulesDep, modules);

@@ -17,7 +17,7 @@ import { HarnessError } from "./exec.ts";
 import type { MachineOptions } from "./qemu.ts";
 
 /** The kernels the harness can boot. */
-export type KernelKind = "stock-6.1" | "custom-6.12";
+export type KernelKind = "stock-6.1" | "custom-6.12" | "stock-6.12";
 
 /** One way to boot the guest. */
 export interface BootProfile {
@@ -57,6 +57,15 @@ export const PROFILES: readonly BootProfile[] = Object.freeze([
     // timer check under TCG ("timer doesn't work through Interrupt-remapped IO-APIC").
     machine: { viommu: true, edu: true, append: ["no_timer_check"] },
     modules: ["pintest"],
+  },
+  {
+    name: "stock-6.12",
+    description:
+      "Debian's stock 6.12 kernel (no iova_bitmap helpers), no vIOMMU, the mtty sample built out of tree",
+    kernel: "stock-6.12",
+    // mtty is an emulated-IOMMU mdev on type1: no IOMMU, no edu.
+    machine: { viommu: false, edu: false },
+    modules: ["mtty"],
   },
 ]);
 
