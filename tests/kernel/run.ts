@@ -7,9 +7,11 @@
  * `DENO_VMM_VFIO_GROUP` set to the edu device's IOMMU group. Each file names
  * its boot profiles on a `// kernel-profiles:` line (see
  * `harness/profiles.ts`; default `stock-6.1`: Debian's 6.1, emulated VT-d,
- * edu on vfio-pci); one guest boots per profile that has files. The 6.12
- * profiles boot a test kernel built from Debian's `linux-source-6.12`, cached
- * in `${XDG_CACHE_HOME:-~/.cache}/deno-vmm/`. It installs the Debian packages
+ * edu on vfio-pci); one guest boots per profile that has files. The
+ * custom-6.12 profiles boot a test kernel built from Debian's
+ * `linux-source-6.12`, `stock-6.12` Debian's stock 6.12 kernel with the mtty
+ * sample built against its headers, all cached in
+ * `${XDG_CACHE_HOME:-~/.cache}/deno-vmm/`. It installs the Debian packages
  * it needs and caches the stock kernel and initramfs there too (`stock-kernel/`).
  *
  * With `--host --group N` (or `DENO_VMM_VFIO_GROUP=N` and `/dev/vfio/N`

@@ -4,13 +4,13 @@
  * against a kernel's module build tree (`make -C <tree> M=<dir> modules`):
  * the 6.12 test kernel's build tree, or the stock 6.12 kernel's headers.
  * Cached under `${XDG_CACHE_HOME:-$HOME/.cache}/deno-vmm/modules/`, keyed by
- * a hash of the tree and every source.
+ * a hash of the tree and every source, built under that dir's lock.
  *
  * @module
  */
 
 import { cacheRoot } from "./custom_kernel.ts";
-import { exec, exists, HarnessError, type Progress } from "./exec.ts";
+import { exec, exists, HarnessError, type Progress, withDirLock } from "./exec.ts";
 
 const MODULES = new URL("../modules/", import.meta.url);
 
@@ -64,22 +64,26 @@ export async function ensureTestModule(
   const out = `${cacheRoot()}/modules/${name}-${key}`;
   const ko = `${out}/${name}.ko`;
   if (exists(ko)) return ko;
-  options.progress.step(`building test module ${name} against ${kernel.version}`);
-  const tmp = `${out}.tmp-${Deno.pid}`;
-  await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  await Deno.mkdir(tmp, { recursive: true });
-  try {
-    for (const f of files) await Deno.copyFile(f, `${tmp}/${f.split("/").pop()}`);
-    await exec(["make", "-s", "-C", kernel.buildDir, `M=${tmp}`, ...makeArgs, "modules"], {
-      timeoutMs: 600_000,
-    });
-    if (!exists(`${tmp}/${name}.ko`)) {
-      throw new HarnessError(`Cannot build test module ${name}: make left no ${name}.ko`);
-    }
-    await Deno.remove(out, { recursive: true }).catch(() => {});
-    await Deno.rename(tmp, out);
-  } finally {
+  // Another run may be building the same module: wait for it, then look again.
+  return await withDirLock(`${cacheRoot()}/modules`, async () => {
+    if (exists(ko)) return ko;
+    options.progress.step(`building test module ${name} against ${kernel.version}`);
+    const tmp = `${out}.tmp-${Deno.pid}`;
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-  return ko;
+    await Deno.mkdir(tmp, { recursive: true });
+    try {
+      for (const f of files) await Deno.copyFile(f, `${tmp}/${f.split("/").pop()}`);
+      await exec(["make", "-s", "-C", kernel.buildDir, `M=${tmp}`, ...makeArgs, "modules"], {
+        timeoutMs: 600_000,
+      });
+      if (!exists(`${tmp}/${name}.ko`)) {
+        throw new HarnessError(`Cannot build test module ${name}: make left no ${name}.ko`);
+      }
+      await Deno.remove(out, { recursive: true }).catch(() => {});
+      await Deno.rename(tmp, out);
+    } finally {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }
+    return ko;
+  });
 }
