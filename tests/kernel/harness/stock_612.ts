@@ -75,7 +75,9 @@ function cached(root: string): Stock612Kernel | undefined {
   } catch {
     return undefined;
   }
-  const found = entries.filter((e) => e.isDirectory && e.name.startsWith("kernel-"))
+  // A dir being unpacked is `kernel-….tmp-<pid>` until its last rename.
+  const found = entries
+    .filter((e) => e.isDirectory && e.name.startsWith("kernel-") && !e.name.includes(".tmp-"))
     .map((e) => ({ dir: `${root}/${e.name}`, ready: readReady(`${root}/${e.name}`) }))
     .filter((k): k is { dir: string; ready: Ready } => k.ready !== undefined)
     .sort((a, b) => minor(b.ready.release) - minor(a.ready.release));
