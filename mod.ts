@@ -159,6 +159,8 @@ export type {
 export type {
   AcceptOptions,
   DeviceMigrator,
+  DevicePrecopyInfo,
+  DeviceRestorer,
   DirtySource,
   Endpoint,
   IterationRow,
