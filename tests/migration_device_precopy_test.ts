@@ -21,6 +21,8 @@ import { ConvergencePolicy } from "../migration/engine/convergence.ts";
 import type { DeviceRestorer } from "../migration/engine/device_migrator.ts";
 import type { MigrationEvent } from "../migration/engine/status.ts";
 import { IoctlError } from "../sys/errors.ts";
+import { renderReportSvg } from "../migration/engine/report_svg.ts";
+import { summarize } from "../cli/migrate.ts";
 import { EINVAL } from "../sys/errno.ts";
 
 const MiB = 1 << 20;
@@ -120,6 +122,20 @@ Deno.test("migrateGuest() sends a PRE_COPY device's state during iterations and 
     assert.equal(device.precopyBytes, state.byteLength + RECORD_HEADER);
     assert.equal(device.stopCopyBytes, 0, "nothing changed since: STOP_COPY has no more");
     assert.equal(device.stateBytes, device.precopyBytes);
+    // The report says it, and its chart draws device bytes on the RAM bytes of each iteration.
+    const text = summarize(r.report);
+    assert.match(text, /switchover ack \d+ ms after ready/);
+    assert.match(
+      text,
+      new RegExp(
+        `state migrated \\(${device.stateBytes} bytes: ${device.precopyBytes} in pre-copy, 0 at stop-and-copy\\)`,
+      ),
+    );
+    const svg = renderReportSvg(r.report);
+    const drawn = [...svg.matchAll(/<rect class="device"[^>]*height="([\d.]+)"/g)];
+    assert.equal(drawn.length, rows.filter((row) => row.deviceBytes! > 0).length);
+    assert.ok(drawn.every(([, h]) => Number(h) >= 0));
+    assert.match(svg, /device pre-copy \(on RAM\)/);
     assert.deepEqual(src.dataFds(), []);
     assert.deepEqual(dst.dataFds(), []);
   }
