@@ -281,6 +281,32 @@ Deno.test("VfioDeviceMigration.readPrecopy() reads the initial data, then ENOMSG
   assert.throws(() => m.precopyInfo(), /not in pre-copy/);
 });
 
+Deno.test("migrateGuest() pre-copies a device whose drained read returns 0, as mtty's does", async () => {
+  const seed = testSeed();
+  console.log(`seed ${seed}`);
+  const state = seededState(1 * MiB + 9, seed);
+  const srcDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS, state, drained: "zero" });
+  const dstDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS });
+  {
+    using src = host(srcDriver);
+    using dst = host(dstDriver);
+    src.migration.startPrecopy();
+    assert.equal(src.migration.readPrecopy(2 * MiB).byteLength, state.byteLength + RECORD_HEADER);
+    assert.equal(src.migration.readPrecopy(2 * MiB).byteLength, 0, "drained: read() gave 0");
+    src.migration.resumeRunning();
+    const r = await runMigrationScenario({
+      ram: 4 * MiB,
+      devices: [src.migration],
+      destinationDevices: [dst.migration],
+      limits: { downtimeLimitMs: 5_000 },
+    });
+    assert.equal(r.report.result, "completed", r.report.error);
+    assert.deepEqual(dstDriver.state, state, `seed ${seed}`);
+    assert.deepEqual(src.dataFds(), []);
+    assert.deepEqual(dst.dataFds(), []);
+  }
+});
+
 Deno.test("VfioDeviceMigration.finishResume() resets a device whose state the driver rejects", () => {
   const driver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS });
   using h = host(driver);
