@@ -76,6 +76,7 @@ export {
 export type {
   CompressionStats,
   ConvergenceLimits,
+  DeviceReport,
   MigrateGuestOptions,
   MigrationCounters,
   MigrationEvent,

@@ -102,14 +102,15 @@ export function initialDataSent(run: MigrationRun): boolean {
 
 /**
  * Waits for the destination's switchover ack, when devices pre-copy and the
- * transport has a return path; records the wait in the report.
+ * transport has a return path; records the wait in the report. Returns
+ * whether it waited.
  *
  * @throws {MigrationError} Naming the devices, when the destination does not
  *   acknowledge (within the caller's bound) or answers otherwise.
  */
-export async function awaitSwitchoverAck(run: MigrationRun): Promise<void> {
+export async function awaitSwitchoverAck(run: MigrationRun): Promise<boolean> {
   const ack = run.options.switchoverAck;
-  if (run.precopy.size === 0 || ack === undefined) return;
+  if (run.precopy.size === 0 || ack === undefined) return false;
   const ids = [...run.precopy.keys()];
   await run.sink!.flush?.();
   const readyAt = performance.now();
@@ -127,4 +128,5 @@ export async function awaitSwitchoverAck(run: MigrationRun): Promise<void> {
   }
   run.report.switchoverWaitMs = performance.now() - readyAt;
   run.emit({ type: "switchover", counters: { ...run.counters } });
+  return true;
 }

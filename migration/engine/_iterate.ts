@@ -25,6 +25,7 @@ export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
   let dirty = run.bitmaps();
   for (const b of dirty) b.fillAll();
   let throttled = false;
+  let acked = false;
   for (let iteration = 0;; iteration++) {
     run.checkSignal();
     const before = run.bytes;
@@ -98,8 +99,13 @@ export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
     dirty = merged;
     // A device's initial data goes before stop-and-copy (QEMU's
     // vfio_state_pending reports it as must-precopy): iterate on until then.
+    // Then the destination's switchover ack; what the guest dirtied while
+    // it was awaited goes in one more iteration, whose decision stands.
     if (decision.action === "stop-and-copy" && initialDataSent(run)) {
-      await awaitSwitchoverAck(run);
+      if (!acked) {
+        acked = true;
+        if (await awaitSwitchoverAck(run)) continue;
+      }
       report.expectedDowntimeMs = decision.expectedDowntimeMs;
       return dirty;
     }
