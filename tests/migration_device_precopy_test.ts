@@ -23,7 +23,7 @@ import type { MigrationEvent } from "../migration/engine/status.ts";
 import { IoctlError } from "../sys/errors.ts";
 import { renderReportSvg } from "../migration/engine/report_svg.ts";
 import { summarize } from "../cli/migrate.ts";
-import { EINVAL } from "../sys/errno.ts";
+import { EINVAL, EIO } from "../sys/errno.ts";
 
 const MiB = 1 << 20;
 const NAME = "0000:00:03.0";
@@ -254,6 +254,57 @@ Deno.test("migrateGuest() over a file pre-copies the device state without waitin
     assert.equal(r.destination.ok, true, r.destination.error);
     assert.equal(r.report.switchoverWaitMs, undefined, "a file has no return path");
     assert.deepEqual(dstDriver.state, state, `seed ${seed}`);
+    assert.deepEqual(src.dataFds(), []);
+    assert.deepEqual(dst.dataFds(), []);
+  }
+});
+
+Deno.test("migrateGuest() pre-copies into a destination device that only has loadState()", async () => {
+  const seed = testSeed();
+  console.log(`seed ${seed}`);
+  const state = seededState(2 * MiB + 1, seed);
+  const srcDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS, state });
+  const dstDriver = new FakeMigrationDevice();
+  {
+    using src = host(srcDriver);
+    using dst = host(dstDriver);
+    const m = dst.migration;
+    // The chunks are kept and loaded whole once RAM is verified.
+    const whole: DeviceRestorer = { id: m.id, loadState: (bytes) => m.loadState(bytes) };
+    const r = await runMigrationScenario({
+      ram: 4 * MiB,
+      devices: [src.migration],
+      destinationDevices: [whole],
+      devicePrecopyBytes: 1 * MiB,
+      limits: { downtimeLimitMs: 5_000 },
+    });
+    assert.equal(r.report.result, "completed", r.report.error);
+    assert.deepEqual(dstDriver.state, state, `seed ${seed}`);
+    assert.deepEqual(src.dataFds(), []);
+    assert.deepEqual(dst.dataFds(), []);
+  }
+});
+
+Deno.test("migrateGuest() runs a PRE_COPY device again when PRE_COPY -> STOP_COPY fails", async () => {
+  const srcDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS, state: new Uint8Array(5000) })
+    .failArc(VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_STOP_COPY, { errno: EIO });
+  const dstDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS });
+  {
+    using src = host(srcDriver);
+    using dst = host(dstDriver);
+    const r = await runMigrationScenario({
+      ram: 4 * MiB,
+      devices: [src.migration],
+      destinationDevices: [dst.migration],
+      limits: { downtimeLimitMs: 5_000 },
+    });
+    assert.equal(r.report.result, "failed");
+    assert.equal(r.report.failedPhase, "stop-and-copy");
+    assert.match(r.report.error!, /STOP_COPY.*EIO/);
+    assert.equal(srcDriver.deviceState, VFIO_DEVICE_STATE_RUNNING, "the source device runs again");
+    assert.equal(r.destination.ok, false);
+    assert.equal(dstDriver.deviceState, VFIO_DEVICE_STATE_RUNNING, "reset out of RESUMING");
+    assert.equal(hasArc(dstDriver, VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_STOP), false);
     assert.deepEqual(src.dataFds(), []);
     assert.deepEqual(dst.dataFds(), []);
   }
