@@ -310,6 +310,29 @@ Deno.test("migrateGuest() runs a PRE_COPY device again when PRE_COPY -> STOP_COP
   }
 });
 
+Deno.test("migrateGuest() fails with the destination's reason when it does not have the pre-copy device", async () => {
+  const srcDriver = new FakeMigrationDevice({
+    flags: PRECOPY_FLAGS,
+    state: new Uint8Array(2 * MiB),
+  });
+  {
+    using src = host(srcDriver);
+    const r = await runMigrationScenario({
+      ram: 16 * MiB,
+      devices: [src.migration],
+      destinationDevices: [],
+    });
+    assert.equal(r.report.result, "failed");
+    assert.match(
+      r.report.error!,
+      /Device pre-copy section for device "0000:00:03\.0", which this destination does not have/,
+    );
+    assert.equal(srcDriver.deviceState, VFIO_DEVICE_STATE_RUNNING, "the source device runs again");
+    assert.equal(r.destination.ok, false);
+    assert.deepEqual(src.dataFds(), []);
+  }
+});
+
 Deno.test("VfioDeviceMigration.readPrecopy() reads the initial data, then ENOMSG as empty; precopyInfo() follows", () => {
   const state = seededState(3000, 7);
   const driver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS, state });
