@@ -7,10 +7,12 @@ import { runMigrationScenario } from "./scenario.ts";
 import { fillSeeded, testSeed } from "./_random.ts";
 import {
   VFIO_DEVICE_STATE_PRE_COPY,
+  VFIO_DEVICE_STATE_PRE_COPY_P2P,
   VFIO_DEVICE_STATE_RESUMING,
   VFIO_DEVICE_STATE_RUNNING,
   VFIO_DEVICE_STATE_STOP,
   VFIO_DEVICE_STATE_STOP_COPY,
+  VFIO_MIGRATION_P2P,
   VFIO_MIGRATION_PRE_COPY,
   VFIO_MIGRATION_STOP_COPY,
 } from "../vfio/constants.ts";
@@ -355,12 +357,13 @@ Deno.test("VfioDeviceMigration.readPrecopy() reads the initial data, then ENOMSG
   assert.throws(() => m.precopyInfo(), /not in pre-copy/);
 });
 
-Deno.test("migrateGuest() pre-copies a device whose drained read returns 0, as mtty's does", async () => {
+Deno.test("migrateGuest() pre-copies an mtty-like device: P2P states, and a drained read returns 0", async () => {
   const seed = testSeed();
   console.log(`seed ${seed}`);
   const state = seededState(1 * MiB + 9, seed);
-  const srcDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS, state, drained: "zero" });
-  const dstDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS });
+  const flags = PRECOPY_FLAGS | VFIO_MIGRATION_P2P; // as mtty offers
+  const srcDriver = new FakeMigrationDevice({ flags, state, drained: "zero" });
+  const dstDriver = new FakeMigrationDevice({ flags });
   {
     using src = host(srcDriver);
     using dst = host(dstDriver);
@@ -376,6 +379,9 @@ Deno.test("migrateGuest() pre-copies a device whose drained read returns 0, as m
     });
     assert.equal(r.report.result, "completed", r.report.error);
     assert.deepEqual(dstDriver.state, state, `seed ${seed}`);
+    // The kernel's path to STOP_COPY goes through PRE_COPY_P2P, on the same data fd.
+    assert.ok(hasArc(srcDriver, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P));
+    assert.ok(hasArc(srcDriver, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_STOP_COPY));
     assert.deepEqual(src.dataFds(), []);
     assert.deepEqual(dst.dataFds(), []);
   }
