@@ -76,6 +76,7 @@ export {
 export type {
   CompressionStats,
   ConvergenceLimits,
+  DeviceReport,
   MigrateGuestOptions,
   MigrationCounters,
   MigrationEvent,
@@ -159,6 +160,8 @@ export type {
 export type {
   AcceptOptions,
   DeviceMigrator,
+  DevicePrecopyInfo,
+  DeviceRestorer,
   DirtySource,
   Endpoint,
   IterationRow,

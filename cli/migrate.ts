@@ -196,6 +196,11 @@ export function summarize(r: MigrationReport): string {
     `  downtime ${r.downtimeMs === null ? "-" : `${r.downtimeMs.toFixed(0)} ms`} (expected ${
       r.expectedDowntimeMs === null ? "-" : `${r.expectedDowntimeMs.toFixed(0)} ms`
     }, limit ${r.policy.downtimeLimitMs} ms)`,
+    ...(r.switchoverWaitMs === undefined ? [] : [
+      `  switchover ack ${
+        r.switchoverWaitMs.toFixed(0)
+      } ms after ready (the destination loaded the devices' initial pre-copy data)`,
+    ]),
     ...(r.compression === undefined ? [] : [compressionLine(r.compression)]),
     `  dirty scope ${Object.entries(r.dirtyScope).map(([k, v]) => `${k}=${v}`).join(", ") || "-"}`,
     `  policy ${r.policy.applied}`,
@@ -204,7 +209,11 @@ export function summarize(r: MigrationReport): string {
   for (const d of r.devices) {
     lines.push(
       `  device ${d.id}: ${
-        d.migrated ? `state migrated (${d.stateBytes} bytes)` : `state not migrated: ${d.reason}`
+        !d.migrated
+          ? `state not migrated: ${d.reason}`
+          : d.precopyBytes === undefined
+          ? `state migrated (${d.stateBytes} bytes)`
+          : `state migrated (${d.stateBytes} bytes: ${d.precopyBytes} in pre-copy, ${d.stopCopyBytes} at stop-and-copy)`
       }`,
     );
   }
@@ -252,6 +261,9 @@ export function progressLine(e: MigrationEvent): { text: string; keep: boolean }
     if (c.status === "device") return { text: "stop-and-copy: guest paused", keep: true };
     return undefined;
   }
+  if (e.type === "switchover") {
+    return { text: "switchover ack: the destination holds the devices' initial data", keep: true };
+  }
   if (e.type === "iteration") {
     const r = e.row;
     const down = Number.isFinite(r.expectedDowntimeMs) ? r.expectedDowntimeMs.toFixed(0) : "∞";
@@ -263,7 +275,9 @@ export function progressLine(e: MigrationEvent): { text: string; keep: boolean }
         `iteration ${r.iteration}: ${head}; sent ${formatBytes(r.bytes)} at ${
           r.bandwidthMBps.toFixed(0)
         } MB/s (${r.zeroPages} of ${r.sentPages} pages zero), ${r.dirtyPages} pages dirty, ` +
-        `expected downtime ${down} ms${r.throttle ? `, throttle ${r.throttle} %` : ""}`,
+        `expected downtime ${down} ms${r.throttle ? `, throttle ${r.throttle} %` : ""}${
+          r.deviceBytes === undefined ? "" : `; device pre-copy ${formatBytes(r.deviceBytes)}`
+        }`,
       keep: true,
     };
   }

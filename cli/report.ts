@@ -55,8 +55,10 @@ export function runReport(args: string[]): number {
   }
   const report = parseReport(value, file);
   console.log(summarize(report));
+  const device = report.iterations.some((r) => r.deviceBytes !== undefined);
   console.log(
-    "\n iter      sent MiB   zero pages   dirty pages    ms     MB/s   expected ms  throttle",
+    "\n iter      sent MiB   zero pages   dirty pages    ms     MB/s   expected ms  throttle" +
+      (device ? "  device MiB" : ""),
   );
   for (const r of report.iterations) {
     console.log(
@@ -68,7 +70,9 @@ export function runReport(args: string[]): number {
         (Number.isFinite(r.expectedDowntimeMs) ? r.expectedDowntimeMs.toFixed(0) : "inf").padStart(
           13,
         )
-      } ${String(r.throttle).padStart(9)}`,
+      } ${String(r.throttle).padStart(9)}${
+        device ? ((r.deviceBytes ?? 0) / 2 ** 20).toFixed(1).padStart(12) : ""
+      }`,
     );
   }
   if (svg !== undefined) {

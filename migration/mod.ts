@@ -104,7 +104,12 @@ export {
 export { KVM_STATE_DEVICE_ID, KvmStateDevice } from "./guest/kvm_state_device.ts";
 // The engine.
 export { migrate } from "./engine/precopy.ts";
-export { type MigrateOptions, MigrationFailure, type MigrationSink } from "./engine/types.ts";
+export {
+  DEFAULT_DEVICE_PRECOPY_BYTES,
+  type MigrateOptions,
+  MigrationFailure,
+  type MigrationSink,
+} from "./engine/types.ts";
 export { MigrationError } from "./engine/errors.ts";
 export type {
   MigrationCounters,
@@ -132,9 +137,14 @@ export {
   type SourceSelection,
   type UnavailableSource,
 } from "./engine/source_selection.ts";
-export type { DeviceMigrator } from "./engine/device_migrator.ts";
+export type {
+  DeviceMigrator,
+  DevicePrecopyInfo,
+  DeviceRestorer,
+} from "./engine/device_migrator.ts";
 export { combineWorkloads, type Pausable, type Workload } from "./engine/workload.ts";
 export {
+  type DeviceReport,
   type IterationRow,
   type MigrationReport,
   newReport,
@@ -161,6 +171,7 @@ export {
   DEFAULT_DEVICE_STATE_BYTES,
   DEFAULT_DEVICE_STATE_CHUNKS,
   DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
+  MAX_DEVICE_PRECOPY_BYTES,
   MAX_RUN_BYTES,
   SectionType,
   STREAM_VERSION,

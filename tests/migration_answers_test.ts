@@ -81,8 +81,9 @@ Deno.test("readAck() reads each status and rejects an unknown one", async () => 
   await writeAck(sink, { ok: true, text: "", image: true });
   await writeAck(sink, { ok: true, text: "abc" });
   await writeAck(sink, { ok: false, text: "bad" });
+  await writeAck(sink, { ok: true, text: "", switchover: true });
   const bad = frames[0].slice();
-  new DataView(bad.buffer).setUint32(4, 3, true);
+  new DataView(bad.buffer).setUint32(4, 4, true);
   frames.push(bad);
   const source = {
     pending: frames.flatMap((f) => [...f]),
@@ -96,5 +97,6 @@ Deno.test("readAck() reads each status and rejects an unknown one", async () => 
   assert.deepEqual(await readAck(source), { ok: true, text: "", image: true });
   assert.deepEqual(await readAck(source), { ok: true, text: "abc" });
   assert.deepEqual(await readAck(source), { ok: false, text: "bad" });
-  await assert.rejects(readAck(source), /unknown status 3/);
+  assert.deepEqual(await readAck(source), { ok: true, text: "", switchover: true });
+  await assert.rejects(readAck(source), /unknown status 4/);
 });

@@ -18,7 +18,7 @@ import type { HwPagetable } from "../vfio/iommufd/hw_pagetable.ts";
 import type { IommufdIoas } from "../vfio/iommufd/ioas.ts";
 import type { ConvergenceLimits } from "../migration/engine/convergence.ts";
 import { startCutProxy } from "./cut_proxy.ts";
-import type { DeviceMigrator } from "../migration/engine/device_migrator.ts";
+import type { DeviceMigrator, DeviceRestorer } from "../migration/engine/device_migrator.ts";
 import { receiveGuest } from "../migration/guest/destination.ts";
 import { formatEndpoint } from "../migration/transport/endpoint.ts";
 import type { MigrationError } from "../migration/engine/errors.ts";
@@ -70,8 +70,12 @@ export interface MigrationScenario {
   dmaLogging?: { device: VfioDevice; devices?: readonly string[]; maxBitmapBytes?: number };
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
+  /** Device pre-copy bytes per iteration (`migrateGuest()`'s `devicePrecopyBytes`). */
+  devicePrecopyBytes?: number;
+  /** The source's bound on each wait on the destination (`migrateGuest()`'s `peerTimeoutMs`). */
+  peerTimeoutMs?: number;
   /** The destination's devices, restored from the stream by id. */
-  destinationDevices?: { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
+  destinationDevices?: DeviceRestorer[];
   /**
    * Called once the RAM is mapped and tracking is about to start (test
    * hooks), with a view of the source RAM (GPA 0 at index 0).
@@ -209,6 +213,8 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       iommufd: s.iommufd,
       dmaLogging: s.dmaLogging,
       devices: s.devices,
+      devicePrecopyBytes: s.devicePrecopyBytes,
+      peerTimeoutMs: s.peerTimeoutMs,
       limits: s.limits,
       maxBandwidth: s.maxBandwidth,
       compress: s.compress,

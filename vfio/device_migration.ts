@@ -6,7 +6,11 @@
  *
  * A {@linkcode VfioDeviceMigration} has the shape of the migration engine's
  * `DeviceMigrator` (`id`, `supported`, `reason`, `saveState()`,
- * `resumeRunning()`), so it can be handed to the engine as it is.
+ * `resumeRunning()`, and with `VFIO_MIGRATION_PRE_COPY` `precopy`,
+ * `startPrecopy()`, `precopyInfo()`, `readPrecopy()`) and of a destination's
+ * device (`loadState()`, or `beginResume()`, `loadChunk()`, `finishResume()`
+ * and `abortResume()` as chunks arrive), so it can be handed to the engine
+ * as it is.
  *
  * Requires `--allow-ffi` and access to `/dev/vfio` for the real kernel.
  *
@@ -17,10 +21,12 @@ import { IoctlError } from "../sys/errors.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import {
   VFIO_DEVICE_STATE_ERROR,
+  VFIO_DEVICE_STATE_PRE_COPY,
   VFIO_DEVICE_STATE_RESUMING,
   VFIO_DEVICE_STATE_RUNNING,
   VFIO_DEVICE_STATE_STOP,
   VFIO_DEVICE_STATE_STOP_COPY,
+  VFIO_MIGRATION_PRE_COPY,
   VFIO_MIGRATION_STOP_COPY,
 } from "./constants.ts";
 import type { VfioDevice } from "./device.ts";
@@ -86,6 +92,10 @@ export class VfioDeviceMigration {
   #device: VfioDevice;
   #sys: Syscalls;
   #state: number | undefined;
+  // The PRE_COPY session's data fd, from startPrecopy() to STOP_COPY's end or RUNNING.
+  #precopyData: MigrationDataFd | undefined;
+  // The RESUMING session's data fd, from beginResume() to finishResume() or abortResume().
+  #resumeData: MigrationDataFd | undefined;
   /** `VFIO_MIGRATION_*` flags the driver offers (0 when unsupported). */
   readonly flags: number;
   /** Whether the device can migrate its state. */
@@ -270,8 +280,11 @@ export class VfioDeviceMigration {
 
   /**
    * Stops the device and returns its state: `STOP`, then `STOP_COPY` and its
-   * `data_fd` read to the end, then `STOP`. The data fd is closed on every
-   * path; on failure the device is left stopped where possible (call
+   * `data_fd` read to the end, then `STOP`. From `PRE_COPY` (after
+   * {@linkcode VfioDeviceMigration.startPrecopy}) it goes to `STOP_COPY`
+   * directly and reads the rest of the pre-copy session's stream: the bytes
+   * {@linkcode VfioDeviceMigration.readPrecopy} has not read. The data fd is
+   * closed on every path; on failure the device is left stopped where possible (call
    * {@linkcode VfioDeviceMigration.resumeRunning} to run it again).
    *
    * @returns The device state stream.
@@ -281,8 +294,16 @@ export class VfioDeviceMigration {
    */
   saveState(): Promise<Uint8Array> {
     try {
-      this.#toStop("save the state");
-      const data = this.setState(VFIO_DEVICE_STATE_STOP_COPY, { recover: VFIO_DEVICE_STATE_STOP });
+      let data: MigrationDataFd | undefined;
+      if (this.#precopyData !== undefined) {
+        // PRE_COPY -> STOP_COPY: the same data fd goes on with the rest of the stream.
+        data = this.#precopyData;
+        this.setState(VFIO_DEVICE_STATE_STOP_COPY, { recover: this.#state })?.close();
+        this.#precopyData = undefined;
+      } else {
+        this.#toStop("save the state");
+        data = this.setState(VFIO_DEVICE_STATE_STOP_COPY, { recover: VFIO_DEVICE_STATE_STOP });
+      }
       if (data === undefined) {
         this.setState(VFIO_DEVICE_STATE_STOP, { recover: VFIO_DEVICE_STATE_ERROR });
         throw new VfioStateError(`Cannot save the state of ${this.id}: STOP_COPY gave no data fd`);
@@ -325,7 +346,193 @@ export class VfioDeviceMigration {
     } catch (e) {
       if (e instanceof DeviceStateError && e.state === VFIO_DEVICE_STATE_RUNNING) return;
       throw e;
+    } finally {
+      // PRE_COPY -> RUNNING ends the session: its data fd goes too.
+      const data = this.#precopyData;
+      this.#precopyData = undefined;
+      data?.close();
     }
+  }
+
+  /** Whether the driver offers `PRE_COPY` (`VFIO_MIGRATION_PRE_COPY`). */
+  get precopy(): boolean {
+    return this.supported && (this.flags & VFIO_MIGRATION_PRE_COPY) !== 0;
+  }
+
+  /**
+   * Starts pre-copy: `RUNNING` → `PRE_COPY`, whose data fd this object keeps
+   * until {@linkcode VfioDeviceMigration.saveState} reads it to its end or
+   * {@linkcode VfioDeviceMigration.resumeRunning} ends the session.
+   *
+   * @throws {VfioStateError} When the driver offers no `PRE_COPY`, the
+   *   device is not `RUNNING`, a session is open, or the arc gave no data fd.
+   * @throws {DeviceStateError} When the arc fails (the device is returned to `RUNNING`).
+   *
+   * @example Send pre-copy data while the device runs
+   * ```ts ignore
+   * migration.startPrecopy(); // RUNNING -> PRE_COPY
+   * const { initialBytes } = migration.precopyInfo();
+   * const chunk = migration.readPrecopy(1 << 20); // empty when drained for now (ENOMSG)
+   * const rest = await migration.saveState(); // PRE_COPY -> STOP_COPY -> STOP
+   * ```
+   */
+  startPrecopy(): void {
+    if (!this.precopy) {
+      throw new VfioStateError(
+        `Cannot start pre-copy of ${this.id}: ${
+          this.reason ?? "the driver offers no PRE_COPY (VFIO_MIGRATION_PRE_COPY)"
+        }`,
+      );
+    }
+    if (this.#precopyData !== undefined) {
+      throw new VfioStateError(`Cannot start pre-copy of ${this.id}: it is in pre-copy already`);
+    }
+    const state = this.deviceState;
+    if (state !== VFIO_DEVICE_STATE_RUNNING) {
+      throw new VfioStateError(
+        `Cannot start pre-copy of ${this.id}: the device is in ${
+          deviceStateName(state)
+        }, not RUNNING`,
+      );
+    }
+    const data = this.setState(VFIO_DEVICE_STATE_PRE_COPY, { recover: VFIO_DEVICE_STATE_RUNNING });
+    if (data === undefined) {
+      this.setState(VFIO_DEVICE_STATE_RUNNING, { recover: VFIO_DEVICE_STATE_ERROR })?.close();
+      throw new VfioStateError(`Cannot start pre-copy of ${this.id}: PRE_COPY gave no data fd`);
+    }
+    this.#precopyData = data;
+  }
+
+  #precopyFd(what: string): MigrationDataFd {
+    const data = this.#precopyData;
+    if (data === undefined) {
+      throw new VfioStateError(`Cannot ${what} of ${this.id}: it is not in pre-copy`);
+    }
+    return data;
+  }
+
+  /**
+   * How much pre-copy data the device holds (`VFIO_MIG_GET_PRECOPY_INFO` on
+   * the pre-copy data fd): the initial bytes still to read (the device
+   * should not stop before they are), and an estimate of the bytes the state
+   * has grown by since.
+   *
+   * @returns The counts, as numbers.
+   * @throws {VfioStateError} When not in pre-copy.
+   * @throws {IoctlError} When the kernel refuses (`EINVAL` outside `PRE_COPY`/`PRE_COPY_P2P`).
+   */
+  precopyInfo(): { initialBytes: number; dirtyBytes: number } {
+    const info = this.#precopyFd("read the pre-copy info").precopyInfo();
+    return { initialBytes: Number(info.initialBytes), dirtyBytes: Number(info.dirtyBytes) };
+  }
+
+  /**
+   * One read of the pre-copy data fd.
+   *
+   * @param maxBytes The most to read.
+   * @returns The bytes; empty when the device has nothing now (`ENOMSG`,
+   *   or `read()` returned 0).
+   * @throws {VfioStateError} When not in pre-copy.
+   * @throws {RangeError} When `maxBytes` is not a positive integer.
+   * @throws {SyscallError} When `read(2)` fails otherwise.
+   */
+  readPrecopy(maxBytes: number): Uint8Array {
+    return this.#precopyFd("read pre-copy data").readChunk(maxBytes);
+  }
+
+  /**
+   * Starts loading a state in parts, as chunks arrive: `STOP`, then
+   * `RESUMING`, whose data fd this object keeps until
+   * {@linkcode VfioDeviceMigration.finishResume} or
+   * {@linkcode VfioDeviceMigration.abortResume}.
+   *
+   * @throws {DeviceStateError} When an arc fails.
+   * @throws {VfioStateError} When unsupported, closed, in ERROR, already
+   *   resuming, or the arc gave no data fd.
+   *
+   * @example Load chunks as they arrive
+   * ```ts ignore
+   * migration.beginResume(); // STOP -> RESUMING
+   * for (const chunk of chunks) migration.loadChunk(chunk);
+   * migration.finishResume(); // RESUMING -> STOP -> RUNNING
+   * ```
+   */
+  beginResume(): void {
+    if (this.#resumeData !== undefined) {
+      throw new VfioStateError(`Cannot begin resuming ${this.id}: it is resuming already`);
+    }
+    this.#toStop("load the state");
+    const data = this.setState(VFIO_DEVICE_STATE_RESUMING, { recover: VFIO_DEVICE_STATE_STOP });
+    if (data === undefined) {
+      this.abortResume();
+      throw new VfioStateError(`Cannot load the state of ${this.id}: RESUMING gave no data fd`);
+    }
+    this.#resumeData = data;
+  }
+
+  /**
+   * Writes the next chunk of the state into the `RESUMING` data fd. On
+   * failure the device is reset (see {@linkcode VfioDeviceMigration.abortResume}).
+   *
+   * @param bytes The chunk.
+   * @throws {VfioStateError} When not resuming.
+   * @throws {SyscallError} When `write(2)` fails.
+   */
+  loadChunk(bytes: Uint8Array): void {
+    const data = this.#resumeData;
+    if (data === undefined) {
+      throw new VfioStateError(`Cannot load a state chunk into ${this.id}: it is not resuming`);
+    }
+    try {
+      data.writeAll(bytes);
+    } catch (e) {
+      this.abortResume();
+      throw e;
+    }
+  }
+
+  /**
+   * Ends loading in parts: closes the data fd, `RESUMING` → `STOP` (where the
+   * driver checks and applies the state), then `RUNNING`. When the driver
+   * rejects the state the device is reset.
+   *
+   * @throws {VfioStateError} When not resuming.
+   * @throws {DeviceStateError} When an arc fails (`EINVAL` on `RESUMING` →
+   *   `STOP`: the driver rejected the stream; the device was reset).
+   */
+  finishResume(): void {
+    const data = this.#resumeData;
+    if (data === undefined) {
+      throw new VfioStateError(`Cannot finish resuming ${this.id}: it is not resuming`);
+    }
+    this.#resumeData = undefined;
+    try {
+      data.close();
+    } catch (e) {
+      this.abortResume();
+      throw e;
+    }
+    this.setState(VFIO_DEVICE_STATE_STOP, { recover: VFIO_DEVICE_STATE_ERROR });
+    this.setState(VFIO_DEVICE_STATE_RUNNING, { recover: VFIO_DEVICE_STATE_ERROR });
+  }
+
+  /**
+   * Gives up loading in parts: closes the data fd and resets the device
+   * (`VFIO_DEVICE_RESET`), so it never runs with a partial state. Does
+   * nothing when not resuming.
+   *
+   * @throws {IoctlError} When the reset fails.
+   */
+  abortResume(): void {
+    const data = this.#resumeData;
+    this.#resumeData = undefined;
+    try {
+      data?.close();
+    } catch {
+      // The reset below ends the session whatever close said.
+    }
+    this.#state = undefined;
+    if (this.supported && !this.#device.closed) this.#device.reset();
   }
 
   /**

@@ -128,6 +128,35 @@ export class MigrationDataFd implements Disposable {
   }
 
   /**
+   * One `read(2)` of at most `maxBytes`, as QEMU's `vfio_save_block` does
+   * each pre-copy iteration.
+   *
+   * @param maxBytes The most to read, at least 1.
+   * @returns The bytes read; empty when a pre-copy stream is drained for now
+   *   (`ENOMSG`) or at end of stream (`read()` returned 0).
+   * @throws {RangeError} When `maxBytes` is not a positive integer.
+   * @throws {VfioStateError} When closed.
+   * @throws {SyscallError} When `read(2)` fails otherwise (`EINTR` is retried).
+   */
+  readChunk(maxBytes: number): Uint8Array {
+    if (!Number.isInteger(maxBytes) || maxBytes < 1) {
+      throw new RangeError(
+        `Cannot read ${maxBytes} bytes of migration data: not a positive integer`,
+      );
+    }
+    const fd = this.#check("read migration data");
+    const buf = new Uint8Array(maxBytes);
+    let n: number;
+    try {
+      n = retryEintr(() => this.#sys.read(fd, buf));
+    } catch (e) {
+      if (e instanceof SyscallError && e.errno === ENOMSG) return new Uint8Array(0);
+      throw e;
+    }
+    return n === maxBytes ? buf : buf.slice(0, n);
+  }
+
+  /**
    * Reads the stream to its end (`read()` returns 0), as in `STOP_COPY`.
    *
    * @returns Every byte.

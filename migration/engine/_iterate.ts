@@ -1,6 +1,8 @@
 // Iterate: send all RAM (iteration 0, the bulk pass), then what the merged
-// dirty sources report, until the convergence policy says the rest fits the
-// downtime limit; auto-converge throttles the workload on the way.
+// dirty sources report, with each device's pre-copy data beside it, until
+// the convergence policy says the rest fits the downtime limit and every
+// device in PRE_COPY has sent its initial data; then wait for the
+// destination's switchover ack. Auto-converge throttles the workload on the way.
 
 import type { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import type { DirtyScope, DirtySource } from "./dirty_source.ts";
@@ -8,6 +10,12 @@ import { MigrationError } from "./errors.ts";
 import type { IterationRow } from "./report.ts";
 import { andNot, count, sendDirty } from "./_send.ts";
 import { type MigrationRun, PAGE } from "./_run.ts";
+import {
+  awaitSwitchoverAck,
+  initialDataSent,
+  remainingDeviceBytes,
+  sendDevicePrecopy,
+} from "./_device_precopy.ts";
 
 /** Runs pre-copy; returns the pages still dirty when it converged. */
 export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
@@ -17,25 +25,29 @@ export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
   let dirty = run.bitmaps();
   for (const b of dirty) b.fillAll();
   let throttled = false;
+  let acked = false;
   for (let iteration = 0;; iteration++) {
     run.checkSignal();
     const before = run.bytes;
     const start = performance.now();
     const sent = await sendDirty(run, dirty);
+    const device = await sendDevicePrecopy(run);
     await run.sink!.writeIteration(iteration);
     const durationMs = performance.now() - start;
     const bytes = run.bytes - before;
     const { merged, bySource } = await harvest(run);
     andNot(merged, run.fixed);
     const dirtyPages = count(merged);
-    const deviceBytes = await pendingDeviceBytes(run);
+    const remaining = await remainingDeviceBytes(run);
+    const deviceBytes = remaining.precopy + remaining.stopCopy;
     const decision = policy.decide({
       ramBytes: sent.pages * PAGE,
       wireBytes: bytes,
       durationMs,
       dirtyBytes: dirtyPages * PAGE,
       fixedBytes: run.fixedBytes,
-      deviceBytes,
+      deviceBytes: remaining.stopCopy,
+      precopyDeviceBytes: remaining.precopy,
       elapsedMs: performance.now() - run.t0,
     });
     const seconds = Math.max(durationMs / 1000, 1e-6);
@@ -53,6 +65,11 @@ export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
       throttle: decision.action === "fail" ? policy.throttle : decision.throttle,
       pendingDeviceBytes: deviceBytes,
     };
+    if (run.precopy.size > 0) {
+      row.deviceBytes = device.streamBytes;
+      row.ramBytes = bytes - device.streamBytes;
+      row.precopyBytesByDevice = device.byDevice;
+    }
     report.iterations.push(row);
     c.iterations = iteration + 1;
     c.dirtyPagesRate = dirtyPages / seconds;
@@ -80,7 +97,15 @@ export async function iterate(run: MigrationRun): Promise<DirtyBitmap[]> {
       options.workload?.setThrottle(decision.throttle);
     }
     dirty = merged;
-    if (decision.action === "stop-and-copy") {
+    // A device's initial data goes before stop-and-copy (QEMU's
+    // vfio_state_pending reports it as must-precopy): iterate on until then.
+    // Then the destination's switchover ack; what the guest dirtied while
+    // it was awaited goes in one more iteration, whose decision stands.
+    if (decision.action === "stop-and-copy" && initialDataSent(run)) {
+      if (!acked) {
+        acked = true;
+        if (await awaitSwitchoverAck(run)) continue;
+      }
       report.expectedDowntimeMs = decision.expectedDowntimeMs;
       return dirty;
     }
@@ -131,13 +156,4 @@ export function harvestServed(
     });
   }
   return { bitmaps: own, scope: h.scope };
-}
-
-// What the devices say they still hold (QEMU's vfio_state_pending_exact).
-async function pendingDeviceBytes(run: MigrationRun): Promise<number> {
-  let n = 0;
-  for (const d of run.options.devices ?? []) {
-    if (d.supported && d.pendingBytes) n += await d.pendingBytes();
-  }
-  return n;
 }

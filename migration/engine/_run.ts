@@ -6,6 +6,7 @@
 import { DirtyBitmap } from "../../memory/dirty_bitmap.ts";
 import type { RamAccess, RamRegionLayout } from "../stream/ram.ts";
 import { ConvergencePolicy } from "./convergence.ts";
+import type { DeviceMigrator } from "./device_migrator.ts";
 import type { DirtySource } from "./dirty_source.ts";
 import { MigrationError } from "./errors.ts";
 import { type MigrationReport, newReport } from "./report.ts";
@@ -18,6 +19,15 @@ import type {
 import { type MigrateOptions, type MigrationSink, PHASE_NAMES } from "./types.ts";
 
 export const PAGE = 4096;
+
+/** A device in `PRE_COPY`: its migrator, and what it sent so far. */
+export interface PrecopyDevice {
+  readonly device: DeviceMigrator;
+  /** Its initial-data-sent marker is written. */
+  initialSent: boolean;
+  /** Pre-copy data bytes sent. */
+  bytes: number;
+}
 
 export class MigrationRun {
   readonly options: MigrateOptions;
@@ -40,6 +50,8 @@ export class MigrationRun {
   fixedBytes = 0;
   /** Per device-side source, the regions it serves (absent: every region). */
   serves: Map<DirtySource, boolean[]> | undefined;
+  /** The devices in `PRE_COPY`, by id. */
+  readonly precopy: Map<string, PrecopyDevice> = new Map();
   #percent = 0;
 
   constructor(options: MigrateOptions) {

@@ -7,6 +7,7 @@ import { MigrationError } from "./errors.ts";
 import { count } from "./_send.ts";
 import { type MigrationRun, PAGE } from "./_run.ts";
 import type { MigrationSink } from "./types.ts";
+import { startDevicePrecopy } from "./_device_precopy.ts";
 import { selectDeviceSources, type SourceCandidate } from "./source_selection.ts";
 
 export async function setup(run: MigrationRun): Promise<void> {
@@ -85,6 +86,7 @@ export async function setup(run: MigrationRun): Promise<void> {
     ? await (options.sink as () => Promise<MigrationSink>)()
     : options.sink;
   await run.sink.writeHeader(run.layout, PAGE);
+  await startDevicePrecopy(run);
   run.counters.setupMs = performance.now() - run.t0;
   report.setupMs = run.counters.setupMs;
 }

@@ -34,15 +34,19 @@ export async function stopAndCopy(run: MigrationRun, dirty: DirtyBitmap[]): Prom
   const states: [DeviceMigrator, Uint8Array][] = [];
   for (const d of options.devices ?? []) {
     if (!d.supported) continue;
-    run.undo.defer(() => d.resumeRunning());
+    // A device in PRE_COPY has its undo already.
+    if (!run.precopy.has(d.id)) run.undo.defer(() => d.resumeRunning());
     states.push([d, await d.saveState()]);
   }
   report.stopCopyPages = (await sendDirty(run, dirty)).pages;
   for (const [d, bytes] of states) {
     await run.sink!.writeDeviceState(d.id, bytes);
     const entry = report.devices.find((e) => e.id === d.id)!;
+    const precopy = run.precopy.get(d.id)?.bytes;
     entry.migrated = true;
-    entry.stateBytes = bytes.byteLength;
+    entry.stateBytes = (precopy ?? 0) + bytes.byteLength;
+    if (precopy !== undefined) entry.precopyBytes = precopy;
+    entry.stopCopyBytes = bytes.byteLength;
   }
   c.pendingDeviceBytes = 0;
   await run.sink!.writeComplete();

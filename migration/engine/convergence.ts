@@ -46,6 +46,12 @@ export interface IterationSample {
   readonly fixedBytes: number;
   /** Device state still to send at stop-and-copy, stream bytes (default 0). */
   readonly deviceBytes?: number;
+  /**
+   * Device state of devices in `PRE_COPY` not sent yet (initial and dirty
+   * bytes, default 0): counted in the expected downtime like `deviceBytes`,
+   * but never a reason to fail, since pre-copy goes on sending it.
+   */
+  readonly precopyDeviceBytes?: number;
   /** Time since the migration started, in ms. */
   readonly elapsedMs: number;
 }
@@ -169,7 +175,10 @@ export class ConvergencePolicy {
     }
     const device = s.deviceBytes ?? 0;
     const remaining = s.dirtyBytes + s.fixedBytes;
-    const expectedDowntimeMs = this.expectedDowntimeMs(remaining, device);
+    const expectedDowntimeMs = this.expectedDowntimeMs(
+      remaining,
+      device + (s.precopyDeviceBytes ?? 0),
+    );
     const L = this.limits;
     if (expectedDowntimeMs <= L.downtimeLimitMs) {
       return { action: "stop-and-copy", expectedDowntimeMs, throttle: this.#throttle };

@@ -1,9 +1,13 @@
 /**
  * The pre-copy engine, in the phases QEMU and Cloud Hypervisor name:
  *
- * - **setup**: start every dirty source, learn its scope, open the stream;
- * - **iterate**: send all RAM, then what the merged sources report, until
- *   the convergence policy says the rest fits the downtime limit;
+ * - **setup**: start every dirty source, learn its scope, open the stream,
+ *   and put every device that offers `PRE_COPY` into it;
+ * - **iterate**: send all RAM, then what the merged sources report, with
+ *   each pre-copy device's data beside it (QEMU's `vfio_save_iterate`),
+ *   until the convergence policy says the rest fits the downtime limit and
+ *   every device's initial data is sent; then wait for the destination's
+ *   switchover ack (live transports) and decide once more;
  * - **stop-and-copy**: pause the workload, take a final harvest, save
  *   device state, send the rest, mark the image complete (the downtime ends
  *   when the destination answers);

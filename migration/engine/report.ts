@@ -37,6 +37,28 @@ export interface IterationRow {
   throttle: number;
   /** Device state the devices reported pending at its end, bytes (absent in older reports). */
   pendingDeviceBytes?: number;
+  /** Stream bytes of device pre-copy sections in this iteration (absent without pre-copy devices). */
+  deviceBytes?: number;
+  /** Stream bytes of everything else (RAM and markers): `bytes - deviceBytes`. */
+  ramBytes?: number;
+  /** Pre-copy data bytes each device sent in this iteration, by id. */
+  precopyBytesByDevice?: Record<string, number>;
+}
+
+/** One device's state migration, in the report. */
+export interface DeviceReport {
+  /** The device id. */
+  id: string;
+  /** Whether its state reached the stream. */
+  migrated: boolean;
+  /** Why not, when it cannot migrate. */
+  reason?: string;
+  /** Its state bytes in all: pre-copy and stop-and-copy. */
+  stateBytes?: number;
+  /** Of them, bytes sent during pre-copy while the guest ran (devices in `PRE_COPY`). */
+  precopyBytes?: number;
+  /** Of them, bytes sent at stop-and-copy. */
+  stopCopyBytes?: number;
 }
 
 /** A whole migration's report (`version` 1). */
@@ -81,6 +103,12 @@ export interface MigrationReport {
   totalMs: number;
   /** From start to the stream header (trackers started, connected), ms. */
   setupMs?: number;
+  /**
+   * With devices in `PRE_COPY` on a live transport: from "ready to switch
+   * over" (converged, every device's initial data sent) to the
+   * destination's switchover ack, ms.
+   */
+  switchoverWaitMs?: number;
   /** The counters at the end, as `query-migrate` names them (absent in older reports). */
   counters?: MigrationCounters;
   /** Bytes written to the stream. */
@@ -111,7 +139,7 @@ export interface MigrationReport {
     autoConverge: boolean;
   };
   /** Device state migration. */
-  devices: { id: string; migrated: boolean; reason?: string; stateBytes?: number }[];
+  devices: DeviceReport[];
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * Renders a migration report as an SVG chart: per iteration, the MiB sent and
- * the MiB left dirty (bars), and the expected downtime against the limit
+ * Renders a migration report as an SVG chart: per iteration, the MiB sent
+ * (RAM, with the device pre-copy bytes stacked on it where devices pre-copy)
+ * and the MiB left dirty (bars), and the expected downtime against the limit
  * (line, right axis).
  *
  * @module
@@ -45,6 +46,8 @@ export function renderReportSvg(report: MigrationReport): string {
   const rows = report.iterations;
   const MiB = 2 ** 20;
   const sent = rows.map((r) => r.bytes / MiB);
+  const device = rows.map((r) => (r.deviceBytes ?? 0) / MiB);
+  const precopy = rows.some((r) => r.deviceBytes !== undefined);
   const dirty = rows.map((r) => (r.dirtyPages * report.pageSize) / MiB);
   const down = rows.map((
     r,
@@ -84,12 +87,30 @@ export function renderReportSvg(report: MigrationReport): string {
   }
   rows.forEach((r, i) => {
     const cx = L + slot * i + slot / 2;
+    const ram = sent[i] - device[i];
     out.push(
-      `<rect x="${cx - bw}" y="${y(sent[i])}" width="${bw}" height="${
-        T + ph - y(sent[i])
+      `<rect x="${cx - bw}" y="${y(ram)}" width="${bw}" height="${
+        T + ph - y(ram)
       }" fill="#3b73b9"><title>iteration ${r.iteration}: sent ${sent[i].toFixed(1)} MiB in ${
         r.durationMs.toFixed(0)
-      } ms (${r.bandwidthMBps.toFixed(0)} MB/s)</title></rect>`,
+      } ms (${r.bandwidthMBps.toFixed(0)} MB/s)${
+        precopy ? `, of it RAM ${ram.toFixed(1)} MiB` : ""
+      }</title></rect>`,
+    );
+    if (device[i] > 0) {
+      out.push(
+        `<rect class="device" x="${cx - bw}" y="${y(sent[i])}" width="${bw}" height="${
+          y(ram) - y(sent[i])
+        }" fill="#2e8b57"><title>iteration ${r.iteration}: device pre-copy ${
+          device[i].toFixed(1)
+        } MiB${
+          Object.entries(r.precopyBytesByDevice ?? {}).map(([id, b]) =>
+            `; ${id} ${(b / MiB).toFixed(1)} MiB`
+          ).join("")
+        }</title></rect>`,
+      );
+    }
+    out.push(
       `<rect x="${cx}" y="${y(dirty[i])}" width="${bw}" height="${
         T + ph - y(dirty[i])
       }" fill="#f0a43a"><title>iteration ${r.iteration}: ${
@@ -132,7 +153,7 @@ export function renderReportSvg(report: MigrationReport): string {
     }) rotate(90)" text-anchor="middle" fill="#b3261e">expected downtime (ms)</text>`,
     `<rect x="${L}" y="${H - 16}" width="10" height="10" fill="#3b73b9"/><text x="${L + 14}" y="${
       H - 7
-    }">sent</text>`,
+    }">${precopy ? "RAM" : "sent"}</text>`,
     `<rect x="${L + 60}" y="${H - 16}" width="10" height="10" fill="#f0a43a"/><text x="${
       L + 74
     }" y="${H - 7}">left dirty</text>`,
@@ -142,6 +163,13 @@ export function renderReportSvg(report: MigrationReport): string {
       H - 7
     }">expected downtime</text>`,
     `<text x="${L + 300}" y="${H - 7}" fill="#555">N% over a bar: workload throttle</text>`,
+    ...(precopy
+      ? [
+        `<rect x="${L + 510}" y="${H - 16}" width="10" height="10" fill="#2e8b57"/><text x="${
+          L + 524
+        }" y="${H - 7}">device pre-copy (on RAM)</text>`,
+      ]
+      : []),
     `</svg>`,
   );
   return out.join("\n");

@@ -81,4 +81,9 @@ export type MigrationEvent =
     readonly type: "iteration";
     readonly row: Readonly<IterationRow>;
     readonly counters: Readonly<MigrationCounters>;
-  };
+  }
+  /**
+   * The destination acknowledged the devices' initial pre-copy data
+   * (switchover ack): stop-and-copy may start.
+   */
+  | { readonly type: "switchover"; readonly counters: Readonly<MigrationCounters> };

@@ -40,6 +40,16 @@ export interface MigrationSink {
   ): Promise<WritePagesResult>;
   /** Writes a device's state. */
   writeDeviceState(id: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Writes the next bytes of a device's pre-copy data (an empty first one
+   * announces the device). Optional: without it, and
+   * `writeDeviceInitialSent`, devices do not pre-copy.
+   */
+  writeDevicePrecopy?(id: string, bytes: Uint8Array): Promise<void>;
+  /** Marks a device's initial pre-copy data as sent. */
+  writeDeviceInitialSent?(id: string): Promise<void>;
+  /** Hands batched bytes to the transport (before waiting for the destination). */
+  flush?(): Promise<void>;
   /** Marks the end of an iteration. */
   writeIteration(n: number): Promise<void>;
   /** Marks the image complete (every page and device state sent) and flushes. */
@@ -66,6 +76,19 @@ export interface MigrateOptions {
   devices?: DeviceMigrator[];
   /** Convergence limits. */
   limits?: ConvergenceLimits;
+  /**
+   * Device pre-copy bytes sent per iteration, over all devices in
+   * `PRE_COPY` (default {@linkcode DEFAULT_DEVICE_PRECOPY_BYTES}).
+   */
+  devicePrecopyBytes?: number;
+  /**
+   * Resolves once the destination answered "switchover ack": every device
+   * that announced pre-copy has its initial data loaded (live transports;
+   * QEMU's `MIG_RP_MSG_SWITCHOVER_ACK`). Bounded by the caller (the peer
+   * timeout). Stop-and-copy waits for it when devices pre-copy; without it
+   * (a file) it does not wait.
+   */
+  switchoverAck?: (devices: readonly string[]) => Promise<void>;
   /**
    * Device-side sources that could not be created, and why (an iommufd HWPT
    * the IOMMU cannot track dirty pages in, a container without a migration
@@ -106,6 +129,9 @@ export interface MigrateOptions {
    */
   onEvent?: (event: MigrationEvent) => void;
 }
+
+/** Device pre-copy bytes sent per iteration by default, over all devices: 8 MiB. */
+export const DEFAULT_DEVICE_PRECOPY_BYTES: number = 8 << 20;
 
 /** A migration that failed carries its report, and the phase that was running. */
 export class MigrationFailure extends MigrationError {

@@ -10,6 +10,7 @@ import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { acceptSource } from "./_source_acceptor.ts";
 import { writeAck } from "../stream/ack.ts";
 import { MigrationError } from "../engine/errors.ts";
+import type { DeviceRestorer } from "../engine/device_migrator.ts";
 import { destinationRam, ramDigest } from "./guest_ram.ts";
 import { openListener } from "../transport/open.ts";
 import type { TlsListenOptions } from "../transport/tls.ts";
@@ -80,8 +81,14 @@ export interface ReceiveGuestOptions {
   signal?: AbortSignal;
   /** `memory` is fresh (all zero): zero pages the stream never wrote are left alone. */
   zeroed?: boolean;
-  /** The devices whose state the stream restores, by id; a state for any other id fails. */
-  devices?: readonly { readonly id: string; loadState(bytes: Uint8Array): Promise<void> }[];
+  /**
+   * The devices whose state the stream restores, by id; a state for any
+   * other id fails. A device with `beginResume`, `loadChunk` and
+   * `finishResume` takes its chunks as they arrive; once every device that
+   * announced pre-copy has its initial data loaded, a live destination
+   * answers "switchover ack".
+   */
+  devices?: readonly DeviceRestorer[];
   /** A connected peer's deadline for a valid header; default {@linkcode DEFAULT_HEADER_TIMEOUT_MS}. */
   headerTimeoutMs?: number;
   /** How long the source may send nothing; default {@linkcode defaultIdleTimeoutMs}. */
@@ -141,6 +148,20 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     : options.from;
   const live = listener.endpoint.transport !== "file";
   const ram = destinationRam(memory);
+  const devices = options.devices ?? [];
+  const streamed = devices.filter((d) =>
+    d.beginResume !== undefined && d.loadChunk !== undefined && d.finishResume !== undefined
+  );
+  // Streamed devices in RESUMING, until finished.
+  const resuming = new Set<DeviceRestorer>();
+  const onDeviceChunk = async (id: string, bytes: Uint8Array) => {
+    const d = streamed.find((x) => x.id === id)!;
+    if (!resuming.has(d)) {
+      resuming.add(d);
+      await d.beginResume!();
+    }
+    if (bytes.byteLength > 0) await d.loadChunk!(bytes);
+  };
   let digest = "";
   let accepted;
   try {
@@ -159,9 +180,15 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           onComplete: live
             ? () => writeAck(channel, { ok: true, text: "", image: true })
             : undefined,
+          // Every device that announced pre-copy has its initial data loaded.
+          onSwitchoverReady: live
+            ? () => writeAck(channel, { ok: true, text: "", switchover: true })
+            : undefined,
+          streamDevices: streamed.map((d) => d.id),
+          onDeviceChunk,
           zeroed: options.zeroed,
           expectEof: !live,
-          devices: (options.devices ?? []).map((d) => d.id),
+          devices: devices.map((d) => d.id),
         }),
       {
         headerTimeoutMs: options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS,
@@ -194,9 +221,14 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
   try {
     channel.timeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs(Number(memory.size));
     const summary = await incoming.receive();
-    // Devices are restored once the RAM is verified, before the source hears "ready".
+    // Devices are restored (or run, when their chunks are in) once the RAM
+    // is verified, before the source hears "ready".
+    for (const d of [...resuming]) {
+      await d.finishResume!();
+      resuming.delete(d);
+    }
     for (const [id, chunks] of summary.deviceStates) {
-      const device = options.devices!.find((d) => d.id === id)!;
+      const device = devices.find((d) => d.id === id)!;
       const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
       let at = 0;
       for (const c of chunks) {
@@ -215,6 +247,14 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
+    // No device runs with a partial state.
+    for (const d of resuming) {
+      try {
+        await d.abortResume?.();
+      } catch {
+        // The failure reported is the stream's; the device was left not running its partial state.
+      }
+    }
     if (live) await writeAck(channel, { ok: false, text: message }).catch(() => {});
     throw new DestinationFailure(`Cannot restore the image: ${message}`, {
       imageTouched: true,

@@ -93,6 +93,11 @@ export interface MigrateGuestOptions {
   unavailableSources?: UnavailableSource[];
   /** Devices whose state migrates. */
   devices?: DeviceMigrator[];
+  /**
+   * Device pre-copy bytes sent per iteration, over all devices in
+   * `PRE_COPY` (default 8 MiB).
+   */
+  devicePrecopyBytes?: number;
   /** Convergence limits. */
   limits?: ConvergenceLimits;
   /** Cap the stream at this many bytes per second (default: no cap). */
@@ -111,7 +116,8 @@ export interface MigrateGuestOptions {
   onTracker?: (chosen: string, rejected: { kind: string; reason: string }[]) => void;
   /**
    * Bound on every wait on the destination: a write it accepts no byte of,
-   * its answer to COMPLETE (the guest is paused meanwhile). Default
+   * its switchover ack (with devices in pre-copy), its answer to COMPLETE
+   * (the guest is paused meanwhile). Default
    * {@linkcode DEFAULT_PEER_TIMEOUT_MS}. Its verdict gets this plus 0.25 s per
    * GiB of RAM, for its digest.
    */
@@ -261,14 +267,18 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       sources,
       workload: options.workload,
       devices: options.devices,
+      devicePrecopyBytes: options.devicePrecopyBytes,
       limits: options.limits,
       imprecise: options.imprecise,
       unavailableSources: unavailable,
       digest: () => ramDigest(memory),
-      destinationImage: live
-        ? async () => void await destinationAck(channel!, true, peerTimeoutMs)
+      switchoverAck: live
+        ? async () => void await destinationAck(channel!, "switchover", peerTimeoutMs)
         : undefined,
-      destinationReady: live ? () => destinationAck(channel!, false, verdictMs) : undefined,
+      destinationImage: live
+        ? async () => void await destinationAck(channel!, "image", peerTimeoutMs)
+        : undefined,
+      destinationReady: live ? () => destinationAck(channel!, "verdict", verdictMs) : undefined,
       transport: options.to,
       startedAt,
       onEvent: options.onEvent,
@@ -338,9 +348,20 @@ async function withRefusal(
   });
 }
 
-// Reads the destination's next answer within `ms`: the interim "image
-// complete" one, or the final verdict (its digest).
-async function destinationAck(from: StreamChannel, image: boolean, ms: number): Promise<string> {
+const EXPECTED = {
+  switchover: "acknowledge the devices' initial pre-copy data (switchover ack)",
+  image: "confirm it holds the whole image",
+  verdict: "give its verdict",
+} as const;
+
+// Reads the destination's next answer within `ms`: the switchover ack (with
+// devices in pre-copy), the interim "image complete" one, or the final
+// verdict (its digest). Answers come in that order on the return path.
+async function destinationAck(
+  from: StreamChannel,
+  expect: "switchover" | "image" | "verdict",
+  ms: number,
+): Promise<string> {
   from.timeoutMs = ms;
   let ack;
   try {
@@ -349,9 +370,7 @@ async function destinationAck(from: StreamChannel, image: boolean, ms: number): 
     if (!(e instanceof Deno.errors.TimedOut)) throw e;
     throw new MigrationError(
       "destination",
-      `The destination did not ${
-        image ? "confirm it holds the whole image" : "give its verdict"
-      } within ${ms / 1000} s`,
+      `The destination did not ${EXPECTED[expect]} within ${ms / 1000} s`,
       { cause: e },
     );
   }
@@ -361,10 +380,13 @@ async function destinationAck(from: StreamChannel, image: boolean, ms: number): 
       `Destination rejected the image: ${peerText(ack.text)}`,
     );
   }
-  if ((ack.image ?? false) !== image) {
+  const got = ack.switchover ? "switchover" : ack.image ? "image" : "verdict";
+  if (got !== expect) {
     throw new MigrationError(
       "destination",
-      `Destination answered out of order: expected ${image ? "image complete" : "its verdict"}`,
+      `Destination answered out of order: expected ${
+        { switchover: "switchover ack", image: "image complete", verdict: "its verdict" }[expect]
+      }`,
     );
   }
   return ack.text;

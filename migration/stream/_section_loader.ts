@@ -7,17 +7,12 @@ import type { StreamBuffer } from "./_stream_buffer.ts";
 import type { RamAccess } from "./ram.ts";
 import type { ReceiveOptions, ReceiveSummary } from "./receive_types.ts";
 import { StreamError } from "./error.ts";
-import { peerText } from "./peer_text.ts";
+import { type DeviceSection, DeviceSections } from "./_device_sections.ts";
 import {
   COMPRESSED_HEAD_BYTES,
   CompressionCodec,
   decodeSectionHeader,
-  DEFAULT_DEVICE_STATE_BYTES,
-  DEFAULT_DEVICE_STATE_CHUNKS,
-  DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
-  DEVICE_CHUNK_OVERHEAD_BYTES,
   findRegion,
-  MAX_DEVICE_ID_BYTES,
   MAX_DIGEST_BYTES,
   MAX_RUN_BYTES,
   SECTION_HEADER_BYTES,
@@ -38,8 +33,9 @@ const NAMES: Record<number, string> = {
   [SectionType.SPARSE]: "Sparse run",
   [SectionType.COMPLETE]: "COMPLETE",
   [SectionType.COMPRESSED]: "Compressed run",
+  [SectionType.DEVICE_PRECOPY]: "Device pre-copy",
+  [SectionType.DEVICE_INIT_DATA_SENT]: "Initial-data-sent",
 };
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 // Applies sections one by one; #start is the offset of the current section.
 export class SectionLoader {
@@ -47,10 +43,7 @@ export class SectionLoader {
   #ram: RamAccess;
   #options: ReceiveOptions & { pageSize: number };
   #start = 0;
-  #deviceBytes = 0;
-  #deviceChunks = 0;
-  #devices: ReadonlySet<string>;
-  #limits: { bytes: number; chunks: number; chunksPerDevice: number };
+  #device: DeviceSections;
   // Set at COMPLETE: the destination's digest, computed while the source computes its own.
   #ours: Uint8Array | undefined;
   #written: WrittenPages | undefined;
@@ -65,6 +58,8 @@ export class SectionLoader {
       sparse: 0,
       compressed: 0,
       deviceState: 0,
+      devicePrecopy: 0,
+      deviceInitialSent: 0,
       iteration: 0,
       end: 0,
     },
@@ -81,13 +76,7 @@ export class SectionLoader {
     this.#buf = buf;
     this.#ram = ram;
     this.#options = options;
-    this.#devices = new Set(options.devices ?? []);
-    this.#limits = {
-      bytes: options.maxDeviceStateBytes ?? DEFAULT_DEVICE_STATE_BYTES,
-      chunks: options.maxDeviceStateChunks ?? DEFAULT_DEVICE_STATE_CHUNKS,
-      chunksPerDevice: options.maxDeviceStateChunksPerDevice ??
-        DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
-    };
+    this.#device = new DeviceSections(buf, this.#summary, options, (r) => this.#fail(r));
     if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
   }
 
@@ -123,6 +112,7 @@ export class SectionLoader {
       let crc: number;
       let zeroAt: GuestAddress | undefined;
       let packed: { at: GuestAddress; run: number; bytes: Uint8Array; crc: number } | undefined;
+      let device: DeviceSection | undefined;
       switch (h.type) {
         case SectionType.RAM:
           crc = await this.#ramRun(h.arg, h.length, seed);
@@ -132,7 +122,10 @@ export class SectionLoader {
           zeroAt = this.#checkRun(h.arg, h.length, "Zero run", Number.MAX_SAFE_INTEGER);
           break;
         case SectionType.DEVICE_STATE:
-          crc = await this.#deviceState(h.arg, h.length, seed);
+        case SectionType.DEVICE_PRECOPY:
+        case SectionType.DEVICE_INIT_DATA_SENT:
+          device = await this.#device.read(h.type, h.arg, h.length, seed);
+          crc = device.crc;
           break;
         case SectionType.SPARSE:
           crc = await this.#sparseRun(h.arg, h.length, seed);
@@ -164,8 +157,12 @@ export class SectionLoader {
       // Sections without payload take effect only once their checksum holds.
       if (h.type === SectionType.ZERO) this.#zeroRun(zeroAt!, h.length);
       if (packed !== undefined) this.#decompress(packed.at, packed.run, packed.bytes);
+      if (device !== undefined) await this.#device.apply(device);
       if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
-      if (h.type === SectionType.COMPLETE) await this.#complete();
+      if (h.type === SectionType.COMPLETE) {
+        this.#device.checkComplete();
+        await this.#complete();
+      }
       if (h.type === SectionType.END) return await this.#end();
     }
   }
@@ -342,58 +339,6 @@ export class SectionLoader {
     this.#summary.zeroPages += Number(length) / pageSize;
   }
 
-  async #deviceState(idLength: bigint, length: bigint, seed: number): Promise<number> {
-    if (idLength === 0n || idLength > BigInt(MAX_DEVICE_ID_BYTES) || idLength > length) {
-      this.#fail(`Device id length ${idLength} is not in 1 to ${MAX_DEVICE_ID_BYTES}`);
-    }
-    // Every chunk counts against the limit with its id and a fixed overhead,
-    // so a flood of empty states is bounded like a large one.
-    const limits = this.#limits;
-    const cost = length + BigInt(DEVICE_CHUNK_OVERHEAD_BYTES);
-    if (cost > BigInt(limits.bytes - this.#deviceBytes)) {
-      this.#fail(
-        `Device state section of ${length} bytes exceeds the remaining device-state limit of ${
-          Math.max(0, limits.bytes - this.#deviceBytes - DEVICE_CHUNK_OVERHEAD_BYTES)
-        } bytes (${limits.bytes} in all)`,
-      );
-    }
-    if (this.#deviceChunks >= limits.chunks) {
-      this.#fail(`More than ${limits.chunks} device-state sections`);
-    }
-    const idBytes = (await this.#buf.take(Number(idLength), "a device id")).slice();
-    let crc = crc32(idBytes, seed);
-    let id = "";
-    try {
-      id = utf8.decode(idBytes);
-    } catch {
-      this.#fail("Device id is not valid UTF-8");
-    }
-    const chunks = this.#summary.deviceStates.get(id);
-    if (chunks === undefined && !this.#devices.has(id)) {
-      this.#fail(
-        `Device state for device "${peerText(id)}", which this destination does not have${
-          this.#devices.size === 0
-            ? " (it restores no devices)"
-            : ` (it has ${[...this.#devices].map((d) => peerText(d)).join(", ")})`
-        }`,
-      );
-    }
-    if (chunks !== undefined && chunks.length >= limits.chunksPerDevice) {
-      this.#fail(
-        `More than ${limits.chunksPerDevice} device-state sections for device "${peerText(id)}"`,
-      );
-    }
-    const state = new Uint8Array(Number(length - idLength));
-    await this.#buf.readInto(state, "a device state section", (c) => crc = crc32(c, crc));
-    this.#deviceBytes += Number(cost);
-    this.#deviceChunks++;
-    // Recorded before the checksum is checked; a mismatch rejects the whole stream.
-    if (chunks === undefined) this.#summary.deviceStates.set(id, [state]);
-    else chunks.push(state);
-    this.#summary.sections.deviceState++;
-    return crc;
-  }
-
   #iteration(arg: bigint): void {
     const s = this.#summary;
     if (arg > 0xffff_ffffn) this.#fail(`Iteration number ${arg} exceeds 2^32 - 1`);
@@ -404,6 +349,7 @@ export class SectionLoader {
     s.lastIteration = n;
     s.iterations++;
     s.sections.iteration++;
+    this.#device.closeAnnouncements();
     this.#options.onIteration?.(n);
   }
 

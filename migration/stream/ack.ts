@@ -1,12 +1,15 @@
 /**
  * The destination's answers on a live transport, written back on the same
- * connection: at the COMPLETE section an interim frame saying it holds the
- * whole image (downtime ends when the source reads it), then after END a
+ * connection: once every device that announced pre-copy has had its initial
+ * data loaded, a "switchover ack" frame (QEMU's `MIG_RP_MSG_SWITCHOVER_ACK`:
+ * the source may stop the guest now); at the COMPLETE section an interim
+ * frame saying it holds the whole image (downtime ends when the source reads
+ * it), then after END a
  * final frame saying whether it verified the image and with which digest. A
  * destination that fails at any point writes a failure frame instead.
  *
  * Frame: magic `DVMA` (4 bytes), status u32 (0 = verified, 1 = failed,
- * 2 = image complete), length u32, then that many bytes of UTF-8 text (the
+ * 2 = image complete, 3 = switchover ack), length u32, then that many bytes of UTF-8 text (the
  * digest in hex, the error message, or nothing).
  *
  * @module
@@ -29,6 +32,11 @@ export interface DestinationAck {
    * verified (`ok` is true, `text` empty).
    */
   readonly image?: boolean;
+  /**
+   * True for the switchover ack: every device that announced pre-copy has
+   * its initial data loaded (`ok` is true, `text` empty).
+   */
+  readonly switchover?: boolean;
 }
 
 /**
@@ -47,7 +55,7 @@ export async function writeAck(sink: StreamSink, ack: DestinationAck): Promise<v
   const frame = new Uint8Array(12 + text.byteLength);
   const v = new DataView(frame.buffer);
   v.setUint32(0, MAGIC, true);
-  v.setUint32(4, !ack.ok ? 1 : ack.image ? 2 : 0, true);
+  v.setUint32(4, !ack.ok ? 1 : ack.switchover ? 3 : ack.image ? 2 : 0, true);
   v.setUint32(8, text.byteLength, true);
   frame.set(text, 12);
   await sink.write(frame);
@@ -103,13 +111,14 @@ export async function readAck(source: StreamSource): Promise<DestinationAck> {
   if (length > MAX_TEXT) throw new RangeError(`Destination answer of ${length} bytes is too long`);
   const text = new Uint8Array(length);
   await readFull(source, text);
-  if (status > 2) throw new RangeError(`Destination answer has an unknown status ${status}`);
+  if (status > 3) throw new RangeError(`Destination answer has an unknown status ${status}`);
   let decoded: string;
   try {
     decoded = new TextDecoder("utf-8", { fatal: true }).decode(text);
   } catch {
     throw new RangeError(`Destination answer of ${length} bytes is not valid UTF-8`);
   }
+  if (status === 3) return { ok: true, text: decoded, switchover: true };
   return status === 2
     ? { ok: true, text: decoded, image: true }
     : { ok: status === 0, text: decoded };

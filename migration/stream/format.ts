@@ -1,5 +1,5 @@
 /**
- * The migration stream format, version 4: constants, the stream header codec
+ * The migration stream format, version 5: constants, the stream header codec
  * and the section header codec. See `STREAM.md` for the byte layout. All
  * integers are little-endian; checksums are CRC-32 (`node:zlib` `crc32`).
  *
@@ -21,7 +21,7 @@ export interface LayoutEntry {
 /** The first 8 bytes of every stream: `DVMM-MIG`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("DVMM-MIG");
 /** The format version this module writes and reads. */
-export const STREAM_VERSION = 4;
+export const STREAM_VERSION = 5;
 /** Bytes of the stream header before the region table: magic, version, page size, count, reserved. */
 export const STREAM_HEADER_FIXED_BYTES = 24;
 /** Bytes of one region-table entry: GPA and size, both u64. */
@@ -44,6 +44,8 @@ export const MAX_DEVICE_ID_BYTES = 255;
  * is bounded like one large state.
  */
 export const DEVICE_CHUNK_OVERHEAD_BYTES = 64;
+/** Largest device pre-copy section payload (id and data): 16 MiB. */
+export const MAX_DEVICE_PRECOPY_BYTES: number = 16 << 20;
 /** The destination's default limit on device-state bytes, overhead included: 64 MiB. */
 export const DEFAULT_DEVICE_STATE_BYTES: number = 64 << 20;
 /** The destination's default limit on device-state sections in a stream. */
@@ -85,6 +87,19 @@ export const SectionType = {
    * decompress to exactly L bytes: the run [GPA, GPA + L).
    */
   COMPRESSED: 8,
+  /**
+   * Device pre-copy data (QEMU's `vfio_save_iterate`): arg = id length;
+   * payload = UTF-8 id then the next bytes of the device's `PRE_COPY` data
+   * stream (empty in the first section of a device, which announces it).
+   */
+  DEVICE_PRECOPY: 9,
+  /**
+   * A device's initial pre-copy data is all sent (QEMU's
+   * `VFIO_MIG_FLAG_DEV_INIT_DATA_SENT`): arg = id length; payload = the UTF-8
+   * id. Once every announced device sent it, the destination answers
+   * "switchover ack".
+   */
+  DEVICE_INIT_DATA_SENT: 10,
 } as const;
 
 /** Bytes before a compressed run's compressed data: codec, reserved, run bytes. */

@@ -22,7 +22,7 @@ import { guestAddress as g } from "../../sys/address.ts";
 
 Deno.test("stream format pins its sizes, codes and magic", () => {
   assert.deepEqual([...STREAM_MAGIC], [...new TextEncoder().encode("DVMM-MIG")]);
-  assert.equal(STREAM_VERSION, 4);
+  assert.equal(STREAM_VERSION, 5);
   assert.equal(STREAM_HEADER_FIXED_BYTES, 24);
   assert.equal(SECTION_HEADER_BYTES, 28);
   assert.equal(SECTION_TRAILER_BYTES, 4);
@@ -36,6 +36,8 @@ Deno.test("stream format pins its sizes, codes and magic", () => {
     SPARSE: 6,
     COMPLETE: 7,
     COMPRESSED: 8,
+    DEVICE_PRECOPY: 9,
+    DEVICE_INIT_DATA_SENT: 10,
   });
   assert.equal(COMPRESSED_HEAD_BYTES, 16);
   assert.deepEqual(CompressionCodec, { ZSTD: 1 });
@@ -47,7 +49,7 @@ Deno.test("encodeStreamHeader() lays out fields little-endian with a trailing CR
   const v = new DataView(h.buffer);
   assert.equal(h.length, 44);
   assert.equal(new TextDecoder().decode(h.subarray(0, 8)), "DVMM-MIG");
-  assert.equal(v.getUint32(8, true), 4);
+  assert.equal(v.getUint32(8, true), 5);
   assert.equal(v.getUint32(12, true), 4096);
   assert.equal(v.getUint32(16, true), 1);
   assert.equal(v.getUint32(20, true), 0);

@@ -61,6 +61,8 @@ Deno.test("receiveStream() loads a stream with every section type and reports it
     sparse: 0,
     compressed: 0,
     deviceState: 1,
+    devicePrecopy: 0,
+    deviceInitialSent: 0,
     iteration: 1,
     end: 1,
   });
@@ -114,7 +116,7 @@ Deno.test("receiveStream() rejects a flipped byte in the stream header", async (
   const [bytes] = await sampleStream();
   assertError(await reject(flipped(bytes, 30)), 0, /^Stream header checksum mismatch$/);
   assertError(await reject(flipped(bytes, 2)), 0, /^Bad magic/);
-  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 20, expected 4$/);
+  assertError(await reject(flipped(bytes, 8)), 8, /^Unsupported version 21, expected 5$/);
 });
 
 Deno.test("receiveStream() rejects a flipped byte in a RAM run", async () => {
@@ -252,7 +254,7 @@ Deno.test("receiveStream() rejects data after the END section", async () => {
 });
 
 Deno.test("receiveStream() rejects an unknown section type and non-zero flags", async () => {
-  assertError(await reject(concat(HEADER, section(9, 0n, 0n))), H, /^Unknown section type 9$/);
+  assertError(await reject(concat(HEADER, section(11, 0n, 0n))), H, /^Unknown section type 11$/);
   const s = new Uint8Array(32);
   const seed = encodeSectionHeader(s, 0, {
     type: SectionType.ITERATION,

@@ -30,6 +30,20 @@ export interface ReceiveOptions {
   maxDeviceStateChunks?: number;
   /** Cap on device-state sections for one device; default 1024. */
   maxDeviceStateChunksPerDevice?: number;
+  /**
+   * Devices (a subset of `devices`) whose device-state and pre-copy chunks
+   * are handed to `onDeviceChunk` as each section's checksum holds, in
+   * stream order, instead of being kept in the summary. Default: none.
+   */
+  streamDevices?: readonly string[];
+  /** Takes a chunk of a `streamDevices` device (an empty one announces its pre-copy). */
+  onDeviceChunk?: (id: string, bytes: Uint8Array) => void | Promise<void>;
+  /**
+   * Called once, when every device that announced pre-copy has sent its
+   * initial-data-sent marker (and its chunks were taken): a live destination
+   * answers "switchover ack" here.
+   */
+  onSwitchoverReady?: () => void | Promise<void>;
   /** Size of the read buffer for small sections; default 256 KiB. */
   bufferBytes?: number;
   /**
@@ -67,6 +81,10 @@ export interface SectionCounts {
   compressed: number;
   /** Device-state sections. */
   deviceState: number;
+  /** Device pre-copy sections. */
+  devicePrecopy: number;
+  /** Initial-data-sent markers. */
+  deviceInitialSent: number;
   /** Iteration markers. */
   iteration: number;
   /** END markers (always 1 on success). */
@@ -83,7 +101,10 @@ export interface ReceiveSummary {
   zeroPages: number;
   /** Length of the stream in bytes. */
   bytes: number;
-  /** Device-state chunks by device id, in stream order. */
+  /**
+   * Device-state and pre-copy chunks by device id, in stream order (not
+   * for `streamDevices`, whose chunks went to `onDeviceChunk`).
+   */
   deviceStates: Map<string, Uint8Array[]>;
   /** How many iteration markers were seen. */
   iterations: number;

@@ -12,6 +12,7 @@ import {
   encodeStreamHeader,
   findRegion,
   MAX_DEVICE_ID_BYTES,
+  MAX_DEVICE_PRECOPY_BYTES,
   MAX_DIGEST_BYTES,
   MAX_RUN_BYTES,
   SectionType,
@@ -391,16 +392,56 @@ export class StreamWriter {
    * @throws {TypeError} Before the header, after the end, or while another call is pending.
    */
   writeDeviceState(id: string, bytes: Uint8Array): Promise<void> {
+    return this.#deviceSection(SectionType.DEVICE_STATE, "device state", id, bytes);
+  }
+
+  /**
+   * Writes the next bytes of a device's pre-copy data stream (read from its
+   * `PRE_COPY` data fd while the guest runs). A device's first section
+   * announces it (it may be empty); every device announces itself before
+   * the first iteration marker.
+   *
+   * @param id The device id, 1 to 255 bytes of UTF-8.
+   * @param bytes The data; id and data together at most `MAX_DEVICE_PRECOPY_BYTES`.
+   * @returns Nothing.
+   * @throws {RangeError} If the id is empty or too long, or the section too large.
+   * @throws {TypeError} Before the header, after COMPLETE, or while another call is pending.
+   */
+  writeDevicePrecopy(id: string, bytes: Uint8Array): Promise<void> {
+    return this.#deviceSection(SectionType.DEVICE_PRECOPY, "device pre-copy data", id, bytes);
+  }
+
+  /**
+   * Marks a device's initial pre-copy data as sent (its `initial_bytes`
+   * reached 0), once per device, after its pre-copy sections.
+   *
+   * @param id The device id, 1 to 255 bytes of UTF-8.
+   * @returns Nothing.
+   * @throws {RangeError} If the id is empty or too long.
+   * @throws {TypeError} Before the header, after COMPLETE, or while another call is pending.
+   */
+  writeDeviceInitialSent(id: string): Promise<void> {
+    return this.#deviceSection(
+      SectionType.DEVICE_INIT_DATA_SENT,
+      "the initial-data-sent marker",
+      id,
+      new Uint8Array(0),
+    );
+  }
+
+  #deviceSection(type: number, what: string, id: string, bytes: Uint8Array): Promise<void> {
     return this.#run("open", async () => {
       const idBytes = textEncoder.encode(id);
       if (idBytes.length === 0 || idBytes.length > MAX_DEVICE_ID_BYTES) {
-        throw new RangeError(`Cannot write device state: id "${id}" must be 1 to 255 UTF-8 bytes`);
+        throw new RangeError(`Cannot write ${what}: id "${id}" must be 1 to 255 UTF-8 bytes`);
       }
-      const length = BigInt(idBytes.length + bytes.length);
-      await this.#framer.section(SectionType.DEVICE_STATE, BigInt(idBytes.length), length, [
-        idBytes,
-        bytes,
-      ]);
+      const length = idBytes.length + bytes.length;
+      if (type === SectionType.DEVICE_PRECOPY && length > MAX_DEVICE_PRECOPY_BYTES) {
+        throw new RangeError(
+          `Cannot write ${what} of ${bytes.length} bytes: a section holds at most ${MAX_DEVICE_PRECOPY_BYTES} bytes with its id`,
+        );
+      }
+      await this.#framer.section(type, BigInt(idBytes.length), BigInt(length), [idBytes, bytes]);
     });
   }
 

@@ -40,6 +40,8 @@ Deno.test("StreamWriter.writePages() splits zero and data pages and batches runs
     sparse: 0,
     compressed: 0,
     deviceState: 0,
+    devicePrecopy: 0,
+    deviceInitialSent: 0,
     iteration: 0,
     end: 1,
   });

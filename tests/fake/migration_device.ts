@@ -54,6 +54,12 @@ export interface FakeMigrationDeviceOptions {
    * 6.2+; false models 6.1, where vfio-pci answers `ENOTTY`).
    */
   readonly dataSize?: boolean;
+  /**
+   * What a read of a drained `PRE_COPY` stream answers: `ENOMSG` (default,
+   * as mlx5 and the UAPI's "temporary end of stream") or `zero` (0, as the
+   * mtty sample driver does).
+   */
+  readonly drained?: "ENOMSG" | "zero";
 }
 
 /** Options of {@linkcode FakeMigrationDevice.failArc}. */
@@ -99,6 +105,7 @@ export class FakeMigrationDevice implements DeviceFeatureHandler {
   /** The `VFIO_MIGRATION_*` flags offered. */
   readonly flags: number;
   #dataSize: boolean;
+  #drained: "ENOMSG" | "zero";
   #state: Uint8Array;
   #version = 0;
   #mig = RUNNING;
@@ -121,6 +128,7 @@ export class FakeMigrationDevice implements DeviceFeatureHandler {
     }
     this.flags = flags;
     this.#dataSize = options.dataSize ?? true;
+    this.#drained = options.drained ?? "ENOMSG";
     this.#state = (options.state ?? new Uint8Array(0)).slice();
   }
 
@@ -271,7 +279,10 @@ export class FakeMigrationDevice implements DeviceFeatureHandler {
       // RUNNING -> PRE_COPY and RUNNING_P2P -> PRE_COPY_P2P start a session;
       // PRE_COPY <-> PRE_COPY_P2P keep it.
       if (cur === RUNNING || cur === RUNNING_P2P) {
-        file = this.#save = new SaveFile(`${name} save`, source, { stopCopy: false });
+        file = this.#save = new SaveFile(`${name} save`, source, {
+          stopCopy: false,
+          drained: this.#drained,
+        });
       }
     } else if (next === STOP_COPY) {
       this.#save!.enterStopCopy(); // from PRE_COPY(_P2P): the same session goes on

@@ -9,7 +9,8 @@
  * A saving session opened in `PRE_COPY` first streams the initial record
  * (`initial_bytes`), then a new record whenever the device state changed
  * (`dirty_bytes`); once both are read, `read()` is `ENOMSG` (the temporary end
- * of stream of the UAPI). Entering `STOP_COPY` appends the final record if
+ * of stream of the UAPI, as mlx5 answers), or 0 where the driver answers as
+ * the mtty sample does (`drained: "zero"`). Entering `STOP_COPY` appends the final record if
  * the state changed since the last one; when that is read, `read()` returns 0.
  *
  * @module
@@ -64,16 +65,24 @@ export class SaveFile implements FakeDataFile {
   #sentVersion: number;
   #final = false;
   #disabled = false;
+  #drained: "ENOMSG" | "zero";
 
   /**
    * Starts a session with the initial record of the device state.
    *
    * @param label The label shown for the fd.
    * @param source The device.
-   * @param options `stopCopy`: the session starts in `STOP_COPY` (the record is final).
+   * @param options `stopCopy`: the session starts in `STOP_COPY` (the record
+   *   is final); `drained`: what a read of a drained pre-copy stream answers
+   *   (default `ENOMSG`).
    */
-  constructor(label: string, source: SaveSource, options: { stopCopy: boolean }) {
+  constructor(
+    label: string,
+    source: SaveSource,
+    options: { stopCopy: boolean; drained?: "ENOMSG" | "zero" },
+  ) {
     this.label = label;
+    this.#drained = options.drained ?? "ENOMSG";
     this.#source = source;
     this.#sentVersion = source.version();
     this.#append(encodeRecord(source.snapshot()));
@@ -110,13 +119,14 @@ export class SaveFile implements FakeDataFile {
    * Reads the stream.
    *
    * @param buf Destination.
-   * @returns Bytes read; 0 at the end of a `STOP_COPY` stream.
+   * @returns Bytes read; 0 at the end of a `STOP_COPY` stream (and on a
+   *   drained pre-copy stream with `drained: "zero"`).
    * @throws {KernelError} `ENODEV` once the session ended, `ENOMSG` on a drained pre-copy stream.
    */
   read(buf: Uint8Array): number {
     if (this.#disabled) fail(ENODEV);
     if (this.#pos === this.#stream.byteLength && !this.#final) {
-      if (!this.#dirtyPending()) fail(ENOMSG);
+      if (!this.#dirtyPending()) return this.#drained === "zero" ? 0 : fail(ENOMSG);
       this.#sentVersion = this.#source.version();
       this.#append(encodeRecord(this.#source.snapshot()));
     }
