@@ -43,6 +43,7 @@
  * @module
  */
 
+import { EINVAL, ENOMSG } from "../sys/errno.ts";
 import { SyscallError } from "../sys/errors.ts";
 import { IoctlError } from "../sys/errors.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
@@ -70,16 +71,115 @@ import { encodePrecopyInfoRequest } from "../vfio/uapi/device_feature.ts";
 import { FakeKernel, FakeMigrationDevice } from "./fake_kernel.ts";
 import type { StepResult } from "./faithfulness_scenario.ts";
 
-/** The rows where mtty and the fake differ on purpose (see the module comment). */
-export const MTTY_KEPT_DIFFERENCES: readonly string[] = Object.freeze([
-  "read when drained",
-  "PRECOPY_INFO after a change",
-  "RESUMING -> PRE_COPY, nothing written",
-  "write a corrupt stream",
-  "RESUMING -> STOP corrupt",
-  "write one byte too many",
-  "state after close and reopen in PRE_COPY",
+/**
+ * The rows as the real mtty driver answered them (Linux 6.12.95, the test
+ * kernel of the custom-6.12-viommu boot): `[step, ret, out]`.
+ */
+export const MTTY_OBSERVED: readonly (readonly [string, number, string])[] = Object.freeze([
+  ["probe", 0, "flags=7 supported=true state=RUNNING"],
+  ["MIG_DATA_SIZE", 0, "some state=RUNNING"],
+  ["RUNNING -> PRE_COPY", 0, "fd state=PRE_COPY"],
+  ["PRECOPY_INFO", 0, "initial=some dirty=0 state=PRE_COPY"],
+  ["PRECOPY_INFO argsz 16", -22, "state=PRE_COPY"],
+  ["read 4 bytes", 4, "state=PRE_COPY"],
+  ["PRECOPY_INFO after 4", 0, "initial=less by 4 dirty=0 state=PRE_COPY"],
+  ["read the rest of initial_bytes", 0, "all of it state=PRE_COPY"],
+  ["read when drained", 0, "state=PRE_COPY"],
+  ["PRECOPY_INFO drained", 0, "initial=0 dirty=0 state=PRE_COPY"],
+  ["write to the save fd", -9, "state=PRE_COPY"],
+  ["PRECOPY_INFO after a change", 0, "initial=0 dirty=0 state=PRE_COPY"],
+  ["PRE_COPY -> STOP_COPY", 0, "no fd state=STOP_COPY"],
+  ["PRECOPY_INFO in STOP_COPY", -22, "state=STOP_COPY"],
+  ["read to the end", 0, "some state=STOP_COPY"],
+  ["read at the end", 0, "state=STOP_COPY"],
+  ["STOP_COPY -> ERROR", -22, "state=STOP_COPY"],
+  ["STOP_COPY -> state 8", -22, "state=STOP_COPY"],
+  ["STOP_COPY -> STOP", 0, "no fd state=STOP"],
+  ["read after STOP", -19, "state=STOP"],
+  ["SET ERROR", -22, "state=STOP"],
+  ["STOP -> STOP_COPY stream is MIG_DATA_SIZE", 0, "equal state=STOP"],
+  ["RUNNING -> STOP", 0, "no fd state=STOP"],
+  ["STOP -> RESUMING", 0, "fd state=RESUMING"],
+  ["PRECOPY_INFO on the resume fd", -25, "state=RESUMING"],
+  ["read the resume fd", -9, "state=RESUMING"],
+  ["RESUMING -> PRE_COPY, nothing written", -22, "state=RESUMING"],
+  ["reset", 0, "state=RUNNING"],
+  ["truncated: RUNNING -> STOP", 0, "no fd state=STOP"],
+  ["truncated: STOP -> RESUMING", 0, "fd state=RESUMING"],
+  ["write all but 1", 0, "all state=RESUMING"],
+  ["RESUMING -> STOP truncated", -22, "state=RESUMING"],
+  ["reset after truncated", 0, "state=RUNNING"],
+  ["whole: RUNNING -> STOP", 0, "no fd state=STOP"],
+  ["whole: STOP -> RESUMING", 0, "fd state=RESUMING"],
+  ["write all but 1 again", 0, "all state=RESUMING"],
+  ["RESUMING -> STOP, 1 byte short", -22, "state=RESUMING"],
+  ["write the last byte", 1, "state=RESUMING"],
+  ["RESUMING -> STOP whole", 0, "no fd state=STOP"],
+  ["write after RESUMING -> STOP", -19, "state=STOP"],
+  ["STOP -> RUNNING", 0, "no fd state=RUNNING"],
+  ["same state", 0, "same state=RUNNING"],
+  ["corrupt: RUNNING -> STOP", 0, "no fd state=STOP"],
+  ["corrupt: STOP -> RESUMING", 0, "fd state=RESUMING"],
+  ["write a corrupt stream", -14, "state=RESUMING"],
+  ["RESUMING -> STOP corrupt", 0, "no fd state=STOP"],
+  ["reset after corrupt", 0, "state=RUNNING"],
+  ["too long: RUNNING -> STOP", 0, "no fd state=STOP"],
+  ["too long: STOP -> RESUMING", 0, "fd state=RESUMING"],
+  ["write one byte too many", -12, "state=RESUMING"],
+  ["RESUMING -> STOP after the refused write", -22, "state=RESUMING"],
+  ["reset after one byte too many", 0, "state=RUNNING"],
+  ["reset in RESUMING: RUNNING -> STOP", 0, "no fd state=STOP"],
+  ["reset in RESUMING: STOP -> RESUMING", 0, "fd state=RESUMING"],
+  ["write 4 bytes", 0, "all state=RESUMING"],
+  ["reset in RESUMING", 0, "state=RUNNING"],
+  ["reset with the resume fd open", 0, "state=RUNNING"],
+  ["write after reset", -19, "state=RUNNING"],
+  ["RUNNING -> STOP -> RESUMING again", 0, "fd state=RUNNING"],
+  ["reset in PRE_COPY", 0, "state=RUNNING"],
+  ["read after reset", -19, "state=RUNNING"],
+  ["PRECOPY_INFO after reset", -22, "state=RUNNING"],
+  ["RUNNING -> PRE_COPY again", 0, "fd state=RUNNING"],
+  ["STOP_COPY -> state 8 with recover ERROR", 0, "errno=22 reset=true now=RUNNING state=RUNNING"],
+  ["RUNNING -> PRE_COPY before close", 0, "fd state=PRE_COPY"],
+  ["state after close and reopen in PRE_COPY", 0, "state=PRE_COPY"],
+  ["reset after reopen", 0, "state=RUNNING"],
 ]);
+
+/**
+ * The rows where the fake differs from mtty on purpose (see the module
+ * comment), with the fake's answer: `step` → `[ret, out]`.
+ */
+export const MTTY_KEPT_DIFFERENCES: Readonly<Record<string, readonly [number, string]>> = Object
+  .freeze({
+    "read when drained": [-ENOMSG, "state=PRE_COPY"],
+    "PRECOPY_INFO after a change": [0, "initial=0 dirty=some state=PRE_COPY"],
+    "RESUMING -> PRE_COPY, nothing written": [0, "fd state=PRE_COPY"],
+    "write a corrupt stream": [0, "all state=RESUMING"],
+    "RESUMING -> STOP corrupt": [-EINVAL, "state=RESUMING"],
+    "write one byte too many": [0, "all state=RESUMING"],
+    "state after close and reopen in PRE_COPY": [0, "state=RUNNING"],
+  });
+
+/**
+ * The rows the real mtty gave, as step results.
+ *
+ * @returns {@linkcode MTTY_OBSERVED} as `StepResult`s.
+ */
+export function observedMttyRows(): StepResult[] {
+  return MTTY_OBSERVED.map(([step, ret, out]) => ({ step, ret, out }));
+}
+
+/**
+ * The rows the fake must give: mtty's, but for the kept differences.
+ *
+ * @returns The expected step results of the fake.
+ */
+export function expectedFakeRows(): StepResult[] {
+  return observedMttyRows().map((r) => {
+    const kept = MTTY_KEPT_DIFFERENCES[r.step];
+    return kept === undefined ? r : { step: r.step, ret: kept[0], out: kept[1] };
+  });
+}
 
 /** Where the scenario runs: two migratable devices, each in its own group. */
 export interface MttyScenarioOptions {

@@ -98,17 +98,40 @@ export function openFdCount(): number {
   return [...Deno.readDirSync("/proc/self/fd")].length;
 }
 
-/**
- * Creates an mtty mdev (a fresh UUID written to the type's `create`) and
- * opens it: a type1 container, its group, its device. On any failure what was
- * made is freed again.
- */
-export function createMtty(options: { ports?: 1 | 2 } = {}): MttyDevice {
+/** An mtty mdev, not opened; disposing removes it. */
+export interface MttyMdev extends Disposable {
+  /** The mdev's UUID: its VFIO device name. */
+  readonly uuid: string;
+  /** Its IOMMU group number. */
+  readonly groupId: number;
+}
+
+/** Creates an mtty mdev: a fresh UUID written to the type's `create`. */
+export function createMttyMdev(options: { ports?: 1 | 2 } = {}): MttyMdev {
   const uuid = crypto.randomUUID();
   Deno.writeTextFileSync(`${typeDir(options.ports ?? 1)}/create`, uuid);
-  const undo: (() => void)[] = [
-    () => Deno.writeTextFileSync(`/sys/bus/mdev/devices/${uuid}/remove`, "1"),
-  ];
+  let live = true;
+  const remove = () => {
+    if (!live) return;
+    live = false;
+    Deno.writeTextFileSync(`/sys/bus/mdev/devices/${uuid}/remove`, "1");
+  };
+  try {
+    const link = Deno.readLinkSync(`/sys/bus/mdev/devices/${uuid}/iommu_group`);
+    return { uuid, groupId: Number(link.split("/").pop()), [Symbol.dispose]: remove };
+  } catch (e) {
+    remove();
+    throw e;
+  }
+}
+
+/**
+ * Creates an mtty mdev and opens it: a type1 container, its group, its
+ * device. On any failure what was made is freed again.
+ */
+export function createMtty(options: { ports?: 1 | 2 } = {}): MttyDevice {
+  const mdev = createMttyMdev(options);
+  const undo: (() => void)[] = [() => mdev[Symbol.dispose]()];
   const free = () => {
     const errors: unknown[] = [];
     for (const f of undo.reverse()) {
@@ -122,17 +145,15 @@ export function createMtty(options: { ports?: 1 | 2 } = {}): MttyDevice {
     if (errors.length > 0) throw errors[0];
   };
   try {
-    const link = Deno.readLinkSync(`/sys/bus/mdev/devices/${uuid}/iommu_group`);
-    const groupId = Number(link.split("/").pop());
     const container = VfioContainer.open();
     undo.push(() => container.close());
-    const group = container.attachGroup(groupId);
+    const group = container.attachGroup(mdev.groupId);
     undo.push(() => group.close());
-    const device = group.openDevice(uuid);
+    const device = group.openDevice(mdev.uuid);
     undo.push(() => device.close());
     return {
-      uuid,
-      groupId,
+      uuid: mdev.uuid,
+      groupId: mdev.groupId,
       container,
       group,
       device,
@@ -143,7 +164,7 @@ export function createMtty(options: { ports?: 1 | 2 } = {}): MttyDevice {
     try {
       free();
     } catch (cleanup) {
-      console.error(`Cannot free mtty ${uuid}: ${cleanup}`);
+      console.error(`Cannot free mtty ${mdev.uuid}: ${cleanup}`);
     }
     throw e;
   }

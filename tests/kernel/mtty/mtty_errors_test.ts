@@ -169,6 +169,16 @@ Deno.test("mtty checks a RESUMING stream's size on each write (ENOMEM) and its h
   assert.equal(dst.deviceState, STOP, "the port of the rejected stream was loaded");
   const again = await VfioDeviceMigration.probe(pair.destination.device).saveState();
   assert.equal(hex(again.subarray(MTTY_STREAM.HEADER)), hex(bytes.subarray(MTTY_STREAM.HEADER)));
+  // Through loadState(): the EFAULT write fails it, and its recovery (RUNNING,
+  // through RESUMING -> STOP, which checks only the length) leaves the device
+  // running.
+  const m = VfioDeviceMigration.probe(pair.destination.device);
+  m.resumeRunning();
+  await assert.rejects(
+    m.loadState(corrupt),
+    (e: unknown) => e instanceof SyscallError && e.errno === EFAULT,
+  );
+  assert.equal(m.deviceState, RUNNING);
 });
 
 Deno.test("VFIO_DEVICE_RESET on mtty in PRE_COPY and RESUMING: RUNNING, the session's fd gives ENODEV, the port keeps its registers", async () => {
