@@ -44,8 +44,7 @@
  */
 
 import { EINVAL, ENOMSG } from "../sys/errno.ts";
-import { SyscallError } from "../sys/errors.ts";
-import { IoctlError } from "../sys/errors.ts";
+import { IoctlError, SyscallError } from "../sys/errors.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import {
   VFIO_DEVICE_STATE_ERROR as ERROR,
