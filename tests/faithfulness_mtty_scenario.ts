@@ -45,12 +45,20 @@
 
 import { EINVAL, ENOMSG } from "../sys/errno.ts";
 import { IoctlError, SyscallError } from "../sys/errors.ts";
+import { MAP_SHARED, PROT_READ } from "../sys/constants.ts";
 import type { Syscalls } from "../sys/syscalls.ts";
 import {
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
   VFIO_DEVICE_STATE_ERROR as ERROR,
   VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY,
   VFIO_DEVICE_STATE_RESUMING as RESUMING,
   VFIO_DEVICE_STATE_RUNNING as RUNNING,
+  VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P,
   VFIO_DEVICE_STATE_STOP as STOP,
   VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY,
   VFIO_MIGRATION_P2P,
@@ -65,8 +73,13 @@ import {
   type MigrationDataFd,
   VfioDeviceMigration,
 } from "../vfio/device_migration.ts";
-import { VFIO_MIG_GET_PRECOPY_INFO } from "../vfio/ioctls.ts";
-import { encodePrecopyInfoRequest } from "../vfio/uapi/device_feature.ts";
+import { VfioStateError } from "../vfio/errors.ts";
+import { VFIO_DEVICE_FEATURE, VFIO_MIG_GET_PRECOPY_INFO } from "../vfio/ioctls.ts";
+import {
+  encodeDeviceFeature,
+  encodeMigState,
+  encodePrecopyInfoRequest,
+} from "../vfio/uapi/device_feature.ts";
 import { FakeKernel, FakeMigrationDevice } from "./fake_kernel.ts";
 import type { StepResult } from "./faithfulness_scenario.ts";
 
@@ -77,6 +90,13 @@ import type { StepResult } from "./faithfulness_scenario.ts";
 export const MTTY_OBSERVED: readonly (readonly [string, number, string])[] = Object.freeze([
   ["probe", 0, "flags=7 supported=true state=RUNNING"],
   ["MIG_DATA_SIZE", 0, "some state=RUNNING"],
+  ["PROBE MIG_DEVICE_STATE", 0, "state=RUNNING"],
+  ["SET MIGRATION", -22, "state=RUNNING"],
+  ["PROBE SET MIG_DATA_SIZE", -22, "state=RUNNING"],
+  ["SET MIG_DEVICE_STATE short", -22, "state=RUNNING"],
+  ["GET feature 63", -25, "state=RUNNING"],
+  ["SET RUNNING_P2P: data_fd written back", 0, "05000000ffffffff state=RUNNING_P2P"],
+  ["RUNNING_P2P -> RUNNING", 0, "no fd state=RUNNING"],
   ["RUNNING -> PRE_COPY", 0, "fd state=PRE_COPY"],
   ["PRECOPY_INFO", 0, "initial=some dirty=0 state=PRE_COPY"],
   ["PRECOPY_INFO argsz 16", -22, "state=PRE_COPY"],
@@ -86,6 +106,8 @@ export const MTTY_OBSERVED: readonly (readonly [string, number, string])[] = Obj
   ["read when drained", 0, "state=PRE_COPY"],
   ["PRECOPY_INFO drained", 0, "initial=0 dirty=0 state=PRE_COPY"],
   ["write to the save fd", -9, "state=PRE_COPY"],
+  ["pread the save fd", -29, "state=PRE_COPY"],
+  ["mmap the save fd", -19, "state=PRE_COPY"],
   ["PRECOPY_INFO after a change", 0, "initial=0 dirty=0 state=PRE_COPY"],
   ["PRE_COPY -> STOP_COPY", 0, "no fd state=STOP_COPY"],
   ["PRECOPY_INFO in STOP_COPY", -22, "state=STOP_COPY"],
@@ -140,6 +162,7 @@ export const MTTY_OBSERVED: readonly (readonly [string, number, string])[] = Obj
   ["RUNNING -> PRE_COPY again", 0, "fd state=RUNNING"],
   ["STOP_COPY -> state 8 with recover ERROR", 0, "errno=22 reset=true now=RUNNING state=RUNNING"],
   ["RUNNING -> PRE_COPY before close", 0, "fd state=PRE_COPY"],
+  ["read after the device closed", -19, "state=closed"],
   ["state after close and reopen in PRE_COPY", 0, "state=PRE_COPY"],
   ["reset after reopen", 0, "state=RUNNING"],
 ]);
@@ -198,6 +221,10 @@ function errnoOf(e: unknown): number {
   throw e;
 }
 
+function hexOf(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.byteLength + b.byteLength);
   out.set(a);
@@ -227,6 +254,7 @@ export function runMttyScenario(sys: Syscalls, options: MttyScenarioOptions): St
       try {
         return deviceStateName(m.deviceState);
       } catch (e) {
+        if (e instanceof VfioStateError) return "closed";
         return `-${errnoOf(e)}`;
       }
     };
@@ -263,6 +291,42 @@ export function runMttyScenario(sys: Syscalls, options: MttyScenarioOptions): St
 
     row("probe", s, () => `flags=${s.flags.toString(16)} supported=${s.supported}`);
     row("MIG_DATA_SIZE", s, () => some(s.stopCopySize() ?? 0n));
+    // The vfio core's checks of VFIO_DEVICE_FEATURE (vfio_check_feature).
+    const feature = (step: string, flags: number, payload: Uint8Array, back = false) =>
+      row(step, s, () => {
+        const arg = encodeDeviceFeature(flags, payload);
+        const ret = sys.ioctl(sd.unsafeFd, VFIO_DEVICE_FEATURE, arg);
+        return back ? hexOf(arg.subarray(8)) : ret;
+      });
+    const [PROBE, GET, SET] = [
+      VFIO_DEVICE_FEATURE_PROBE,
+      VFIO_DEVICE_FEATURE_GET,
+      VFIO_DEVICE_FEATURE_SET,
+    ];
+    feature(
+      "PROBE MIG_DEVICE_STATE",
+      PROBE | GET | SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+      new Uint8Array(8),
+    );
+    feature("SET MIGRATION", SET | VFIO_DEVICE_FEATURE_MIGRATION, new Uint8Array(8));
+    feature(
+      "PROBE SET MIG_DATA_SIZE",
+      PROBE | SET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+      new Uint8Array(8),
+    );
+    feature(
+      "SET MIG_DEVICE_STATE short",
+      SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+      new Uint8Array(4),
+    );
+    feature("GET feature 63", GET | 63, new Uint8Array(8));
+    feature(
+      "SET RUNNING_P2P: data_fd written back",
+      SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+      encodeMigState(RUNNING_P2P, 7),
+      true,
+    );
+    arc("RUNNING_P2P -> RUNNING", s, RUNNING);
 
     // PRE_COPY, drained, changed, then STOP_COPY.
     let pre: MigrationDataFd | undefined;
@@ -306,6 +370,12 @@ export function runMttyScenario(sys: Syscalls, options: MttyScenarioOptions): St
         return `initial=${some(i)} dirty=${some(dirty)}`;
       });
       row("write to the save fd", s, () => sys.write(save.unsafeFd, new Uint8Array(1)));
+      row("pread the save fd", s, () => sys.pread(save.unsafeFd, new Uint8Array(1), 0n));
+      row("mmap the save fd", s, () => {
+        const addr = sys.mmap(4096n, PROT_READ, MAP_SHARED, save.unsafeFd, 0n);
+        sys.munmap(addr, 4096n);
+        return "mapped";
+      });
       options.touch(sd);
       row("PRECOPY_INFO after a change", s, () => {
         const [i, dirty] = info(save);
@@ -430,8 +500,14 @@ export function runMttyScenario(sys: Syscalls, options: MttyScenarioOptions): St
     });
 
     // Close the device in PRE_COPY and open it again.
-    arc("RUNNING -> PRE_COPY before close", s, PRE_COPY);
+    let open: MigrationDataFd | undefined;
+    arc("RUNNING -> PRE_COPY before close", s, PRE_COPY, (f) => (open = f));
     sd.close();
+    if (open !== undefined) {
+      const f: MigrationDataFd = open;
+      row("read after the device closed", s, () => sys.read(f.unsafeFd, new Uint8Array(64)));
+      f.close();
+    }
     sd = sg.openDevice(options.source.device);
     s = VfioDeviceMigration.probe(sd);
     row("state after close and reopen in PRE_COPY", s, () => 0);
