@@ -4,7 +4,8 @@
 // RESUMING stream (its length at RESUMING -> STOP, its header as the write
 // that completes it arrives, its size on every write), and what
 // VFIO_DEVICE_RESET does in PRE_COPY and RESUMING. mtty never enters ERROR
-// itself; the ERROR recovery of setState() resets it to RUNNING.
+// itself; the ERROR recovery of setState() resets it to RUNNING. Its state
+// outlives a close of the device fd.
 import assert from "node:assert/strict";
 import { EBADF, EFAULT, EINVAL, ENODEV, ENOMEM, ENOTTY } from "../../../sys/errno.ts";
 import { IoctlError, SyscallError } from "../../../sys/errors.ts";
@@ -219,4 +220,29 @@ Deno.test("VFIO_DEVICE_RESET on mtty in PRE_COPY and RESUMING: RUNNING, the sess
     return true;
   });
   assert.equal(hex(await savedStream(pair.destination)), hex(before), "the reset kept the port");
+});
+
+Deno.test("mtty keeps PRE_COPY across a close and reopen of its device; STOP_COPY then opens a new session with the whole stream", () => {
+  bootProfile("custom-6.12-viommu");
+  using pair = createMttyPair();
+  const { source } = pair;
+  {
+    using data = VfioDeviceMigration.probe(source.device).setState(PRE_COPY)!;
+    source.device.close();
+    assert.equal(errnoOf(() => data.readAll()), ENODEV, "close_device ended the session");
+  }
+  using device = source.group.openDevice(source.uuid);
+  const m = VfioDeviceMigration.probe(device);
+  assert.equal(m.deviceState, PRE_COPY, "close_device keeps the state");
+  const fresh = m.setState(STOP_COPY);
+  assert.ok(fresh !== undefined, "PRE_COPY_P2P -> STOP_COPY with no session opens one");
+  try {
+    const bytes = fresh.readAll();
+    assert.equal(bytes.byteLength, SIZE);
+    assert.equal(new DataView(bytes.buffer).getBigUint64(0, true), MTTY_STREAM.MAGIC);
+  } finally {
+    fresh.close();
+  }
+  m.resumeRunning();
+  assert.equal(m.deviceState, RUNNING);
 });
