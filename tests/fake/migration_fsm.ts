@@ -119,6 +119,8 @@ export function nextState(cur: number, target: number, flags: number): number {
   let next = FROM_FSM_TABLE[cur][target];
   // The ERROR test is the upstream fix "vfio: Fix the skip loop on the ERROR
   // sentinel": before it, a blocked pair (STOP_COPY -> PRE_COPY) spun forever.
+  // 6.12.95 (the test kernel) has no such test: on mtty, which offers
+  // PRE_COPY, STOP_COPY -> PRE_COPY never returns (tests/faithfulness_mtty_scenario.ts).
   while (next !== ERROR && !supported(next, flags)) next = FROM_FSM_TABLE[next][target];
   if (next === ERROR) fail(EINVAL);
   return next;
