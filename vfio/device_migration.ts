@@ -22,6 +22,7 @@ import type { Syscalls } from "../sys/syscalls.ts";
 import {
   VFIO_DEVICE_STATE_ERROR,
   VFIO_DEVICE_STATE_PRE_COPY,
+  VFIO_DEVICE_STATE_PRE_COPY_P2P,
   VFIO_DEVICE_STATE_RESUMING,
   VFIO_DEVICE_STATE_RUNNING,
   VFIO_DEVICE_STATE_STOP,
@@ -199,7 +200,8 @@ export class VfioDeviceMigration {
    * @returns The data fd, when the arc opened one; the caller closes it.
    * @throws {DeviceStateError} When the kernel refuses; it names the arc,
    *   carries the `IoctlError` as `cause`, and says where recovery left the device.
-   * @throws {VfioStateError} When unsupported or closed.
+   * @throws {VfioStateError} When unsupported or closed, or for `STOP_COPY` →
+   *   `PRE_COPY`/`PRE_COPY_P2P`, which is refused without asking the kernel.
    *
    * @example Enter STOP_COPY and read the state
    * ```ts ignore
@@ -210,6 +212,21 @@ export class VfioDeviceMigration {
   setState(next: number, options: SetStateOptions = {}): MigrationDataFd | undefined {
     const fd = this.#fd(`move the device to ${deviceStateName(next)}`);
     const from = this.#state ?? this.deviceState;
+    if (next === VFIO_DEVICE_STATE_PRE_COPY || next === VFIO_DEVICE_STATE_PRE_COPY_P2P) {
+      // STOP_COPY has no way back to PRE_COPY: vfio_from_fsm_table holds ERROR
+      // there, and Linux 6.12's vfio_mig_get_next_state() spins on that entry
+      // forever inside the ioctl (state_flags_table[ERROR] is ~0U) instead of
+      // answering EINVAL. Never ask; read the real state, not the cached one.
+      const actual = this.deviceState;
+      if (actual === VFIO_DEVICE_STATE_STOP_COPY) {
+        throw new VfioStateError(
+          `Cannot move device ${this.#device.name} from STOP_COPY to ${
+            deviceStateName(next)
+          }: there is no such arc (the kernel's FSM table has none, and Linux 6.12 hangs in ` +
+            "the ioctl when asked); go through STOP first",
+        );
+      }
+    }
     try {
       return this.#set(fd, next);
     } catch (e) {

@@ -18,6 +18,7 @@ import {
   VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY,
 } from "../../../vfio/constants.ts";
 import { DeviceStateError, VfioDeviceMigration } from "../../../vfio/device_migration.ts";
+import { VfioStateError } from "../../../vfio/errors.ts";
 import { VFIO_MIG_GET_PRECOPY_INFO } from "../../../vfio/ioctls.ts";
 import { encodePrecopyInfoRequest } from "../../../vfio/uapi/device_feature.ts";
 import { seeded, testSeed } from "../../_random.ts";
@@ -60,7 +61,8 @@ async function savedStream(m: MttyDevice): Promise<Uint8Array> {
   return bytes;
 }
 
-// Never STOP_COPY -> PRE_COPY here: 6.12.95's vfio_mig_get_next_state()
+// Never STOP_COPY -> PRE_COPY through a raw ioctl here (setState() refuses it
+// before asking the kernel, checked below): 6.12.95's vfio_mig_get_next_state()
 // follows the ERROR sentinel of vfio_from_fsm_table forever for that pair on
 // a device with PRE_COPY (the skip loop lacks the ERROR test), so the ioctl
 // never returns and its CPU spins with mtty's state_mutex held (observed:
@@ -79,6 +81,13 @@ Deno.test("mtty refuses ERROR and an unknown state with EINVAL and stays put; re
   try {
     e = stateError(() => m.setState(ERROR));
     assert.deepEqual([e.from, e.errno, e.state, e.reset], [STOP_COPY, EINVAL, STOP_COPY, false]);
+    assert.equal(m.deviceState, STOP_COPY);
+    // setState() refuses the pair that would spin the kernel, before any SET.
+    assert.throws(
+      () => m.setState(PRE_COPY),
+      (err: unknown) =>
+        err instanceof VfioStateError && /from STOP_COPY to PRE_COPY/.test(`${err}`),
+    );
     assert.equal(m.deviceState, STOP_COPY);
     assert.equal(save.readAll().byteLength, SIZE, "the session is untouched");
     assert.equal(errnoOf(() => m.device.syscalls.write(save.unsafeFd, new Uint8Array(1))), EBADF);
