@@ -1,5 +1,6 @@
-// The SVG bar chart of bench:qemu: one group of bars per case, one bar per
-// engine, a dashed reference line (the C TCP pump), a footnote.
+// The SVG bar charts of bench:qemu: one group of bars per case, one bar per
+// engine, a dashed reference line (the C TCP pump) when given, a footnote;
+// several charts stacked into one SVG.
 
 function esc(s: string): string {
   return s.replace(
@@ -14,7 +15,10 @@ export function renderBarChart(o: {
   subtitle: string;
   groups: { label: string; values: (number | undefined)[] }[];
   series: string[];
-  reference: number;
+  /** The dashed line (GB/s); none when undefined. */
+  reference?: number;
+  /** Its label (default: the C loopback TCP pump). */
+  referenceLabel?: string;
   footnote: string;
 }): string {
   const W = 1100, H = 480, L = 60, R = 20, T = 92, B = 70;
@@ -22,11 +26,13 @@ export function renderBarChart(o: {
   const all = o.groups.flatMap((g) => g.values.filter((v) => v !== undefined)) as number[];
   // Bars past 2.5x the reference (all-zero RAM barely touches the wire) are
   // clipped at the top and keep their value label.
-  const top = Math.min(Math.max(o.reference, ...all), 2.5 * o.reference) * 1.15;
-  const step = top > 4 ? 1 : 0.5;
+  const ref = o.reference;
+  const top =
+    (ref === undefined ? Math.max(0.1, ...all) : Math.min(Math.max(ref, ...all), 2.5 * ref)) * 1.15;
+  const step = top > 4 ? 1 : top > 1 ? 0.5 : 0.1;
   const yMax = Math.ceil(top / step) * step;
   const y = (v: number) => T + ph - (v / yMax) * ph;
-  const colors = ["#2b6cb0", "#dd6b20", "#c53030"];
+  const colors = ["#2b6cb0", "#dd6b20", "#c53030", "#2f855a", "#6b46c1", "#718096"];
   const slot = pw / o.groups.length, bw = Math.min(60, slot / (o.series.length + 1.2));
   const s: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
@@ -81,14 +87,16 @@ export function renderBarChart(o: {
       }</text>`,
     );
   });
-  s.push(
-    `<line x1="${L}" x2="${W - R}" y1="${y(o.reference)}" y2="${
-      y(o.reference)
-    }" stroke="#222" stroke-dasharray="6 4"/>`,
-    `<text x="${W - R - 4}" y="${y(o.reference) - 5}" text-anchor="end">C loopback TCP ${
-      o.reference.toFixed(2)
-    } GB/s</text>`,
-  );
+  if (ref !== undefined) {
+    s.push(
+      `<line x1="${L}" x2="${W - R}" y1="${y(ref)}" y2="${
+        y(ref)
+      }" stroke="#222" stroke-dasharray="6 4"/>`,
+      `<text x="${W - R - 4}" y="${y(ref) - 5}" text-anchor="end">${
+        esc(o.referenceLabel ?? "C loopback TCP")
+      } ${ref.toFixed(2)} GB/s</text>`,
+    );
+  }
   const legend = [...o.series];
   let lx = L + 10;
   legend.forEach((name, i) => {
@@ -105,4 +113,17 @@ export function renderBarChart(o: {
     "</svg>",
   );
   return s.join("\n") + "\n";
+}
+
+/** Stacks SVGs of {@link renderBarChart} (1100 x 480 each) into one, top to bottom. */
+export function stackSvgs(svgs: string[]): string {
+  const W = 1100, H = 480;
+  const inner = svgs.map((svg, i) => svg.replace("<svg ", `<svg y="${i * H}" `).replace(/\n$/, ""));
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${
+      H * svgs.length
+    }" viewBox="0 0 ${W} ${H * svgs.length}">`,
+    ...inner,
+    "</svg>",
+  ].join("\n") + "\n";
 }

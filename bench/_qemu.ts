@@ -254,6 +254,11 @@ export async function qemuMigrate(o: {
   maxBandwidth?: number;
   /** `downtime-limit` in ms (default 300, the engine's own default). */
   downtimeLimitMs?: number;
+  /**
+   * Run the source and destination in these network namespaces, the
+   * destination listening on `dstAddr` (default: both here, over loopback).
+   */
+  netns?: { src: string; dst: string; dstAddr: string };
   image: string;
   ramBytes: number;
   config: QemuConfig;
@@ -268,7 +273,12 @@ export async function qemuMigrate(o: {
     ...["-nodefaults", "-display", "none", "-serial", "none", "-monitor", "none", "-S"],
   ];
   const port = freePort();
-  const uri = `tcp:127.0.0.1:${port}`;
+  const uri = `tcp:${o.netns?.dstAddr ?? "127.0.0.1"}:${port}`;
+  // `ip netns exec` execs QEMU, so the child is QEMU itself.
+  const spawnIn = (ns: string | undefined, args: string[]) =>
+    ns === undefined
+      ? spawnTracked(qemu, args, true)
+      : spawnTracked("ip", ["netns", "exec", ns, qemu, ...args], true);
   const srcSock = `${o.dir}/src.qmp`, dstSock = `${o.dir}/dst.qmp`;
   const tls = o.config.tls;
   // QEMU's option syntax doubles a comma inside a value.
@@ -283,20 +293,20 @@ export async function qemuMigrate(o: {
         ? ["-object", `authz-simple,id=authz0,identity=${q(tls.authz)}`]
         : []),
     ];
-  const dst = spawnTracked(qemu, [
+  const dst = spawnIn(o.netns?.dst, [
     ...common,
     "-object",
     `memory-backend-ram,id=mem,size=${mib}${o.config.prealloc ? ",prealloc=on" : ""}`,
     ...tlsObjects("server"),
     ...["-incoming", "defer", "-qmp", `unix:${dstSock},server=on,wait=off`],
-  ], true);
-  const src = spawnTracked(qemu, [
+  ]);
+  const src = spawnIn(o.netns?.src, [
     ...common,
     "-object",
     `memory-backend-file,id=mem,size=${mib},mem-path=${o.image},share=on`,
     ...tlsObjects("client"),
     ...["-qmp", `unix:${srcSock},server=on,wait=off`],
-  ], true);
+  ]);
   const dstErr = collectStderr(dst), srcErr = collectStderr(src);
   const qmps: QmpClient[] = [];
   // Fails the run as soon as either QEMU exits early.

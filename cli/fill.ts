@@ -7,6 +7,8 @@
  * @module
  */
 
+import { UsageError } from "./describe_error.ts";
+
 /** What the RAM holds before migration. */
 export type FillPattern = "random" | "zero" | "half" | "text" | "untouched";
 
@@ -106,4 +108,53 @@ export function fillRam(view: Uint8Array, options: { pattern: FillPattern; seed:
  */
 export function wordView(view: Uint8Array): Uint32Array {
   return new Uint32Array(view.buffer, view.byteOffset, Math.floor(view.byteLength / 4));
+}
+
+/**
+ * Checks that a `--fill-from` file exists and holds exactly the RAM's size,
+ * before any memory is set up.
+ *
+ * @param flag The flag, for the message.
+ * @param path The file.
+ * @param bytes The RAM size.
+ * @throws {UsageError} In one line when it is missing or of another size.
+ *
+ * @example
+ * ```ts ignore
+ * checkFillFile("--fill-from", "/dev/shm/ram.img", 2 ** 30);
+ * ```
+ */
+export function checkFillFile(flag: string, path: string, bytes: number): void {
+  let size;
+  try {
+    size = Deno.statSync(path).size;
+  } catch (e) {
+    throw new UsageError(`${flag} ${path}: ${(e as Error).message}`);
+  }
+  if (size !== bytes) {
+    throw new UsageError(`${flag} ${path} holds ${size} bytes; the RAM is ${bytes}`);
+  }
+}
+
+/**
+ * Copies a file into the RAM view, every page (zero pages too, as a guest
+ * that wrote them).
+ *
+ * @param view The RAM view.
+ * @param path A file of exactly the view's size (see {@link checkFillFile}).
+ * @throws {Error} When the file ends early.
+ *
+ * @example
+ * ```ts ignore
+ * fillRamFromFile(memory.view(guestAddress(0n), ram), "/dev/shm/ram.img");
+ * ```
+ */
+export function fillRamFromFile(view: Uint8Array, path: string): void {
+  using f = Deno.openSync(path, { read: true });
+  const chunk = 8 << 20;
+  for (let off = 0; off < view.length;) {
+    const n = f.readSync(view.subarray(off, Math.min(view.length, off + chunk)));
+    if (n === null || n === 0) throw new Error(`${path} ended at byte ${off} of ${view.length}`);
+    off += n;
+  }
 }

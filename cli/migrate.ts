@@ -22,7 +22,7 @@ import { VfioContainer } from "../vfio/container.ts";
 import { VfioDeviceMigration } from "../vfio/device_migration.ts";
 import { iommuGroupDevices } from "../vfio/sysfs.ts";
 import { UsageError } from "./describe_error.ts";
-import { type FillPattern, fillRam } from "./fill.ts";
+import { checkFillFile, type FillPattern, fillRam, fillRamFromFile } from "./fill.ts";
 import { helpText, parseCommand } from "./flags.ts";
 import { parseChoice, parseInteger, parseRate, parseSeconds, parseSize } from "./parse.ts";
 import { ReportFile } from "./report_file.ts";
@@ -52,6 +52,11 @@ export const MIGRATE_COMMAND = {
       value: "random|zero|half|text|untouched",
       help: "what the RAM holds before migration",
       default: "random",
+    },
+    "fill-from": {
+      type: "string",
+      value: "FILE",
+      help: "fill the RAM with this file's bytes instead (its size must be --ram)",
     },
     seed: {
       type: "string",
@@ -369,7 +374,19 @@ export async function runMigrate(args: string[]): Promise<number> {
     ? undefined
     : ReportFile.open("--report", values.report);
   // Filling writes every page: more than the host can back fails here, in one line.
-  if (fill !== "untouched") checkHostCapacity(ram, { what: `--ram ${values.ram}` });
+  const fillFrom = values["fill-from"];
+  if (fillFrom !== undefined) {
+    if (values.fill !== undefined) {
+      throw new UsageError("--fill-from and --fill exclude each other");
+    }
+    if (guest === "kvm") {
+      throw new UsageError("--fill-from is for the Worker guest, not --guest kvm");
+    }
+    checkFillFile("--fill-from", fillFrom, ram);
+  }
+  if (fill !== "untouched" || fillFrom !== undefined) {
+    checkHostCapacity(ram, { what: `--ram ${values.ram}` });
+  }
   const heartbeatMs = values["heartbeat-ms"] === undefined
     ? 250
     : parseInteger("--heartbeat-ms", values["heartbeat-ms"]);
@@ -385,9 +402,13 @@ export async function runMigrate(args: string[]): Promise<number> {
   using memory = GuestMemory.create([{ gpa: guestAddress(0n), size: BigInt(ram) }], {
     backing: "memfd",
   });
-  // The KVM test guest's own pages (below GUEST_LAYOUT.data) are its image's.
-  const fillFrom = kvm === undefined ? 0 : Number(GUEST_LAYOUT.data);
-  fillRam(memory.view(guestAddress(BigInt(fillFrom)), ram - fillFrom), { pattern: fill, seed });
+  if (fillFrom !== undefined) {
+    fillRamFromFile(memory.view(guestAddress(0n), ram), fillFrom);
+  } else {
+    // The KVM test guest's own pages (below GUEST_LAYOUT.data) are its image's.
+    const from = kvm === undefined ? 0 : Number(GUEST_LAYOUT.data);
+    fillRam(memory.view(guestAddress(BigInt(from)), ram - from), { pattern: fill, seed });
+  }
   using stack = new DisposableStack();
   let vfio: { container: VfioContainer } | undefined;
   const devices: VfioDeviceMigration[] = [];

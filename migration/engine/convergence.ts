@@ -30,8 +30,12 @@ export interface ConvergenceLimits {
 /**
  * What one pre-copy iteration did. RAM bytes and stream bytes are kept apart:
  * a zero page costs a scan, not a wire transfer, so a zero-heavy pass moves
- * RAM far faster than its stream bytes suggest, and the downtime of the
- * pages left is estimated at the rate RAM was sent, not at the wire's.
+ * RAM far faster than its stream bytes suggest. Pages resent in full (fixed
+ * bytes) are the same mix as the pass, so they are estimated at the rate RAM
+ * was sent; pages the guest dirtied are data it just wrote, so they are
+ * estimated at the slower of that rate and the wire's (as if they neither
+ * were zero nor compressed), as QEMU estimates its pending RAM at the
+ * bandwidth it measured on the wire.
  */
 export interface IterationSample {
   /** RAM bytes the iteration sent (data, zero and never-written pages alike). */
@@ -71,8 +75,9 @@ const MIN_SAMPLE_BYTES = 1 << 20;
 
 /**
  * Decides, iteration by iteration, when pre-copy has converged: the RAM left
- * dirty (and resent in full) at the rate RAM was sent, plus the pending
- * device state at the wire's rate, must fit the downtime limit.
+ * dirty (at the slower of the RAM and wire rates), the RAM resent in full (at
+ * the rate RAM was sent), plus the pending device state at the wire's rate,
+ * must fit the downtime limit.
  *
  * @example
  * ```ts
@@ -144,18 +149,21 @@ export class ConvergencePolicy {
   /**
    * Expected downtime for RAM and device state left to send.
    *
-   * @param ramBytes RAM bytes to send while paused.
-   * @param deviceBytes Device state to send while paused (default 0).
+   * @param ramBytes RAM bytes to send while paused, of the bulk pass's mix
+   *   (pages resent in full), at the rate RAM was sent.
+   * @param deviceBytes Device state to send while paused (default 0), at the wire's rate.
+   * @param dirtyBytes RAM bytes the guest dirtied (default 0), at the slower of
+   *   the two rates: written data, neither zero nor compressible for all we know.
    * @returns Milliseconds (Infinity while a needed rate is unknown).
    */
-  expectedDowntimeMs(ramBytes: number, deviceBytes = 0): number {
-    const ram = ramBytes === 0 ? 0 : this.#ramRate > 0 ? ramBytes / this.#ramRate : Infinity;
-    const device = deviceBytes === 0
-      ? 0
-      : this.#wireRate > 0
-      ? deviceBytes / this.#wireRate
-      : Infinity;
-    return ram + device;
+  expectedDowntimeMs(ramBytes: number, deviceBytes = 0, dirtyBytes = 0): number {
+    const at = (bytes: number, rate: number) =>
+      bytes === 0 ? 0 : rate > 0 ? bytes / rate : Infinity;
+    const dataRate = this.#wireRate > 0 && this.#ramRate > 0
+      ? Math.min(this.#ramRate, this.#wireRate)
+      : this.#ramRate;
+    return at(ramBytes, this.#ramRate) + at(dirtyBytes, dataRate) +
+      at(deviceBytes, this.#wireRate);
   }
 
   /**
@@ -176,8 +184,9 @@ export class ConvergencePolicy {
     const device = s.deviceBytes ?? 0;
     const remaining = s.dirtyBytes + s.fixedBytes;
     const expectedDowntimeMs = this.expectedDowntimeMs(
-      remaining,
+      s.fixedBytes,
       device + (s.precopyDeviceBytes ?? 0),
+      s.dirtyBytes,
     );
     const L = this.limits;
     if (expectedDowntimeMs <= L.downtimeLimitMs) {

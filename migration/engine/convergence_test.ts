@@ -133,7 +133,8 @@ Deno.test("ConvergencePolicy.decide() estimates the downtime in RAM bytes, not s
 
 Deno.test("ConvergencePolicy.decide() counts device state at the stream's rate", () => {
   const p = new ConvergencePolicy({ downtimeLimitMs: 150 });
-  // RAM at 2 MiB/ms, the wire at 1 MiB/ms: 100 MiB of RAM and 150 MiB of device state.
+  // RAM at 2 MiB/ms, the wire at 1 MiB/ms: 100 MiB of dirty RAM (at the slower
+  // rate, 100 ms) and 150 MiB of device state (150 ms).
   const d = p.decide({
     ramBytes: 200 * MiB,
     wireBytes: 100 * MiB,
@@ -144,7 +145,7 @@ Deno.test("ConvergencePolicy.decide() counts device state at the stream's rate",
     elapsedMs: 100,
   });
   assert.equal(d.action, "iterate");
-  assert.equal(Math.round(d.expectedDowntimeMs), 200);
+  assert.equal(Math.round(d.expectedDowntimeMs), 250);
   const f = new ConvergencePolicy({ downtimeLimitMs: 100 }).decide({
     ramBytes: 200 * MiB,
     wireBytes: 100 * MiB,
@@ -159,4 +160,32 @@ Deno.test("ConvergencePolicy.decide() counts device state at the stream's rate",
     f.action === "fail" ? f.reason : "",
     /^150\.0 MiB of device state alone need 150 ms/,
   );
+});
+
+Deno.test("ConvergencePolicy.decide() estimates dirtied pages at the wire's rate after a zero-rich or compressed pass", () => {
+  // The bulk pass: 1 GiB of RAM (40 % zero, the rest compressed) in 2700 ms,
+  // 305 MiB on the wire. 84 MiB dirtied by the guest go at the wire's rate
+  // (about 740 ms), not at the RAM's (about 220 ms): they are data it wrote.
+  const p = new ConvergencePolicy({ downtimeLimitMs: 300 });
+  const d = p.decide({
+    ramBytes: 1024 * MiB,
+    wireBytes: 305 * MiB,
+    durationMs: 2700,
+    dirtyBytes: 84 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 2700,
+  });
+  assert.equal(d.action, "iterate");
+  assert.equal(Math.round(d.expectedDowntimeMs), Math.round(84 / (305 / 2700)));
+  // Uncompressed data pages (wire = RAM): the same estimate as before.
+  const q = new ConvergencePolicy({ downtimeLimitMs: 300 }).decide({
+    ramBytes: 1000 * MiB,
+    wireBytes: 1001 * MiB,
+    durationMs: 1000,
+    dirtyBytes: 100 * MiB,
+    fixedBytes: 0,
+    elapsedMs: 1000,
+  });
+  assert.equal(q.action, "stop-and-copy");
+  assert.equal(Math.round(q.expectedDowntimeMs), 100);
 });
