@@ -77,6 +77,16 @@ function checkProgrammed(got: PortReadback, p: PortProgram, at: string): void {
   assert.deepEqual(got.fifo, p.sent.slice(p.consumed), `${at}: the bytes left queued`);
 }
 
+// The descriptors open now that were not in `before`, leaving out further
+// dups of a socket open in `before`: a Worker's runtime holds one of the
+// process's signal socket (as the main runtime does) until Deno reaps its
+// thread, after terminate() has returned. This test's own sockets are new ones.
+function newFds(before: readonly string[]): string[] {
+  const target = (l: string) => l.slice(l.indexOf(" -> ") + 4);
+  const sockets = new Set(before.map(target).filter((t) => t.startsWith("socket:")));
+  return openFds().filter((l) => !before.includes(l) && !sockets.has(target(l)));
+}
+
 function rowsText(r: MigrationReport): string {
   return JSON.stringify(r.iterations);
 }
@@ -194,7 +204,7 @@ Deno.test("migrateGuest() to a destination process moves guest RAM and mtty's po
         }), downtime ${report.downtimeMs?.toFixed(0)} ms`,
     );
   }
-  assert.deepEqual(openFds(), fdsBefore, "every fd closed");
+  assert.deepEqual(newFds(fdsBefore), [], "every fd closed");
   assert.deepEqual(uuids.filter(mdevExists), [], "both mdevs removed");
 });
 
@@ -262,6 +272,8 @@ Deno.test("migrateGuest() fails naming mtty when the destination process never a
     assert.ok(!result.ok);
     assert.match(result.error, /^Cannot restore the image: /, out);
     assert.equal(result.deviceState, deviceStateName(RUNNING), out);
+    assert.deepEqual(result.chunks, [MTTY_STREAM.HEADER], `the held chunk, then the cut: ${out}`);
+    console.log(`source: ${report.error}\ndestination: ${result.error}`);
 
     // The source runs on: RAM untouched, mtty RUNNING with its port as programmed.
     assert.equal(digestMemory(memory).hex, digestBefore, "the source RAM is untouched");
@@ -273,6 +285,6 @@ Deno.test("migrateGuest() fails naming mtty when the destination process never a
     assert.equal(deviceStateName(again.deviceState), deviceStateName(RUNNING));
     checkProgrammed(readPort(src.port), program, `seed ${seed}, the source after the failure`);
   }
-  assert.deepEqual(openFds(), fdsBefore, "every fd closed");
+  assert.deepEqual(newFds(fdsBefore), [], "every fd closed");
   assert.deepEqual(uuids.filter(mdevExists), [], "both mdevs removed");
 });
