@@ -84,7 +84,10 @@ function checkProgrammed(got: PortReadback, p: PortProgram, at: string): void {
 function newFds(before: readonly string[]): string[] {
   const target = (l: string) => l.slice(l.indexOf(" -> ") + 4);
   const sockets = new Set(before.map(target).filter((t) => t.startsWith("socket:")));
-  return openFds().filter((l) => !before.includes(l) && !sockets.has(target(l)));
+  const opened = openFds().filter((l) => !before.includes(l));
+  const dups = opened.filter((l) => sockets.has(target(l)));
+  if (dups.length > 0) console.log(`left out, dups of a socket open before: ${dups.join(", ")}`);
+  return opened.filter((l) => !sockets.has(target(l)));
 }
 
 function rowsText(r: MigrationReport): string {
