@@ -99,6 +99,28 @@ export interface ReceiveGuestOptions {
   maxPending?: number;
 }
 
+// Writes an interim answer; a source that has hung up gets named as such
+// instead of surfacing as the write's broken pipe.
+async function answer(
+  channel: Parameters<typeof writeAck>[0],
+  what: string,
+  ack: Parameters<typeof writeAck>[1],
+): Promise<void> {
+  try {
+    await writeAck(channel, ack);
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset) {
+      throw new Deno.errors.ConnectionReset(
+        `the source closed the connection before the destination could answer ${what} (${
+          (e as Error).message
+        })`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
 /**
  * The destination failed; `imageTouched` says whether a source had begun
  * writing the destination's RAM (its image is partial and must be discarded)
@@ -178,11 +200,11 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           onIteration: options.onIteration,
           // The image is in: the source's downtime ends with this answer.
           onComplete: live
-            ? () => writeAck(channel, { ok: true, text: "", image: true })
+            ? () => answer(channel, "that it holds the image", { ok: true, text: "", image: true })
             : undefined,
           // Every device that announced pre-copy has its initial data loaded.
           onSwitchoverReady: live
-            ? () => writeAck(channel, { ok: true, text: "", switchover: true })
+            ? () => answer(channel, "the switchover ack", { ok: true, text: "", switchover: true })
             : undefined,
           streamDevices: streamed.map((d) => d.id),
           onDeviceChunk,
