@@ -15,7 +15,9 @@ import { openListener } from "../transport/open.ts";
 import type { TlsListenOptions } from "../transport/tls.ts";
 import { peerText } from "../stream/peer_text.ts";
 import { openStream, type ReceiveSummary } from "../stream/reader.ts";
-import type { StreamListener } from "../transport/channel.ts";
+import type { StreamChannel, StreamListener } from "../transport/channel.ts";
+import { checkChannelCount, encodeChannelNonce } from "../stream/channel_hello.ts";
+import { ChannelReceiver } from "../channels/channel_receiver.ts";
 
 /** What a destination received and verified. */
 export interface ReceivedGuest {
@@ -90,6 +92,12 @@ export interface ReceiveGuestOptions {
   maxAttempts?: number;
   /** Peers waiting for their header at once; default {@linkcode DEFAULT_MAX_PENDING}. */
   maxPending?: number;
+  /**
+   * Connections the source sends RAM over besides the main one (QEMU's
+   * multifd channels), 2 to 64; the source must use the same count. Default
+   * 1: one connection, no extra ones. Not for `file:`.
+   */
+  channels?: number;
 }
 
 /**
@@ -141,6 +149,15 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     : options.from;
   const live = listener.endpoint.transport !== "file";
   const ram = destinationRam(memory);
+  const channels = checkChannelCount(options.channels ?? 1, "receive");
+  if (channels > 1 && !live) {
+    listener.close();
+    throw new RangeError("Cannot receive parallel channels from a file: use tcp:, tls: or unix:");
+  }
+  const idleTimeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs(Number(memory.size));
+  const headerTimeoutMs = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+  // With parallel channels, COMPLETE on the main stream waits for them all.
+  let channelsDone: Promise<ReceiveSummary[]> | undefined;
   let digest = "";
   let accepted;
   try {
@@ -157,14 +174,20 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           onIteration: options.onIteration,
           // The image is in: the source's downtime ends with this answer.
           onComplete: live
-            ? () => writeAck(channel, { ok: true, text: "", image: true })
+            ? async () => {
+              if (channelsDone !== undefined) {
+                await channelsDone;
+                channel.timeoutMs = idleTimeoutMs;
+              }
+              await writeAck(channel, { ok: true, text: "", image: true });
+            }
             : undefined,
           zeroed: options.zeroed,
           expectEof: !live,
           devices: (options.devices ?? []).map((d) => d.id),
         }),
       {
-        headerTimeoutMs: options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS,
+        headerTimeoutMs,
         maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
         onRejected: options.onRejected &&
@@ -177,6 +200,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           }
           : undefined,
         signal: options.signal,
+        keepOpen: channels > 1,
       },
     );
   } catch (e) {
@@ -191,9 +215,34 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
   const t0 = performance.now();
   const stop = () => channel.abort(options.signal!.reason);
   options.signal?.addEventListener("abort", stop, { once: true });
+  let receiver: ChannelReceiver | undefined;
   try {
-    channel.timeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs(Number(memory.size));
-    const summary = await incoming.receive();
+    channel.timeoutMs = idleTimeoutMs;
+    let summary: ReceiveSummary;
+    if (channels > 1) {
+      receiver = new ChannelReceiver(ram, {
+        count: channels,
+        pageSize: 4096,
+        zeroed: options.zeroed,
+        idleTimeoutMs,
+        helloTimeoutMs: headerTimeoutMs,
+        maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        onRejected: options.onRejected &&
+          ((peer, reason) => options.onRejected!(peerText(peer), peerText(reason))),
+        refuse: (c, reason) => {
+          c.timeoutMs = REFUSAL_TIMEOUT_MS;
+          return writeAck(c, { ok: false, text: `Refused: ${reason}` });
+        },
+        signal: options.signal,
+      });
+      summary = await withChannels(channel, incoming, receiver, listener, accepted.next!, (p) => {
+        channelsDone = p;
+        // The main stream idles while the channels carry the pages: their
+        // own idle bounds hold until they end.
+        channel.timeoutMs = 0;
+      });
+    } else summary = await incoming.receive();
     // Devices are restored once the RAM is verified, before the source hears "ready".
     for (const [id, chunks] of summary.deviceStates) {
       const device = options.devices!.find((d) => d.id === id)!;
@@ -222,6 +271,54 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     });
   } finally {
     options.signal?.removeEventListener("abort", stop);
+    receiver?.abort(new Deno.errors.Interrupted("The migration ended"));
     channel.close();
   }
+}
+
+// Runs the main stream and the parallel channels together: the nonce goes
+// to the source, the channels join and load while the main stream runs, and
+// the first failure on either side stops the other and is the one thrown.
+async function withChannels(
+  main: StreamChannel,
+  incoming: { receive(): Promise<ReceiveSummary> },
+  receiver: ChannelReceiver,
+  listener: StreamListener,
+  next: Promise<StreamChannel>,
+  started: (done: Promise<ReceiveSummary[]>) => void,
+): Promise<ReceiveSummary> {
+  try {
+    await main.write(encodeChannelNonce(receiver.nonce));
+  } catch (e) {
+    listener.close();
+    await next.then((c) => c.close(), () => {});
+    throw e;
+  }
+  let first: unknown;
+  const done = receiver.run(listener, next).catch((e) => {
+    first ??= e;
+    main.abort(e);
+    throw e;
+  });
+  done.catch(() => {});
+  started(done);
+  let summary;
+  try {
+    summary = await incoming.receive();
+  } catch (e) {
+    first ??= e;
+    receiver.abort(e);
+    await done.catch(() => {});
+    throw first;
+  }
+  for (const s of await done) {
+    summary.pages += s.pages;
+    summary.zeroPages += s.zeroPages;
+    summary.bytes += s.bytes;
+    summary.sections.ram += s.sections.ram;
+    summary.sections.zero += s.sections.zero;
+    summary.sections.sparse += s.sections.sparse;
+    summary.sections.compressed += s.sections.compressed;
+  }
+  return summary;
 }

@@ -41,10 +41,21 @@ const NAMES: Record<number, string> = {
 };
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+// A parallel channel's part in a migration (STREAM.md, "Parallel channels"):
+// it carries RAM sections and iteration markers only, and ends at COMPLETE.
+export interface ChannelRole {
+  // The written-pages map all channels of the migration share (zeroed RAM).
+  written?: WrittenPages;
+  // Awaited at each iteration marker: resolves once every channel has
+  // delivered it, so no later page is applied before an earlier copy.
+  iterationBarrier(n: number): Promise<void>;
+}
+
 // Applies sections one by one; #start is the offset of the current section.
 export class SectionLoader {
   #buf: StreamBuffer;
   #ram: RamAccess;
+  #channel: ChannelRole | undefined;
   #options: ReceiveOptions & { pageSize: number };
   #start = 0;
   #deviceBytes = 0;
@@ -77,8 +88,14 @@ export class SectionLoader {
     digest: new Uint8Array(0),
   };
 
-  constructor(buf: StreamBuffer, ram: RamAccess, options: ReceiveOptions & { pageSize: number }) {
+  constructor(
+    buf: StreamBuffer,
+    ram: RamAccess,
+    options: ReceiveOptions & { pageSize: number },
+    channel?: ChannelRole,
+  ) {
     this.#buf = buf;
+    this.#channel = channel;
     this.#ram = ram;
     this.#options = options;
     this.#devices = new Set(options.devices ?? []);
@@ -88,7 +105,11 @@ export class SectionLoader {
       chunksPerDevice: options.maxDeviceStateChunksPerDevice ??
         DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
     };
-    if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
+    this.#written = channel !== undefined
+      ? channel.written
+      : options.zeroed
+      ? new WrittenPages(ram.layout, options.pageSize)
+      : undefined;
   }
 
   async run(): Promise<ReceiveSummary> {
@@ -117,6 +138,12 @@ export class SectionLoader {
       const name = NAMES[h.type];
       if (name === undefined) this.#fail(`Unknown section type ${h.type}`);
       if (h.flags !== 0) this.#fail(`${name} section has non-zero flags 0x${h.flags.toString(16)}`);
+      if (
+        this.#channel !== undefined &&
+        (h.type === SectionType.DEVICE_STATE || h.type === SectionType.END)
+      ) {
+        this.#fail(`${name} section on a parallel channel (it carries RAM only)`);
+      }
       if (this.#ours !== undefined && h.type !== SectionType.END) {
         this.#fail(`${name} section after COMPLETE (only END may follow)`);
       }
@@ -164,7 +191,11 @@ export class SectionLoader {
       // Sections without payload take effect only once their checksum holds.
       if (h.type === SectionType.ZERO) this.#zeroRun(zeroAt!, h.length);
       if (packed !== undefined) this.#decompress(packed.at, packed.run, packed.bytes);
-      if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
+      if (h.type === SectionType.ITERATION) {
+        this.#iteration(h.arg);
+        await this.#channel?.iterationBarrier(Number(h.arg));
+      }
+      if (h.type === SectionType.COMPLETE && this.#channel !== undefined) return this.#channelEnd();
       if (h.type === SectionType.COMPLETE) await this.#complete();
       if (h.type === SectionType.END) return await this.#end();
     }
@@ -186,6 +217,14 @@ export class SectionLoader {
       this.#fail("RAM digest mismatch: the received image differs from the source's");
     }
     return s;
+  }
+
+  // A parallel channel's COMPLETE: it has sent all its pages; nothing may follow.
+  #channelEnd(): ReceiveSummary {
+    this.#start = this.#buf.offset;
+    if (this.#buf.buffered > 0) this.#fail("Data follows the channel's COMPLETE section");
+    this.#summary.bytes = this.#buf.offset;
+    return this.#summary;
   }
 
   // The image is in: tell the caller, then digest RAM (nothing after COMPLETE may change it).

@@ -1,0 +1,406 @@
+/**
+ * The source's side of parallel channels (QEMU's multifd): a
+ * {@linkcode MigrationSink} that keeps the main stream for its header,
+ * iteration markers, device state, COMPLETE and END, and sends every RAM
+ * page on one of `count` extra connections, each fed by its own Worker that
+ * zero-checks, checksums and sends a disjoint share of each call's pages.
+ * At each iteration marker every channel writes its own marker and the sink
+ * waits for all of them (QEMU's `multifd_send_sync_main`); COMPLETE goes on
+ * the main stream only after every channel has sent its COMPLETE. See
+ * `STREAM.md`, "Parallel channels".
+ *
+ * @module
+ */
+
+import type { GuestMemoryDescriptor } from "../../memory/guest_memory.ts";
+import type { GuestAddress } from "../../sys/address.ts";
+import { readAck } from "../stream/ack.ts";
+import {
+  CHANNEL_NONCE_ANSWER_BYTES,
+  CHANNEL_NONCE_MAGIC,
+  decodeChannelNonce,
+} from "../stream/channel_hello.ts";
+import { peerText } from "../stream/peer_text.ts";
+import type { StreamSource } from "../transport/channel.ts";
+import type { CompressionStats, StreamCompression } from "../stream/compression.ts";
+import { findRegion } from "../stream/format.ts";
+import type { RamAccess, RamRegionLayout } from "../stream/ram.ts";
+import type { StreamWriter, WritePagesResult } from "../stream/writer.ts";
+import type { StreamChannel } from "../transport/channel.ts";
+import type { TlsCredentials } from "../transport/tls_credentials.ts";
+import type { MigrationSink } from "../engine/types.ts";
+import type { ChannelReply, ChannelRequest } from "./_channel_worker.ts";
+import { splitRuns } from "./_partition.ts";
+
+/** Options of {@linkcode ChannelSink}. */
+export interface ChannelSinkOptions {
+  /** Extra connections carrying RAM, 2 to 64. */
+  count: number;
+  /** The destination, as the main connection dialled it. */
+  to: string;
+  /** For `tls:`: the source's credentials and the destination's expected name. */
+  tls?: { credentials: TlsCredentials; serverName?: string };
+  /** The guest RAM the Workers attach to (`GuestMemory.describe()`). */
+  memory: GuestMemoryDescriptor;
+  /** Bound on the destination's nonce answer, each connect, and each write, ms. */
+  timeoutMs: number;
+  /** Copy large runs before checksumming them (RAM may change meanwhile). */
+  snapshotRuns?: boolean;
+  /** Compress RAM runs on every channel. */
+  compress?: StreamCompression;
+  /** A cap on all channels together, bytes per second (each gets its share). */
+  bytesPerSecond?: number;
+}
+
+/** A parallel channel failed: names the channel; the Worker's error is the message's tail. */
+export class ChannelFailure extends Error {
+  /** The channel, 0 to count - 1. */
+  readonly channel: number;
+  /** The error's class in the Worker (`BrokenPipe`, `TimedOut`…). */
+  readonly errorName: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param channel The channel.
+   * @param count How many channels the migration has.
+   * @param name The error class in the Worker.
+   * @param message Its message.
+   */
+  constructor(channel: number, count: number, name: string, message: string) {
+    super(`Channel ${channel} of ${count} failed: ${message}`);
+    this.name = "ChannelFailure";
+    this.channel = channel;
+    this.errorName = name;
+  }
+}
+
+interface Channel {
+  worker: Worker;
+  bytes: number;
+  compression?: CompressionStats;
+  waiting: Map<
+    number,
+    { resolve: (r: ChannelReply & { ok: true }) => void; reject: (e: Error) => void }
+  >;
+}
+
+/**
+ * Writes a migration over a main stream and `count` parallel channels.
+ * Guest RAM must be mapped memory (a `GuestMemory`), which each Worker
+ * attaches to by address.
+ *
+ * @example Migrate over 4 channels
+ * ```ts ignore
+ * const sink = new ChannelSink(new StreamWriter(channel), channel, {
+ *   count: 4, to: "tcp:127.0.0.1:4444", memory: memory.describe(), timeoutMs: 10_000,
+ * });
+ * await migrate({ ram: sourceRam(memory), sink, ... });
+ * sink.close();
+ * ```
+ */
+export class ChannelSink implements MigrationSink, Disposable {
+  #main: StreamWriter;
+  #mainChannel: StreamChannel;
+  #options: ChannelSinkOptions;
+  #channels: Channel[] = [];
+  #layout: readonly RamRegionLayout[] = [];
+  #nextId = 1;
+  #failure: Error | undefined;
+
+  /**
+   * Creates the sink; nothing is written or started until `writeHeader()`.
+   *
+   * @param main The main stream's writer.
+   * @param mainChannel Its connection, where the destination's answers arrive.
+   * @param options The channels: count, destination, RAM, bounds.
+   * @throws {RangeError} If the count is not in 2 to 64.
+   */
+  constructor(main: StreamWriter, mainChannel: StreamChannel, options: ChannelSinkOptions) {
+    if (!Number.isInteger(options.count) || options.count < 2 || options.count > 64) {
+      throw new RangeError(`Cannot open ${options.count} parallel channels: expected 2 to 64`);
+    }
+    this.#main = main;
+    this.#mainChannel = mainChannel;
+    this.#options = options;
+  }
+
+  /** Bytes of the main stream and every channel so far. */
+  get bytesWritten(): number {
+    return this.#channels.reduce((n, c) => n + c.bytes, this.#main.bytesWritten);
+  }
+
+  /** What compression did on all channels, with `compress: "zstd"`. */
+  get compression(): CompressionStats | undefined {
+    const all = this.#channels.map((c) => c.compression).filter((c) => c !== undefined);
+    if (all.length === 0) return undefined;
+    const sum = { ...all[0] };
+    for (const c of all.slice(1)) {
+      for (const k of Object.keys(sum) as (keyof CompressionStats)[]) {
+        if (typeof sum[k] === "number") {
+          (sum as Record<string, unknown>)[k] = (sum[k] as number) + (c[k] as number);
+        }
+      }
+    }
+    return sum;
+  }
+
+  /**
+   * Writes the main header, reads the destination's channel nonce, and
+   * opens every channel (each Worker connects and sends its hello).
+   *
+   * @param layout The source's RAM regions.
+   * @param pageSize The page size.
+   * @returns Nothing, once every channel is open.
+   * @throws {Deno.errors.TimedOut} If the destination gives no nonce within the bound.
+   * @throws {ChannelFailure} If a channel cannot connect.
+   */
+  async writeHeader(layout: readonly RamRegionLayout[], pageSize: number): Promise<void> {
+    this.#layout = layout;
+    await this.#main.writeHeader(layout, pageSize);
+    await this.#main.flush();
+    const nonce = await this.#readNonce();
+    const o = this.#options;
+    for (let index = 0; index < o.count; index++) {
+      const worker = new Worker(new URL("./_channel_worker.ts", import.meta.url), {
+        type: "module",
+      });
+      const ch: Channel = { worker, bytes: 0, waiting: new Map() };
+      worker.onmessage = (e: MessageEvent<ChannelReply>) => {
+        const reply = e.data;
+        const w = ch.waiting.get(reply.id);
+        if (w === undefined) return;
+        ch.waiting.delete(reply.id);
+        if (reply.ok) {
+          ch.bytes = reply.bytes;
+          if (reply.compression !== undefined) ch.compression = reply.compression;
+          w.resolve(reply);
+        } else w.reject(new ChannelFailure(index, o.count, reply.name, reply.message));
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        const err = new ChannelFailure(index, o.count, "Error", e.message);
+        for (const w of ch.waiting.values()) w.reject(err);
+        ch.waiting.clear();
+      };
+      this.#channels.push(ch);
+    }
+    await this.#all((index) => ({
+      op: "start",
+      id: 0,
+      index,
+      count: o.count,
+      nonce,
+      to: o.to,
+      tls: o.tls,
+      timeoutMs: o.timeoutMs,
+      memory: o.memory,
+      pageSize,
+      snapshotRuns: o.snapshotRuns ?? false,
+      compress: o.compress,
+      bytesPerSecond: o.bytesPerSecond === undefined ? undefined : o.bytesPerSecond / o.count,
+    }));
+  }
+
+  /**
+   * Sends a page range: as {@linkcode writePageRuns}, region by region.
+   *
+   * @param ram The source's RAM (the Workers read the same memory).
+   * @param gpa The first page.
+   * @param pages How many pages.
+   * @returns What went as data and as zero pages.
+   */
+  async writePages(ram: RamAccess, gpa: GuestAddress, pages: number): Promise<WritePagesResult> {
+    const total = { pages: 0, zeroPages: 0, skippedPages: 0 };
+    let at = gpa as bigint;
+    let left = pages;
+    while (left > 0) {
+      const i = findRegion(this.#layout, at, 1n);
+      if (i < 0) {
+        throw new RangeError(`Cannot send pages: GPA 0x${at.toString(16)} is in no region`);
+      }
+      const r = this.#layout[i];
+      const n = Math.min(left, Number((r.gpa + r.size - at) / 4096n));
+      const got = await this.writePageRuns(ram, at as GuestAddress, [0, n]);
+      total.pages += got.pages;
+      total.zeroPages += got.zeroPages;
+      total.skippedPages += got.skippedPages;
+      at += BigInt(n) * 4096n;
+      left -= n;
+    }
+    return total;
+  }
+
+  /**
+   * Sends many page runs of one region: each channel gets a contiguous
+   * share of about equal pages, and all send at once.
+   *
+   * @param _ram The source's RAM (the Workers read the same memory).
+   * @param gpa GPA the runs count from.
+   * @param runs Pairs of first page after `gpa` and count.
+   * @returns What went as data and as zero pages, over all channels.
+   */
+  async writePageRuns(
+    _ram: RamAccess,
+    gpa: GuestAddress,
+    runs: readonly number[],
+  ): Promise<WritePagesResult> {
+    const pieces = splitRuns(runs, this.#channels.length);
+    const replies = await this.#all((i) =>
+      pieces[i].length === 0 ? undefined : { op: "runs", id: 0, gpa, runs: pieces[i] }
+    );
+    const total = { pages: 0, zeroPages: 0, skippedPages: 0 };
+    for (const r of replies) {
+      if (r?.result === undefined) continue;
+      total.pages += r.result.pages;
+      total.zeroPages += r.result.zeroPages;
+      total.skippedPages += r.result.skippedPages;
+    }
+    return total;
+  }
+
+  /**
+   * Writes a device's state on the main stream.
+   *
+   * @param id The device id.
+   * @param bytes The state.
+   * @returns Nothing.
+   */
+  writeDeviceState(id: string, bytes: Uint8Array): Promise<void> {
+    return this.#main.writeDeviceState(id, bytes);
+  }
+
+  /**
+   * Marks the end of an iteration on every channel and on the main stream,
+   * and waits until every channel has sent its marker.
+   *
+   * @param n The iteration number.
+   * @returns Nothing.
+   */
+  async writeIteration(n: number): Promise<void> {
+    await this.#all(() => ({ op: "iteration", id: 0, n }));
+    await this.#main.writeIteration(n);
+  }
+
+  /**
+   * Ends every channel (COMPLETE, flushed, closed), then writes COMPLETE on
+   * the main stream.
+   *
+   * @returns Nothing.
+   */
+  async writeComplete(): Promise<void> {
+    await this.#all(() => ({ op: "complete", id: 0 }));
+    await this.#main.writeComplete();
+  }
+
+  /**
+   * Writes END on the main stream.
+   *
+   * @param digest The source's RAM digest.
+   * @returns Nothing.
+   */
+  writeEnd(digest: Uint8Array): Promise<void> {
+    return this.#main.writeEnd(digest);
+  }
+
+  /** Stops every Worker (their connections close with them). Idempotent. */
+  close(): void {
+    for (const ch of this.#channels) {
+      ch.worker.terminate();
+      const err = new ChannelFailure(0, this.#channels.length, "Interrupted", "the sink closed");
+      for (const w of ch.waiting.values()) w.reject(err);
+      ch.waiting.clear();
+    }
+    this.#channels = [];
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // The destination's first answer on the main connection: the channel
+  // nonce (a failure answer instead, when it refused the header).
+  async #readNonce(): Promise<Uint8Array> {
+    const o = this.#options;
+    const main = this.#mainChannel;
+    const before = main.timeoutMs;
+    main.timeoutMs = o.timeoutMs;
+    try {
+      const bytes = new Uint8Array(CHANNEL_NONCE_ANSWER_BYTES);
+      let at = 0;
+      while (at < 4) {
+        const n = await main.read(bytes.subarray(at, 4));
+        if (n === null) {
+          throw new Deno.errors.UnexpectedEof("Destination closed before its channel nonce");
+        }
+        at += n;
+      }
+      if (!CHANNEL_NONCE_MAGIC.every((b, i) => bytes[i] === b)) {
+        // Not a nonce: the destination's failure answer, or a stray answer.
+        const ack = await readAck(prefixed(bytes.subarray(0, 4), main));
+        throw new RangeError(
+          ack.ok
+            ? `The destination answered the header without a channel nonce: does it receive with --channels ${o.count}?`
+            : `Destination refused the stream: ${peerText(ack.text)}`,
+        );
+      }
+      while (at < bytes.length) {
+        const n = await main.read(bytes.subarray(at));
+        if (n === null) {
+          throw new Deno.errors.UnexpectedEof("Destination closed in its channel nonce");
+        }
+        at += n;
+      }
+      return decodeChannelNonce(bytes);
+    } catch (e) {
+      if (e instanceof Deno.errors.TimedOut) {
+        throw new Deno.errors.TimedOut(
+          `The destination gave no channel nonce within ${o.timeoutMs / 1000} s: does it receive ` +
+            `with --channels ${o.count}?`,
+        );
+      }
+      throw e;
+    } finally {
+      main.timeoutMs = before;
+    }
+  }
+
+  // Sends each channel its request (none where `make` gives undefined) and
+  // waits for every answer; the first failure fails the call, and every
+  // later one (a failed channel stays failed).
+  async #all(
+    make: (index: number) => ChannelRequest | undefined,
+  ): Promise<((ChannelReply & { ok: true }) | undefined)[]> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const waits = this.#channels.map((ch, i) => {
+      const req = make(i);
+      if (req === undefined) return Promise.resolve(undefined);
+      const id = this.#nextId++;
+      return new Promise<ChannelReply & { ok: true }>((resolve, reject) => {
+        ch.waiting.set(id, { resolve, reject });
+        ch.worker.postMessage({ ...req, id });
+      });
+    });
+    try {
+      return await Promise.all(waits);
+    } catch (e) {
+      this.#failure = e as Error;
+      throw e;
+    }
+  }
+}
+
+// A source that gives `head` first, then reads from `rest`.
+function prefixed(head: Uint8Array, rest: StreamSource): StreamSource {
+  let left = head.slice();
+  return {
+    read(into: Uint8Array): Promise<number | null> {
+      if (left.length === 0) return rest.read(into);
+      const n = Math.min(into.length, left.length);
+      into.set(left.subarray(0, n));
+      left = left.subarray(n);
+      return Promise.resolve(n);
+    },
+  };
+}
