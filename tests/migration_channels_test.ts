@@ -5,7 +5,31 @@
 // mid-stream fails both sides; a connection with another nonce is refused.
 import assert from "node:assert/strict";
 import { runMigrationScenario } from "./scenario.ts";
-import { testSeed } from "./_random.ts";
+import { fillSeeded, testSeed } from "./_random.ts";
+import { type ChannelProxy, startChannelProxy } from "./channel_proxy.ts";
+import { makeTlsFixture } from "./_tls_fixture.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
+import type { DirtyBitmap } from "../memory/dirty_bitmap.ts";
+import { guestAddress } from "../sys/address.ts";
+import { migrateGuest, type MigrateGuestOptions } from "../migration/guest/source.ts";
+import {
+  DestinationFailure,
+  receiveGuest,
+  type ReceiveGuestOptions,
+} from "../migration/guest/destination.ts";
+import type { MigrationFailure } from "../migration/engine/types.ts";
+import type { DirtySource, SourceHarvest } from "../migration/engine/dirty_source.ts";
+import { openListener } from "../migration/transport/open.ts";
+import { formatEndpoint, parseEndpoint } from "../migration/transport/endpoint.ts";
+import type { TlsListenOptions } from "../migration/transport/tls.ts";
+import { loadTlsCredentials } from "../migration/transport/tls_credentials.ts";
+import { CHANNEL_HELLO_BYTES, encodeChannelHello } from "../migration/stream/channel_hello.ts";
+import {
+  decodeSectionHeader,
+  SECTION_HEADER_BYTES,
+  SectionType,
+} from "../migration/stream/format.ts";
+import { readAck } from "../migration/stream/ack.ts";
 
 const MiB = 1 << 20;
 
@@ -24,3 +48,235 @@ for (const channels of [2, 4]) {
     assert.ok((r.workloadPages ?? 0) > 0, "the workload wrote during pre-copy");
   });
 }
+
+// One migration between two GuestMemory objects in this process, over a
+// listener of the caller's (and, optionally, a proxy in front of it).
+interface Pair {
+  ram: number;
+  channels: number;
+  seed: number;
+  /** Makes the proxy the source dials instead of the listener. */
+  proxy?: (target: string) => ChannelProxy;
+  source?: Partial<MigrateGuestOptions>;
+  destination?: Partial<ReceiveGuestOptions>;
+  /** A `tls:` listener instead of a `tcp:` one. */
+  tls?: { listen: TlsListenOptions; connect: MigrateGuestOptions["tls"] };
+  /** Called with the source RAM (GPA 0 at index 0) before the migration. */
+  prepare?: (source: GuestMemory) => void;
+}
+
+interface PairResult {
+  source: { ok: true; digest: string } | { ok: false; error: MigrationFailure };
+  destination: { ok: true; digest: string } | { ok: false; error: DestinationFailure };
+  destinationMemory: GuestMemory;
+}
+
+async function migratePair(p: Pair): Promise<PairResult> {
+  await using stack = new AsyncDisposableStack();
+  const layout = [{ gpa: guestAddress(0n), size: BigInt(p.ram) }];
+  const source = stack.use(GuestMemory.create(layout, { backing: "memfd" }));
+  fillSeeded(source.view(guestAddress(0n), p.ram), p.seed);
+  p.prepare?.(source);
+  const destinationMemory = GuestMemory.create(layout, { prefault: true });
+  const listener = p.tls
+    ? await openListener("tls:127.0.0.1:0", { tls: p.tls.listen })
+    : await openListener("tcp:127.0.0.1:0");
+  stack.defer(() => listener.close());
+  let to = formatEndpoint(listener.endpoint);
+  if (p.proxy) {
+    const proxy = p.proxy(to);
+    stack.use(proxy);
+    to = proxy.endpoint;
+  }
+  const abort = new AbortController();
+  const received = receiveGuest({
+    memory: destinationMemory,
+    from: listener,
+    zeroed: true,
+    channels: p.channels,
+    signal: abort.signal,
+    ...p.destination,
+  }).then(
+    (g) => ({ ok: true as const, digest: g.digest }),
+    (e) => ({ ok: false as const, error: e as DestinationFailure }),
+  );
+  const sent = await migrateGuest({
+    memory: source,
+    to,
+    tls: p.tls?.connect,
+    channels: p.channels,
+    ...p.source,
+  }).then(
+    (r) => ({ ok: true as const, digest: r.sourceDigest! }),
+    (e) => ({ ok: false as const, error: e as MigrationFailure }),
+  );
+  // A source that failed before the destination heard of it leaves it waiting.
+  if (!sent.ok) abort.abort(new Deno.errors.Interrupted("the source failed"));
+  return { source: sent, destination: await received, destinationMemory };
+}
+
+// Only the pages a test names are dirty, and only at the harvest it names:
+// `at(harvest, ram)` returns the pages to report (and may write them first).
+function scriptedSource(at: (harvest: number) => number[]): DirtySource {
+  let harvest = 0;
+  return {
+    name: "scripted",
+    scope: "precise",
+    start() {},
+    stop() {},
+    coverInto() {},
+    harvestInto(bitmaps: DirtyBitmap[]): SourceHarvest {
+      const pages = at(harvest++);
+      for (const p of pages) bitmaps[0].setRange(p, 1);
+      return { source: "scripted", dirtyPages: pages.length, scope: "precise", coveredPages: 0 };
+    },
+  };
+}
+
+Deno.test("migrateGuest() over 2 channels keeps a page's later copy when its earlier one is delayed on another channel", async () => {
+  const seed = testSeed();
+  const ram = 1 << 20; // 256 pages: the bulk pass sends 0-127 on channel 0, 128-255 on channel 1
+  const P = 200;
+  let source: GuestMemory | undefined;
+  // The page goes with A in iteration 0 (on channel 1); the harvest after
+  // it writes B and reports it dirty, so B goes next, alone, on channel 0.
+  const dirty = scriptedSource((h) => {
+    if (h !== 1) return [];
+    source!.view(guestAddress(BigInt(P * 4096)), 4096).fill(0xbb);
+    return [P];
+  });
+  // Channel 1 (holding A) is held after its hello until channel 0 has sent
+  // its COMPLETE (B and all): without the barrier the destination would
+  // apply B first and then the stale A.
+  let channel0Done!: () => void;
+  const released = new Promise<void>((resolve) => channel0Done = resolve);
+  let tail = new Uint8Array(0);
+  const r = await migratePair({
+    ram,
+    channels: 2,
+    seed,
+    prepare: (m) => {
+      source = m;
+      m.view(guestAddress(BigInt(P * 4096)), 4096).fill(0xaa);
+    },
+    source: { guestSources: [dirty] },
+    proxy: (target) =>
+      startChannelProxy(target, {
+        hold: (s) => s === 1 ? { from: CHANNEL_HELLO_BYTES, until: released } : undefined,
+        onForward: (s, chunk) => {
+          if (s !== 0) return;
+          const t = new Uint8Array(tail.length + chunk.length);
+          t.set(tail);
+          t.set(chunk, tail.length);
+          tail = t.slice(-32);
+          if (endsWithComplete(tail)) channel0Done();
+        },
+      }),
+  });
+  assert.equal(r.source.ok, true, `seed ${seed}: ${!r.source.ok && r.source.error.message}`);
+  assert.equal(
+    r.destination.ok,
+    true,
+    `seed ${seed}: ${!r.destination.ok && r.destination.error.message}`,
+  );
+  const page = r.destinationMemory.view(guestAddress(BigInt(P * 4096)), 4096);
+  assert.ok(page.every((b) => b === 0xbb), `seed ${seed}: the destination holds B, not A`);
+  r.destinationMemory.close();
+});
+
+// Whether `tail` (the last 32 bytes of a channel) is a COMPLETE section.
+function endsWithComplete(tail: Uint8Array): boolean {
+  if (tail.length < SECTION_HEADER_BYTES + 4) return false;
+  const h = decodeSectionHeader(tail.subarray(0, SECTION_HEADER_BYTES));
+  return h !== undefined && h.type === SectionType.COMPLETE;
+}
+
+Deno.test("migrateGuest() over 2 channels fails on both sides when a channel is cut mid-stream", async () => {
+  const seed = testSeed();
+  const r = await migratePair({
+    ram: 16 * MiB,
+    channels: 2,
+    seed,
+    proxy: (target) => startChannelProxy(target, { cut: { stream: 1, after: 256 << 10 } }),
+  });
+  assert.equal(r.source.ok, false, `seed ${seed}: the source must fail`);
+  assert.equal(r.destination.ok, false, `seed ${seed}: the destination must fail`);
+  const src = !r.source.ok ? r.source.error : undefined;
+  const dst = !r.destination.ok ? r.destination.error : undefined;
+  assert.match(src!.message, /^Migration failed in pre-copy: Channel 1 of 2 failed: /);
+  assert.match(dst!.message, /^Cannot restore the image: .*Parallel channel 1 of 2: /);
+  assert.equal(dst!.imageTouched, true);
+  r.destinationMemory.close();
+});
+
+Deno.test("receiveGuest() refuses an extra connection with another nonce and the migration goes on", async () => {
+  const seed = testSeed();
+  let refused!: (reason: string) => void;
+  const refusal = new Promise<string>((resolve) => refused = resolve);
+  let answer: Promise<string> | undefined;
+  let target = "";
+  const r = await migratePair({
+    ram: 4 * MiB,
+    channels: 2,
+    seed,
+    // The real channels wait until the hostile one has been refused.
+    proxy: (t) => {
+      target = t;
+      return startChannelProxy(t, {
+        hold: (s) => s === "main" ? undefined : { from: 0, until: refusal.then(() => {}) },
+      });
+    },
+    destination: {
+      onAccepted: () => answer = hostileChannel(target),
+      onRejected: (_peer, reason) => refused(reason),
+    },
+  });
+  assert.equal(r.source.ok, true, `seed ${seed}: ${!r.source.ok && r.source.error.message}`);
+  assert.equal(r.destination.ok, true, `${!r.destination.ok && r.destination.error.message}`);
+  assert.equal(await refusal, "Channel hello carries another migration's nonce");
+  assert.match(await answer!, /^Refused: Channel hello carries another migration's nonce$/);
+  r.destinationMemory.close();
+});
+
+// Connects to the destination with a well-formed hello whose nonce is not
+// the migration's; resolves with the destination's answer.
+async function hostileChannel(target: string): Promise<string> {
+  const ep = parseEndpoint(target);
+  if (ep.transport !== "tcp") throw new TypeError(`Cannot dial ${target}`);
+  using conn = await Deno.connect({ hostname: ep.hostname, port: ep.port });
+  const hello = encodeChannelHello({
+    index: 1,
+    count: 2,
+    pageSize: 4096,
+    nonce: new Uint8Array(16).fill(0x42),
+  });
+  await conn.write(hello);
+  const source = { read: (b: Uint8Array) => conn.read(b) };
+  const ack = await readAck(source);
+  return ack.text;
+}
+
+Deno.test("migrateGuest() over 2 TLS channels ends with equal digests", async () => {
+  const seed = testSeed();
+  const fixture = await makeTlsFixture();
+  try {
+    const r = await migratePair({
+      ram: 16 * MiB,
+      channels: 2,
+      seed,
+      tls: {
+        listen: { credentials: loadTlsCredentials(fixture.good, "server") },
+        connect: {
+          credentials: loadTlsCredentials(fixture.good, "client"),
+          serverName: "localhost",
+        },
+      },
+    });
+    assert.equal(r.source.ok, true, `seed ${seed}: ${!r.source.ok && r.source.error.message}`);
+    assert.equal(r.destination.ok, true, `${!r.destination.ok && r.destination.error.message}`);
+    assert.equal(r.source.ok && r.source.digest, r.destination.ok && r.destination.digest);
+    r.destinationMemory.close();
+  } finally {
+    await fixture.remove();
+  }
+});
