@@ -19,13 +19,23 @@ import {
 } from "../migration/guest/destination.ts";
 import type { MigrationFailure } from "../migration/engine/types.ts";
 import type { DirtySource, SourceHarvest } from "../migration/engine/dirty_source.ts";
-import { openListener } from "../migration/transport/open.ts";
+
 import { formatEndpoint, parseEndpoint } from "../migration/transport/endpoint.ts";
 import type { TlsListenOptions } from "../migration/transport/tls.ts";
 import { loadTlsCredentials } from "../migration/transport/tls_credentials.ts";
-import { CHANNEL_HELLO_BYTES, encodeChannelHello } from "../migration/stream/channel_hello.ts";
+import {
+  CHANNEL_HELLO_BYTES,
+  CHANNEL_NONCE_ANSWER_BYTES,
+  decodeChannelNonce,
+  encodeChannelHello,
+} from "../migration/stream/channel_hello.ts";
+import { StreamWriter } from "../migration/stream/writer.ts";
+import type { StreamChannel } from "../migration/transport/channel.ts";
+import { connectEndpoint, openListener } from "../migration/transport/open.ts";
+import { crc32 } from "node:zlib";
 import {
   decodeSectionHeader,
+  encodeSectionHeader,
   SECTION_HEADER_BYTES,
   SectionType,
 } from "../migration/stream/format.ts";
@@ -89,6 +99,7 @@ async function migratePair(p: Pair): Promise<PairResult> {
     to = proxy.endpoint;
   }
   const abort = new AbortController();
+  let accepted = false;
   const received = receiveGuest({
     memory: destinationMemory,
     from: listener,
@@ -96,6 +107,10 @@ async function migratePair(p: Pair): Promise<PairResult> {
     channels: p.channels,
     signal: abort.signal,
     ...p.destination,
+    onAccepted: (peer, identity) => {
+      accepted = true;
+      p.destination?.onAccepted?.(peer, identity);
+    },
   }).then(
     (g) => ({ ok: true as const, digest: g.digest }),
     (e) => ({ ok: false as const, error: e as DestinationFailure }),
@@ -110,8 +125,10 @@ async function migratePair(p: Pair): Promise<PairResult> {
     (r) => ({ ok: true as const, digest: r.sourceDigest! }),
     (e) => ({ ok: false as const, error: e as MigrationFailure }),
   );
-  // A source that failed before the destination heard of it leaves it waiting.
-  if (!sent.ok) abort.abort(new Deno.errors.Interrupted("the source failed"));
+  // A source that failed before the destination took it as its source leaves
+  // it waiting; one that failed later has closed its connections, which the
+  // destination sees on its own.
+  if (!sent.ok && !accepted) abort.abort(new Deno.errors.Interrupted("the source failed"));
   return { source: sent, destination: await received, destinationMemory };
 }
 
@@ -203,7 +220,7 @@ Deno.test("migrateGuest() over 2 channels fails on both sides when a channel is 
   assert.equal(r.destination.ok, false, `seed ${seed}: the destination must fail`);
   const src = !r.source.ok ? r.source.error : undefined;
   const dst = !r.destination.ok ? r.destination.error : undefined;
-  assert.match(src!.message, /^Migration failed in pre-copy: Channel 1 of 2 failed: /);
+  assert.match(src!.message, /^Migration failed in pre-copy: Channel [01] of 2 failed: /);
   assert.match(dst!.message, /^Cannot restore the image: .*Parallel channel 1 of 2: /);
   assert.equal(dst!.imageTouched, true);
   r.destinationMemory.close();
@@ -279,4 +296,128 @@ Deno.test("migrateGuest() over 2 TLS channels ends with equal digests", async ()
   } finally {
     await fixture.remove();
   }
+});
+
+// A RAM-run section of one page at `gpa`; `badCrc` spoils its trailer.
+function ramSection(gpa: bigint, badCrc = false): Uint8Array {
+  const out = new Uint8Array(SECTION_HEADER_BYTES + 4096 + 4);
+  out.fill(0x5a, SECTION_HEADER_BYTES, SECTION_HEADER_BYTES + 4096);
+  const seed = encodeSectionHeader(out, 0, {
+    type: SectionType.RAM,
+    flags: 0,
+    arg: gpa,
+    length: 4096n,
+  });
+  const crc = crc32(out.subarray(SECTION_HEADER_BYTES, SECTION_HEADER_BYTES + 4096), seed);
+  new DataView(out.buffer).setUint32(SECTION_HEADER_BYTES + 4096, badCrc ? ~crc >>> 0 : crc, true);
+  return out;
+}
+
+const HOSTILE_CHANNELS: {
+  name: string;
+  send: (w: StreamWriter, c: StreamChannel) => Promise<void>;
+  reason: RegExp;
+}[] = [
+  {
+    name: "a RAM run outside the layout",
+    send: (_w, c) => c.write(ramSection(1n << 40n)),
+    reason:
+      /Parallel channel 1 of 2: RAM run GPA 0x10000000000 is outside the destination's layout/,
+  },
+  {
+    name: "a section checksum mismatch",
+    send: (_w, c) => c.write(ramSection(0x1000n, true)),
+    reason: /Parallel channel 1 of 2: RAM run section checksum mismatch/,
+  },
+  {
+    name: "device state",
+    send: async (w) => {
+      await w.writeDeviceState("vfio", new Uint8Array(8));
+      await w.flush();
+    },
+    reason:
+      /Parallel channel 1 of 2: Device state section on a parallel channel \(it carries RAM only\)/,
+  },
+  {
+    name: "a cut after the hello",
+    send: async (_w, c) => c.close(),
+    reason: /Parallel channel 1 of 2: Stream ended without an END section/,
+  },
+];
+
+for (const hostile of HOSTILE_CHANNELS) {
+  Deno.test(`receiveGuest() fails the migration on a channel that sends ${hostile.name}`, async () => {
+    const layout = [{ gpa: guestAddress(0n), size: 1n << 20n }];
+    using memory = GuestMemory.create(layout, { prefault: true });
+    await using stack = new AsyncDisposableStack();
+    const listener = await openListener("tcp:127.0.0.1:0");
+    stack.defer(() => listener.close());
+    const received = receiveGuest({ memory, from: listener, channels: 2, zeroed: true }).then(
+      () => undefined,
+      (e) => e as DestinationFailure,
+    );
+    // A source that knows the nonce (it holds the main connection), and
+    // then breaks the rules on channel 1.
+    const to = formatEndpoint(listener.endpoint);
+    const main = stack.use(await connectEndpoint(to, { timeoutMs: 10_000 }));
+    const w = new StreamWriter(main);
+    await w.writeHeader(layout, 4096);
+    await w.flush();
+    const answer = new Uint8Array(CHANNEL_NONCE_ANSWER_BYTES);
+    for (let at = 0; at < answer.length;) at += (await main.read(answer.subarray(at)))!;
+    const nonce = decodeChannelNonce(answer);
+    const writers: [StreamWriter, StreamChannel][] = [];
+    for (const index of [0, 1]) {
+      const c = stack.use(await connectEndpoint(to, { timeoutMs: 10_000 }));
+      const cw = new StreamWriter(c);
+      await cw.writeChannelHeader(
+        encodeChannelHello({ index, count: 2, pageSize: 4096, nonce }),
+        layout,
+        4096,
+      );
+      await cw.flush();
+      writers.push([cw, c]);
+    }
+    await hostile.send(...writers[1]);
+    const e = await received;
+    assert.ok(e instanceof DestinationFailure, "the destination fails");
+    assert.match(e.message, hostile.reason);
+    assert.equal(e.imageTouched, true);
+  });
+}
+
+Deno.test("migrateGuest() with 1 channel fails clearly against a destination receiving with 2", async () => {
+  const seed = testSeed();
+  const r = await migratePair({
+    ram: 4 * MiB,
+    channels: 2,
+    seed,
+    source: { channels: 1 },
+    destination: { headerTimeoutMs: 500 },
+  });
+  assert.equal(r.source.ok, false);
+  assert.match(
+    !r.source.ok ? r.source.error.message : "",
+    /receives over parallel channels, so migrate with the --channels it receives with/,
+  );
+  assert.equal(r.destination.ok, false, "the destination never reports success");
+  r.destinationMemory.close();
+});
+
+Deno.test("migrateGuest() with 2 channels fails clearly when the destination receives with 1", async () => {
+  const seed = testSeed();
+  const r = await migratePair({
+    ram: 4 * MiB,
+    channels: 2,
+    seed,
+    source: { peerTimeoutMs: 500 },
+    destination: { channels: 1 },
+  });
+  assert.equal(r.source.ok, false);
+  assert.match(
+    !r.source.ok ? r.source.error.message : "",
+    /gave no channel nonce within 0\.5 s: does it receive with --channels 2\?/,
+  );
+  assert.equal(r.destination.ok, false, "the destination never reports success");
+  r.destinationMemory.close();
 });

@@ -92,16 +92,16 @@ interface Channel {
  *
  * @example Migrate over 4 channels
  * ```ts ignore
- * const sink = new ChannelSink(new StreamWriter(channel), channel, {
+ * const sink = new ChannelSink({
  *   count: 4, to: "tcp:127.0.0.1:4444", memory: memory.describe(), timeoutMs: 10_000,
- * });
+ * }).attach(new StreamWriter(channel), channel);
  * await migrate({ ram: sourceRam(memory), sink, ... });
  * sink.close();
  * ```
  */
 export class ChannelSink implements MigrationSink, Disposable {
-  #main: StreamWriter;
-  #mainChannel: StreamChannel;
+  #main: StreamWriter | undefined;
+  #mainChannel: StreamChannel | undefined;
   #options: ChannelSinkOptions;
   #channels: Channel[] = [];
   #layout: readonly RamRegionLayout[] = [];
@@ -109,25 +109,65 @@ export class ChannelSink implements MigrationSink, Disposable {
   #failure: Error | undefined;
 
   /**
-   * Creates the sink; nothing is written or started until `writeHeader()`.
+   * Creates the sink and starts its Workers (they load while the caller
+   * sets up); nothing is connected or written until `writeHeader()`.
    *
-   * @param main The main stream's writer.
-   * @param mainChannel Its connection, where the destination's answers arrive.
    * @param options The channels: count, destination, RAM, bounds.
    * @throws {RangeError} If the count is not in 2 to 64.
    */
-  constructor(main: StreamWriter, mainChannel: StreamChannel, options: ChannelSinkOptions) {
+  constructor(options: ChannelSinkOptions) {
     if (!Number.isInteger(options.count) || options.count < 2 || options.count > 64) {
       throw new RangeError(`Cannot open ${options.count} parallel channels: expected 2 to 64`);
     }
+    this.#options = options;
+    const o = options;
+    for (let index = 0; index < o.count; index++) {
+      const worker = new Worker(new URL("./_channel_worker.ts", import.meta.url), {
+        type: "module",
+      });
+      const ch: Channel = { worker, bytes: 0, waiting: new Map() };
+      worker.onmessage = (e: MessageEvent<ChannelReply>) => {
+        const reply = e.data;
+        const w = ch.waiting.get(reply.id);
+        if (w === undefined) return;
+        ch.waiting.delete(reply.id);
+        if (reply.ok) {
+          ch.bytes = reply.bytes;
+          if (reply.compression !== undefined) ch.compression = reply.compression;
+          w.resolve(reply);
+        } else w.reject(new ChannelFailure(index, o.count, reply.name, reply.message));
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        const err = new ChannelFailure(index, o.count, "Error", e.message);
+        for (const w of ch.waiting.values()) w.reject(err);
+        ch.waiting.clear();
+      };
+      this.#channels.push(ch);
+    }
+  }
+
+  /**
+   * Sets the main stream, once connected.
+   *
+   * @param main The main stream's writer.
+   * @param mainChannel Its connection, where the destination's answers arrive.
+   * @returns This sink.
+   */
+  attach(main: StreamWriter, mainChannel: StreamChannel): this {
     this.#main = main;
     this.#mainChannel = mainChannel;
-    this.#options = options;
+    return this;
+  }
+
+  #mainWriter(): StreamWriter {
+    if (this.#main === undefined) throw new TypeError("Cannot write: no main stream is attached");
+    return this.#main;
   }
 
   /** Bytes of the main stream and every channel so far. */
   get bytesWritten(): number {
-    return this.#channels.reduce((n, c) => n + c.bytes, this.#main.bytesWritten);
+    return this.#channels.reduce((n, c) => n + c.bytes, this.#main?.bytesWritten ?? 0);
   }
 
   /** What compression did on all channels, with `compress: "zstd"`. */
@@ -157,34 +197,10 @@ export class ChannelSink implements MigrationSink, Disposable {
    */
   async writeHeader(layout: readonly RamRegionLayout[], pageSize: number): Promise<void> {
     this.#layout = layout;
-    await this.#main.writeHeader(layout, pageSize);
-    await this.#main.flush();
+    await this.#mainWriter().writeHeader(layout, pageSize);
+    await this.#mainWriter().flush();
     const nonce = await this.#readNonce();
     const o = this.#options;
-    for (let index = 0; index < o.count; index++) {
-      const worker = new Worker(new URL("./_channel_worker.ts", import.meta.url), {
-        type: "module",
-      });
-      const ch: Channel = { worker, bytes: 0, waiting: new Map() };
-      worker.onmessage = (e: MessageEvent<ChannelReply>) => {
-        const reply = e.data;
-        const w = ch.waiting.get(reply.id);
-        if (w === undefined) return;
-        ch.waiting.delete(reply.id);
-        if (reply.ok) {
-          ch.bytes = reply.bytes;
-          if (reply.compression !== undefined) ch.compression = reply.compression;
-          w.resolve(reply);
-        } else w.reject(new ChannelFailure(index, o.count, reply.name, reply.message));
-      };
-      worker.onerror = (e) => {
-        e.preventDefault();
-        const err = new ChannelFailure(index, o.count, "Error", e.message);
-        for (const w of ch.waiting.values()) w.reject(err);
-        ch.waiting.clear();
-      };
-      this.#channels.push(ch);
-    }
     await this.#all((index) => ({
       op: "start",
       id: 0,
@@ -267,7 +283,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    * @returns Nothing.
    */
   writeDeviceState(id: string, bytes: Uint8Array): Promise<void> {
-    return this.#main.writeDeviceState(id, bytes);
+    return this.#mainWriter().writeDeviceState(id, bytes);
   }
 
   /**
@@ -279,7 +295,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    */
   async writeIteration(n: number): Promise<void> {
     await this.#all(() => ({ op: "iteration", id: 0, n }));
-    await this.#main.writeIteration(n);
+    await this.#mainWriter().writeIteration(n);
   }
 
   /**
@@ -290,7 +306,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    */
   async writeComplete(): Promise<void> {
     await this.#all(() => ({ op: "complete", id: 0 }));
-    await this.#main.writeComplete();
+    await this.#mainWriter().writeComplete();
   }
 
   /**
@@ -300,7 +316,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    * @returns Nothing.
    */
   writeEnd(digest: Uint8Array): Promise<void> {
-    return this.#main.writeEnd(digest);
+    return this.#mainWriter().writeEnd(digest);
   }
 
   /** Stops every Worker (their connections close with them). Idempotent. */
@@ -323,7 +339,7 @@ export class ChannelSink implements MigrationSink, Disposable {
   // nonce (a failure answer instead, when it refused the header).
   async #readNonce(): Promise<Uint8Array> {
     const o = this.#options;
-    const main = this.#mainChannel;
+    const main = this.#mainChannel!;
     const before = main.timeoutMs;
     main.timeoutMs = o.timeoutMs;
     try {

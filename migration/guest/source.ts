@@ -188,7 +188,17 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   let channel: StreamChannel | undefined;
   const unavailable: UnavailableSource[] = [...(options.unavailableSources ?? [])];
   let writer: StreamWriter | undefined;
-  let channelSink: ChannelSink | undefined;
+  // The channels' Workers load while tracking starts and the main stream connects.
+  const channelSink = channels === 1 ? undefined : new ChannelSink({
+    count: channels,
+    to: options.to,
+    tls: options.tls,
+    memory: memory.describe(),
+    timeoutMs: peerTimeoutMs,
+    snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
+    compress: options.compress,
+    bytesPerSecond: options.maxBandwidth,
+  });
   try {
     if (options.vfio) {
       const { container, iovaBase, maxBitmapBytes } = options.vfio;
@@ -265,18 +275,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       // A running workload or device may write a page between its checksum and its send.
       const snapshotRuns = options.workload !== undefined || options.vfio !== undefined;
       writer = new StreamWriter(sink, { snapshotRuns, compress: options.compress });
-      if (channels === 1) return writer;
-      channelSink = new ChannelSink(writer, channel, {
-        count: channels,
-        to: options.to,
-        tls: options.tls,
-        memory: memory.describe(),
-        timeoutMs: peerTimeoutMs,
-        snapshotRuns,
-        compress: options.compress,
-        bytesPerSecond: options.maxBandwidth,
-      });
-      return channelSink;
+      return channelSink?.attach(writer, channel) ?? writer;
     };
     const verdictMs = peerTimeoutMs + Math.ceil(Number(memory.size) / 2 ** 30) * 250;
     const report = await migrate({
