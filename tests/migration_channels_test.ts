@@ -340,7 +340,7 @@ const HOSTILE_CHANNELS: {
   },
   {
     name: "a cut after the hello",
-    send: async (_w, c) => c.close(),
+    send: (_w, c) => Promise.resolve(c.close()),
     reason: /Parallel channel 1 of 2: Stream ended without an END section/,
   },
 ];
