@@ -59,6 +59,19 @@ for (const channels of [2, 4]) {
   });
 }
 
+Deno.test("migrateGuest() over 2 unix-socket channels ends with equal digests", async () => {
+  const seed = testSeed();
+  const r = await runMigrationScenario({
+    ram: 16 * MiB,
+    channels: 2,
+    transport: "unix",
+    workload: { pattern: "hotspot", pagesPerSecond: 5_000, seed },
+    limits: { downtimeLimitMs: 5_000 },
+  });
+  assert.equal(r.report.result, "completed", `seed ${seed}: ${r.report.error}`);
+  assert.equal(r.destination.digest, r.report.sourceDigest, `seed ${seed}`);
+});
+
 // One migration between two GuestMemory objects in this process, over a
 // listener of the caller's (and, optionally, a proxy in front of it).
 interface Pair {
