@@ -328,9 +328,19 @@ function ramSection(gpa: bigint, badCrc = false): Uint8Array {
 
 const HOSTILE_CHANNELS: {
   name: string;
-  send: (w: StreamWriter, c: StreamChannel) => Promise<void>;
+  /** The channel indexes the hellos claim (default 0 and 1). */
+  indexes?: number[];
+  send?: (w: StreamWriter, c: StreamChannel) => Promise<void>;
   reason: RegExp;
+  /** What the destination told of the peer it refused. */
+  rejected?: string;
 }[] = [
+  {
+    name: "a hello for a channel already taken, and no other",
+    indexes: [0, 0],
+    reason: /Not every one of 2 parallel channels joined within 0\.5 s/,
+    rejected: "Channel 0 has already joined",
+  },
   {
     name: "a RAM run outside the layout",
     send: (_w, c) => c.write(ramSection(1n << 40n)),
@@ -365,7 +375,15 @@ for (const hostile of HOSTILE_CHANNELS) {
     await using stack = new AsyncDisposableStack();
     const listener = await openListener("tcp:127.0.0.1:0");
     stack.defer(() => listener.close());
-    const received = receiveGuest({ memory, from: listener, channels: 2, zeroed: true }).then(
+    const rejected: string[] = [];
+    const received = receiveGuest({
+      memory,
+      from: listener,
+      channels: 2,
+      zeroed: true,
+      headerTimeoutMs: 500,
+      onRejected: (_peer, reason) => rejected.push(reason),
+    }).then(
       () => undefined,
       (e) => e as DestinationFailure,
     );
@@ -380,7 +398,7 @@ for (const hostile of HOSTILE_CHANNELS) {
     for (let at = 0; at < answer.length;) at += (await main.read(answer.subarray(at)))!;
     const nonce = decodeChannelNonce(answer);
     const writers: [StreamWriter, StreamChannel][] = [];
-    for (const index of [0, 1]) {
+    for (const index of hostile.indexes ?? [0, 1]) {
       const c = stack.use(await connectEndpoint(to, { timeoutMs: 10_000 }));
       const cw = new StreamWriter(c);
       await cw.writeChannelHeader(
@@ -391,11 +409,12 @@ for (const hostile of HOSTILE_CHANNELS) {
       await cw.flush();
       writers.push([cw, c]);
     }
-    await hostile.send(...writers[1]);
+    await hostile.send?.(...writers[1]);
     const e = await received;
     assert.ok(e instanceof DestinationFailure, "the destination fails");
     assert.match(e.message, hostile.reason);
     assert.equal(e.imageTouched, true);
+    assert.deepEqual(rejected, hostile.rejected === undefined ? [] : [hostile.rejected]);
   });
 }
 
@@ -413,6 +432,7 @@ Deno.test("migrateGuest() with 1 channel fails clearly against a destination rec
     !r.source.ok ? r.source.error.message : "",
     /receives over parallel channels, so migrate with the --channels it receives with/,
   );
+  // Its own message depends on when the source's close reaches it.
   assert.equal(r.destination.ok, false, "the destination never reports success");
   r.destinationMemory.close();
 });
@@ -433,4 +453,46 @@ Deno.test("migrateGuest() with 2 channels fails clearly when the destination rec
   );
   assert.equal(r.destination.ok, false, "the destination never reports success");
   r.destinationMemory.close();
+});
+
+Deno.test("receiveGuest() lets the channels in past a flood of silent connections", async () => {
+  const seed = testSeed();
+  const silent: Promise<Deno.Conn>[] = [];
+  let displaced = 0;
+  let flooded!: () => void;
+  const full = new Promise<void>((resolve) => flooded = resolve);
+  let target = "";
+  try {
+    const r = await migratePair({
+      ram: 4 * MiB,
+      channels: 2,
+      seed,
+      // The channels connect once 10 silent peers have made the destination
+      // displace two of its 8 waiting ones.
+      proxy: (t) => {
+        target = t;
+        return startChannelProxy(t, {
+          hold: (s) => s === "main" ? undefined : { from: 0, until: full },
+        });
+      },
+      destination: {
+        onAccepted: () => {
+          const ep = parseEndpoint(target);
+          if (ep.transport !== "tcp") return;
+          for (let i = 0; i < 10; i++) {
+            silent.push(Deno.connect({ hostname: ep.hostname, port: ep.port }));
+          }
+        },
+        onRejected: (_peer, reason) => {
+          if (/Dropped for a newer peer/.test(reason) && ++displaced === 2) flooded();
+        },
+      },
+    });
+    assert.equal(r.source.ok, true, `seed ${seed}: ${!r.source.ok && r.source.error.message}`);
+    assert.equal(r.destination.ok, true, `${!r.destination.ok && r.destination.error.message}`);
+    assert.ok(displaced >= 2);
+    r.destinationMemory.close();
+  } finally {
+    for (const c of await Promise.all(silent)) c.close();
+  }
 });

@@ -12,7 +12,7 @@
 
 import { type ChannelRole, SectionLoader } from "../stream/_section_loader.ts";
 import { StreamBuffer } from "../stream/_stream_buffer.ts";
-import { WrittenPages } from "../stream/_written_pages.ts";
+import type { WrittenPages } from "../stream/_written_pages.ts";
 import {
   CHANNEL_HELLO_BYTES,
   CHANNEL_NONCE_BYTES,
@@ -32,8 +32,11 @@ export interface ChannelReceiverOptions {
   count: number;
   /** The stream's page size. */
   pageSize: number;
-  /** The RAM started zeroed (shared written-pages map across channels). */
-  zeroed?: boolean;
+  /**
+   * The RAM started zeroed: the written-pages map all streams of the
+   * migration share (the main stream's too).
+   */
+  written?: WrittenPages;
   /** How long a joined channel may send nothing, ms. */
   idleTimeoutMs: number;
   /** How long all channels have to join, and each connected peer its hello, ms. */
@@ -87,7 +90,7 @@ export class ChannelReceiver {
     this.#options = options;
     this.#barrier = new IterationBarrier(options.count);
     this.#taken = new Array(options.count).fill(false);
-    if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
+    this.#written = options.written;
   }
 
   /**
@@ -126,11 +129,19 @@ export class ChannelReceiver {
       count: o.count,
       first,
     };
+    // The accept already in flight has no signal of its own: closing the
+    // listener stops it.
+    const stopListening = () => listener.close();
+    policy.signal!.addEventListener("abort", stopListening, { once: true });
     let joined;
     try {
       joined = await acceptPeers(listener, (channel) => this.#hello(channel), policy);
+    } catch (e) {
+      const stopped = signals.find((s) => s.aborted);
+      throw stopped === undefined ? e : stopped.reason;
     } finally {
       clearTimeout(timer);
+      policy.signal!.removeEventListener("abort", stopListening);
     }
     this.#channels = joined.peers.map((p) => p.channel);
     try {
@@ -190,7 +201,7 @@ export class ChannelReceiver {
     const loader = new SectionLoader(
       buf,
       this.#ram,
-      { digest: () => new Uint8Array(0), pageSize: o.pageSize, zeroed: o.zeroed },
+      { digest: () => new Uint8Array(0), pageSize: o.pageSize, zeroed: o.written !== undefined },
       role,
     );
     try {

@@ -79,6 +79,7 @@ interface Channel {
   worker: Worker;
   bytes: number;
   compression?: CompressionStats;
+  error?: ChannelFailure;
   waiting: Map<
     number,
     { resolve: (r: ChannelReply & { ok: true }) => void; reject: (e: Error) => void }
@@ -137,10 +138,12 @@ export class ChannelSink implements MigrationSink, Disposable {
           w.resolve(reply);
         } else w.reject(new ChannelFailure(index, o.count, reply.name, reply.message));
       };
+      // A Worker that dies (it cannot load, say) fails what waits on it and
+      // everything asked of it later.
       worker.onerror = (e) => {
         e.preventDefault();
-        const err = new ChannelFailure(index, o.count, "Error", e.message);
-        for (const w of ch.waiting.values()) w.reject(err);
+        ch.error = new ChannelFailure(index, o.count, "Error", e.message);
+        for (const w of ch.waiting.values()) w.reject(ch.error);
         ch.waiting.clear();
       };
       this.#channels.push(ch);
@@ -393,6 +396,7 @@ export class ChannelSink implements MigrationSink, Disposable {
       const req = make(i);
       if (req === undefined) return Promise.resolve(undefined);
       const id = this.#nextId++;
+      if (ch.error !== undefined) return Promise.reject(ch.error);
       return new Promise<ChannelReply & { ok: true }>((resolve, reject) => {
         ch.waiting.set(id, { resolve, reject });
         ch.worker.postMessage({ ...req, id });

@@ -14,7 +14,8 @@ import { destinationRam, ramDigest } from "./guest_ram.ts";
 import { openListener } from "../transport/open.ts";
 import type { TlsListenOptions } from "../transport/tls.ts";
 import { peerText } from "../stream/peer_text.ts";
-import { openStream, type ReceiveSummary } from "../stream/reader.ts";
+import { openStreamSharing, type ReceiveSummary } from "../stream/reader.ts";
+import { WrittenPages } from "../stream/_written_pages.ts";
 import type { StreamChannel, StreamListener } from "../transport/channel.ts";
 import { checkChannelCount, encodeChannelNonce } from "../stream/channel_hello.ts";
 import { ChannelReceiver } from "../channels/channel_receiver.ts";
@@ -158,13 +159,16 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
   const headerTimeoutMs = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
   // With parallel channels, COMPLETE on the main stream waits for them all.
   let channelsDone: Promise<ReceiveSummary[]> | undefined;
+  // Every stream of the migration fills the same RAM: one written-pages map.
+  const written = channels > 1 && options.zeroed ? new WrittenPages(ram.layout, 4096) : undefined;
   let digest = "";
   let accepted;
   try {
     accepted = await acceptSource(
       listener,
       (channel) =>
-        openStream(channel, ram, {
+        openStreamSharing(channel, ram, {
+          written,
           // Computed once, after the last byte: the reader compares it with END's.
           digest: () => {
             const d = ramDigest(memory);
@@ -175,10 +179,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           // The image is in: the source's downtime ends with this answer.
           onComplete: live
             ? async () => {
-              if (channelsDone !== undefined) {
-                await channelsDone;
-                channel.timeoutMs = idleTimeoutMs;
-              }
+              if (channelsDone !== undefined) await channelsDone;
               await writeAck(channel, { ok: true, text: "", image: true });
             }
             : undefined,
@@ -223,7 +224,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
       receiver = new ChannelReceiver(ram, {
         count: channels,
         pageSize: 4096,
-        zeroed: options.zeroed,
+        written,
         idleTimeoutMs,
         helloTimeoutMs: headerTimeoutMs,
         maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
@@ -236,12 +237,21 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
         },
         signal: options.signal,
       });
-      summary = await withChannels(channel, incoming, receiver, listener, accepted.next!, (p) => {
-        channelsDone = p;
-        // The main stream idles while the channels carry the pages: their
-        // own idle bounds hold until they end.
-        channel.timeoutMs = 0;
-      });
+      const next = accepted.next!;
+      summary = await withChannels(
+        channel,
+        incoming,
+        receiver,
+        listener,
+        next,
+        idleTimeoutMs,
+        (p) => {
+          channelsDone = p;
+          // The main stream idles while the channels carry the pages: their
+          // own idle bounds hold until they end.
+          channel.timeoutMs = 0;
+        },
+      );
     } else summary = await incoming.receive();
     // Devices are restored once the RAM is verified, before the source hears "ready".
     for (const [id, chunks] of summary.deviceStates) {
@@ -285,6 +295,7 @@ async function withChannels(
   receiver: ChannelReceiver,
   listener: StreamListener,
   next: Promise<StreamChannel>,
+  idleTimeoutMs: number,
   started: (done: Promise<ReceiveSummary[]>) => void,
 ): Promise<ReceiveSummary> {
   try {
@@ -300,7 +311,7 @@ async function withChannels(
     main.abort(e);
     throw e;
   });
-  done.catch(() => {});
+  done.then(() => main.timeoutMs = idleTimeoutMs, () => {});
   started(done);
   let summary;
   try {

@@ -91,7 +91,7 @@ export class SectionLoader {
   constructor(
     buf: StreamBuffer,
     ram: RamAccess,
-    options: ReceiveOptions & { pageSize: number },
+    options: ReceiveOptions & { pageSize: number; written?: WrittenPages },
     channel?: ChannelRole,
   ) {
     this.#buf = buf;
@@ -105,10 +105,11 @@ export class SectionLoader {
       chunksPerDevice: options.maxDeviceStateChunksPerDevice ??
         DEFAULT_DEVICE_STATE_CHUNKS_PER_DEVICE,
     };
+    // A migration over parallel channels shares one map among its streams.
     this.#written = channel !== undefined
       ? channel.written
       : options.zeroed
-      ? new WrittenPages(ram.layout, options.pageSize)
+      ? options.written ?? new WrittenPages(ram.layout, options.pageSize)
       : undefined;
   }
 
