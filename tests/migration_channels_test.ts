@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { runMigrationScenario } from "./scenario.ts";
 import { fillSeeded, testSeed } from "./_random.ts";
-import { type ChannelProxy, startChannelProxy } from "./channel_proxy.ts";
+import { type ChannelProxy, startChannelProxy } from "./_channel_proxy.ts";
 import { makeTlsFixture } from "./_tls_fixture.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DirtyBitmap } from "../memory/dirty_bitmap.ts";
