@@ -59,6 +59,22 @@ for (const channels of [2, 4]) {
   });
 }
 
+Deno.test("migrateGuest() over 2 channels with zstd sums every channel's compression", async () => {
+  const r = await runMigrationScenario({
+    ram: 16 * MiB,
+    channels: 2,
+    compress: "zstd",
+    // Compressible: each 4 KiB page repeats one seeded byte.
+    fill: (v) => {
+      for (let p = 0; p < v.length / 4096; p++) v.fill((p * 37) & 0xff, p * 4096, p * 4096 + 4096);
+    },
+  });
+  assert.equal(r.report.result, "completed", r.report.error);
+  assert.equal(r.destination.digest, r.report.sourceDigest);
+  const c = r.report.compression!;
+  assert.ok(c.compressedRuns > 0 && c.wireBytes < c.rawBytes, JSON.stringify(c));
+});
+
 Deno.test("migrateGuest() over 2 unix-socket channels ends with equal digests", async () => {
   const seed = testSeed();
   const r = await runMigrationScenario({
