@@ -14,14 +14,6 @@
 
 import type { GuestMemoryDescriptor } from "../../memory/guest_memory.ts";
 import type { GuestAddress } from "../../sys/address.ts";
-import { readAck } from "../stream/ack.ts";
-import {
-  CHANNEL_NONCE_ANSWER_BYTES,
-  CHANNEL_NONCE_MAGIC,
-  decodeChannelNonce,
-} from "../stream/channel_hello.ts";
-import { peerText } from "../stream/peer_text.ts";
-import type { StreamSource } from "../transport/channel.ts";
 import type { CompressionStats, StreamCompression } from "../stream/compression.ts";
 import { findRegion } from "../stream/format.ts";
 import type { RamAccess, RamRegionLayout } from "../stream/ram.ts";
@@ -29,7 +21,10 @@ import type { StreamWriter, WritePagesResult } from "../stream/writer.ts";
 import type { StreamChannel } from "../transport/channel.ts";
 import type { TlsCredentials } from "../transport/tls_credentials.ts";
 import type { MigrationSink } from "../engine/types.ts";
-import type { ChannelReply, ChannelRequest } from "./_channel_worker.ts";
+import { ChannelFailure, ChannelPool } from "./_channel_pool.ts";
+import { readChannelNonce } from "./_nonce_answer.ts";
+
+export { ChannelFailure };
 import { splitRuns } from "./_partition.ts";
 
 /** Options of {@linkcode ChannelSink}. */
@@ -52,40 +47,6 @@ export interface ChannelSinkOptions {
   bytesPerSecond?: number;
 }
 
-/** A parallel channel failed: names the channel; the Worker's error is the message's tail. */
-export class ChannelFailure extends Error {
-  /** The channel, 0 to count - 1. */
-  readonly channel: number;
-  /** The error's class in the Worker (`BrokenPipe`, `TimedOut`…). */
-  readonly errorName: string;
-
-  /**
-   * Creates the error.
-   *
-   * @param channel The channel.
-   * @param count How many channels the migration has.
-   * @param name The error class in the Worker.
-   * @param message Its message.
-   */
-  constructor(channel: number, count: number, name: string, message: string) {
-    super(`Channel ${channel} of ${count} failed: ${message}`);
-    this.name = "ChannelFailure";
-    this.channel = channel;
-    this.errorName = name;
-  }
-}
-
-interface Channel {
-  worker: Worker;
-  bytes: number;
-  compression?: CompressionStats;
-  error?: ChannelFailure;
-  waiting: Map<
-    number,
-    { resolve: (r: ChannelReply & { ok: true }) => void; reject: (e: Error) => void }
-  >;
-}
-
 /**
  * Writes a migration over a main stream and `count` parallel channels.
  * Guest RAM must be mapped memory (a `GuestMemory`), which each Worker
@@ -104,10 +65,8 @@ export class ChannelSink implements MigrationSink, Disposable {
   #main: StreamWriter | undefined;
   #mainChannel: StreamChannel | undefined;
   #options: ChannelSinkOptions;
-  #channels: Channel[] = [];
+  #pool: ChannelPool;
   #layout: readonly RamRegionLayout[] = [];
-  #nextId = 1;
-  #failure: Error | undefined;
 
   /**
    * Creates the sink and starts its Workers (they load while the caller
@@ -121,33 +80,7 @@ export class ChannelSink implements MigrationSink, Disposable {
       throw new RangeError(`Cannot open ${options.count} parallel channels: expected 2 to 64`);
     }
     this.#options = options;
-    const o = options;
-    for (let index = 0; index < o.count; index++) {
-      const worker = new Worker(new URL("./_channel_worker.ts", import.meta.url), {
-        type: "module",
-      });
-      const ch: Channel = { worker, bytes: 0, waiting: new Map() };
-      worker.onmessage = (e: MessageEvent<ChannelReply>) => {
-        const reply = e.data;
-        const w = ch.waiting.get(reply.id);
-        if (w === undefined) return;
-        ch.waiting.delete(reply.id);
-        if (reply.ok) {
-          ch.bytes = reply.bytes;
-          if (reply.compression !== undefined) ch.compression = reply.compression;
-          w.resolve(reply);
-        } else w.reject(new ChannelFailure(index, o.count, reply.name, reply.message));
-      };
-      // A Worker that dies (it cannot load, say) fails what waits on it and
-      // everything asked of it later.
-      worker.onerror = (e) => {
-        e.preventDefault();
-        ch.error = new ChannelFailure(index, o.count, "Error", e.message);
-        for (const w of ch.waiting.values()) w.reject(ch.error);
-        ch.waiting.clear();
-      };
-      this.#channels.push(ch);
-    }
+    this.#pool = new ChannelPool(options.count);
   }
 
   /**
@@ -170,22 +103,12 @@ export class ChannelSink implements MigrationSink, Disposable {
 
   /** Bytes of the main stream and every channel so far. */
   get bytesWritten(): number {
-    return this.#channels.reduce((n, c) => n + c.bytes, this.#main?.bytesWritten ?? 0);
+    return this.#pool.bytes + (this.#main?.bytesWritten ?? 0);
   }
 
   /** What compression did on all channels, with `compress: "zstd"`. */
   get compression(): CompressionStats | undefined {
-    const all = this.#channels.map((c) => c.compression).filter((c) => c !== undefined);
-    if (all.length === 0) return undefined;
-    const sum = { ...all[0] };
-    for (const c of all.slice(1)) {
-      for (const k of Object.keys(sum) as (keyof CompressionStats)[]) {
-        if (typeof sum[k] === "number") {
-          (sum as Record<string, unknown>)[k] = (sum[k] as number) + (c[k] as number);
-        }
-      }
-    }
-    return sum;
+    return this.#pool.compression;
   }
 
   /**
@@ -202,9 +125,9 @@ export class ChannelSink implements MigrationSink, Disposable {
     this.#layout = layout;
     await this.#mainWriter().writeHeader(layout, pageSize);
     await this.#mainWriter().flush();
-    const nonce = await this.#readNonce();
+    const nonce = await readChannelNonce(this.#mainChannel!, this.#options);
     const o = this.#options;
-    await this.#all((index) => ({
+    await this.#pool.all((index) => ({
       op: "start",
       id: 0,
       index,
@@ -264,8 +187,8 @@ export class ChannelSink implements MigrationSink, Disposable {
     gpa: GuestAddress,
     runs: readonly number[],
   ): Promise<WritePagesResult> {
-    const pieces = splitRuns(runs, this.#channels.length);
-    const replies = await this.#all((i) =>
+    const pieces = splitRuns(runs, this.#pool.count);
+    const replies = await this.#pool.all((i) =>
       pieces[i].length === 0 ? undefined : { op: "runs", id: 0, gpa, runs: pieces[i] }
     );
     const total = { pages: 0, zeroPages: 0, skippedPages: 0 };
@@ -297,7 +220,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    * @returns Nothing.
    */
   async writeIteration(n: number): Promise<void> {
-    await this.#all(() => ({ op: "iteration", id: 0, n }));
+    await this.#pool.all(() => ({ op: "iteration", id: 0, n }));
     await this.#mainWriter().writeIteration(n);
   }
 
@@ -308,7 +231,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    * @returns Nothing.
    */
   async writeComplete(): Promise<void> {
-    await this.#all(() => ({ op: "complete", id: 0 }));
+    await this.#pool.all(() => ({ op: "complete", id: 0 }));
     await this.#mainWriter().writeComplete();
   }
 
@@ -324,103 +247,11 @@ export class ChannelSink implements MigrationSink, Disposable {
 
   /** Stops every Worker (their connections close with them). Idempotent. */
   close(): void {
-    for (const ch of this.#channels) {
-      ch.worker.terminate();
-      const err = new ChannelFailure(0, this.#channels.length, "Interrupted", "the sink closed");
-      for (const w of ch.waiting.values()) w.reject(err);
-      ch.waiting.clear();
-    }
-    this.#channels = [];
+    this.#pool.close();
   }
 
   /** Same as {@linkcode close}. */
   [Symbol.dispose](): void {
     this.close();
   }
-
-  // The destination's first answer on the main connection: the channel
-  // nonce (a failure answer instead, when it refused the header).
-  async #readNonce(): Promise<Uint8Array> {
-    const o = this.#options;
-    const main = this.#mainChannel!;
-    const before = main.timeoutMs;
-    main.timeoutMs = o.timeoutMs;
-    try {
-      const bytes = new Uint8Array(CHANNEL_NONCE_ANSWER_BYTES);
-      let at = 0;
-      while (at < 4) {
-        const n = await main.read(bytes.subarray(at, 4));
-        if (n === null) {
-          throw new Deno.errors.UnexpectedEof("Destination closed before its channel nonce");
-        }
-        at += n;
-      }
-      if (!CHANNEL_NONCE_MAGIC.every((b, i) => bytes[i] === b)) {
-        // Not a nonce: the destination's failure answer, or a stray answer.
-        const ack = await readAck(prefixed(bytes.subarray(0, 4), main));
-        throw new RangeError(
-          ack.ok
-            ? `The destination answered the header without a channel nonce: does it receive with --channels ${o.count}?`
-            : `Destination refused the stream: ${peerText(ack.text)}`,
-        );
-      }
-      while (at < bytes.length) {
-        const n = await main.read(bytes.subarray(at));
-        if (n === null) {
-          throw new Deno.errors.UnexpectedEof("Destination closed in its channel nonce");
-        }
-        at += n;
-      }
-      return decodeChannelNonce(bytes);
-    } catch (e) {
-      if (e instanceof Deno.errors.TimedOut) {
-        throw new Deno.errors.TimedOut(
-          `The destination gave no channel nonce within ${o.timeoutMs / 1000} s: does it receive ` +
-            `with --channels ${o.count}?`,
-        );
-      }
-      throw e;
-    } finally {
-      main.timeoutMs = before;
-    }
-  }
-
-  // Sends each channel its request (none where `make` gives undefined) and
-  // waits for every answer; the first failure fails the call, and every
-  // later one (a failed channel stays failed).
-  async #all(
-    make: (index: number) => ChannelRequest | undefined,
-  ): Promise<((ChannelReply & { ok: true }) | undefined)[]> {
-    if (this.#failure !== undefined) throw this.#failure;
-    const waits = this.#channels.map((ch, i) => {
-      const req = make(i);
-      if (req === undefined) return Promise.resolve(undefined);
-      const id = this.#nextId++;
-      if (ch.error !== undefined) return Promise.reject(ch.error);
-      return new Promise<ChannelReply & { ok: true }>((resolve, reject) => {
-        ch.waiting.set(id, { resolve, reject });
-        ch.worker.postMessage({ ...req, id });
-      });
-    });
-    try {
-      return await Promise.all(waits);
-    } catch (e) {
-      this.#failure = e as Error;
-      throw e;
-    }
-  }
-}
-
-// A source that gives `head` first, then reads from `rest`.
-function prefixed(head: Uint8Array, rest: StreamSource): StreamSource {
-  let left = head.slice();
-  return {
-    read(into: Uint8Array): Promise<number | null> {
-      if (left.length === 0) return rest.read(into);
-      const n = Math.min(into.length, left.length);
-      into.set(left.subarray(0, n));
-      left = left.subarray(n);
-      return Promise.resolve(n);
-    },
-  };
 }

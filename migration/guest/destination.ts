@@ -16,8 +16,9 @@ import type { TlsListenOptions } from "../transport/tls.ts";
 import { peerText } from "../stream/peer_text.ts";
 import { openStreamSharing, type ReceiveSummary } from "../stream/reader.ts";
 import { WrittenPages } from "../stream/_written_pages.ts";
-import type { StreamChannel, StreamListener } from "../transport/channel.ts";
-import { checkChannelCount, encodeChannelNonce } from "../stream/channel_hello.ts";
+import type { StreamListener } from "../transport/channel.ts";
+import { checkChannelCount } from "../stream/channel_hello.ts";
+import { receiveWithChannels } from "../channels/_with_channels.ts";
 import { ChannelReceiver } from "../channels/channel_receiver.ts";
 
 /** What a destination received and verified. */
@@ -237,21 +238,19 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
         },
         signal: options.signal,
       });
-      const next = accepted.next!;
-      summary = await withChannels(
-        channel,
+      summary = await receiveWithChannels(receiver, {
+        main: channel,
         incoming,
-        receiver,
         listener,
-        next,
+        next: accepted.next!,
         idleTimeoutMs,
-        (p) => {
+        started: (p) => {
           channelsDone = p;
           // The main stream idles while the channels carry the pages: their
           // own idle bounds hold until they end.
           channel.timeoutMs = 0;
         },
-      );
+      });
     } else summary = await incoming.receive();
     // Devices are restored once the RAM is verified, before the source hears "ready".
     for (const [id, chunks] of summary.deviceStates) {
@@ -284,52 +283,4 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     receiver?.abort(new Deno.errors.Interrupted("The migration ended"));
     channel.close();
   }
-}
-
-// Runs the main stream and the parallel channels together: the nonce goes
-// to the source, the channels join and load while the main stream runs, and
-// the first failure on either side stops the other and is the one thrown.
-async function withChannels(
-  main: StreamChannel,
-  incoming: { receive(): Promise<ReceiveSummary> },
-  receiver: ChannelReceiver,
-  listener: StreamListener,
-  next: Promise<StreamChannel>,
-  idleTimeoutMs: number,
-  started: (done: Promise<ReceiveSummary[]>) => void,
-): Promise<ReceiveSummary> {
-  try {
-    await main.write(encodeChannelNonce(receiver.nonce));
-  } catch (e) {
-    listener.close();
-    await next.then((c) => c.close(), () => {});
-    throw e;
-  }
-  let first: unknown;
-  const done = receiver.run(listener, next).catch((e) => {
-    first ??= e;
-    main.abort(e);
-    throw e;
-  });
-  done.then(() => main.timeoutMs = idleTimeoutMs, () => {});
-  started(done);
-  let summary;
-  try {
-    summary = await incoming.receive();
-  } catch (e) {
-    first ??= e;
-    receiver.abort(e);
-    await done.catch(() => {});
-    throw first;
-  }
-  for (const s of await done) {
-    summary.pages += s.pages;
-    summary.zeroPages += s.zeroPages;
-    summary.bytes += s.bytes;
-    summary.sections.ram += s.sections.ram;
-    summary.sections.zero += s.sections.zero;
-    summary.sections.sparse += s.sections.sparse;
-    summary.sections.compressed += s.sections.compressed;
-  }
-  return summary;
 }
