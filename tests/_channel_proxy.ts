@@ -22,6 +22,8 @@ export interface ChannelProxyOptions {
   hold?: (stream: ProxiedStream) => { from: number; until: Promise<void> } | undefined;
   /** Called with each chunk forwarded from the source, and the stream's bytes so far. */
   onForward?: (stream: ProxiedStream, chunk: Uint8Array, total: number) => void;
+  /** Called with each chunk the destination answers on a stream (once the stream is known). */
+  onAnswer?: (stream: ProxiedStream, chunk: Uint8Array) => void;
   /** Cuts both sides of a stream once this many of its bytes were forwarded. */
   cut?: { stream: ProxiedStream; after: number };
 }
@@ -71,11 +73,16 @@ export function startChannelProxy(target: string, options: ChannelProxyOptions):
       conns.add(to);
       const dest = to;
       // The destination's answers flow back untouched.
+      let known: ((chunk: Uint8Array) => void) | undefined;
+      const early: Uint8Array[] = [];
       const back = (async () => {
         const buf = new Uint8Array(1 << 16);
         try {
           for (let n; (n = await dest.read(buf)) !== null;) {
-            await writeAll(from, buf.subarray(0, n));
+            const chunk = buf.slice(0, n);
+            if (known) known(chunk);
+            else early.push(chunk);
+            await writeAll(from, chunk);
           }
         } catch {
           // Closed.
@@ -97,14 +104,18 @@ export function startChannelProxy(target: string, options: ChannelProxyOptions):
         }
         stream = new DataView(head.buffer).getUint32(12, true);
       }
+      const seen = stream;
+      known = (chunk) => options.onAnswer?.(seen, chunk);
+      for (const chunk of early.splice(0)) known(chunk);
       const hold = options.hold?.(stream);
       const cut = options.cut?.stream === stream ? options.cut.after : Infinity;
       let total = 0;
       const forward = async (chunk: Uint8Array) => {
         let piece = chunk;
         if (hold !== undefined && total < hold.from && total + piece.length > hold.from) {
-          await forward(piece.subarray(0, hold.from - total));
-          piece = piece.subarray(hold.from - total);
+          const k = hold.from - total;
+          await forward(piece.subarray(0, k));
+          piece = piece.subarray(k);
         }
         if (hold !== undefined && total >= hold.from) await hold.until;
         if (total + piece.length >= cut) {

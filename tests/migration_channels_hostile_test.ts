@@ -11,6 +11,7 @@ import { guestAddress } from "../sys/address.ts";
 import { DestinationFailure, receiveGuest } from "../migration/guest/destination.ts";
 import { formatEndpoint, parseEndpoint } from "../migration/transport/endpoint.ts";
 import {
+  CHANNEL_HELLO_BYTES,
   CHANNEL_NONCE_ANSWER_BYTES,
   decodeChannelNonce,
   encodeChannelHello,
@@ -278,4 +279,38 @@ Deno.test("receiveGuest() lets the channels in past a flood of silent connection
   } finally {
     for (const c of await Promise.all(silent)) c.close();
   }
+});
+
+Deno.test("receiveGuest() fails the migration when a channel goes silent for its idle bound", async () => {
+  const seed = testSeed();
+  // Channel 1 stops after its hello and 64 KiB, until the destination has
+  // answered its failure on the main connection: the source stalls (its
+  // iteration waits for channel 1), so a channel of the destination waits
+  // in vain, whichever notices first.
+  let failed!: () => void;
+  const answered = new Promise<void>((resolve) => failed = resolve);
+  const r = await migratePair({
+    ram: 16 * MiB,
+    channels: 2,
+    seed,
+    destination: { idleTimeoutMs: 300 },
+    proxy: (t) =>
+      startChannelProxy(t, {
+        hold: (s) =>
+          s === 1 ? { from: CHANNEL_HELLO_BYTES + (64 << 10), until: answered } : undefined,
+        onAnswer: (s, chunk) => {
+          // DVMA, status 1: the destination's failure answer.
+          const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+          const dvma = chunk.length >= 8 && v.getUint32(0, true) === 0x414d5644;
+          if (s === "main" && dvma && v.getUint32(4, true) === 1) failed();
+        },
+      }),
+  });
+  assert.equal(r.destination.ok, false);
+  assert.equal(r.source.ok, false, `seed ${seed}: the source must fail`);
+  assert.match(
+    !r.destination.ok ? r.destination.error.message : "",
+    /Parallel channel [01] of 2: Cannot read the stream: No progress on .* for 0\.3 s: the peer stopped sending/,
+  );
+  r.destinationMemory.close();
 });

@@ -4,6 +4,10 @@ import { encodeChannelNonce } from "../stream/channel_hello.ts";
 import type { ReceiveSummary } from "../stream/receive_types.ts";
 import type { StreamChannel, StreamListener } from "../transport/channel.ts";
 import type { ChannelReceiver } from "./channel_receiver.ts";
+import { writeAck } from "../stream/ack.ts";
+
+// How long the failure answer may take to write.
+const ANSWER_TIMEOUT_MS = 1000;
 
 // Runs the main stream and the parallel channels together: the nonce goes
 // to the source, the channels join and load while the main stream runs, and
@@ -28,9 +32,15 @@ export async function receiveWithChannels(
     throw e;
   }
   let first: unknown;
-  const done = receiver.run(listener, next).catch((e) => {
-    first ??= e;
-    main.abort(e);
+  const done = receiver.run(listener, next).catch(async (e) => {
+    if (first === undefined) {
+      first = e;
+      // The source hears why on the main connection before it closes.
+      main.timeoutMs = ANSWER_TIMEOUT_MS;
+      const text = e instanceof Error ? e.message : String(e);
+      await writeAck(main, { ok: false, text }).catch(() => {});
+      main.abort(e);
+    }
     throw e;
   });
   done.then(() => main.timeoutMs = idleTimeoutMs, () => {});
