@@ -11,7 +11,9 @@ import type { RamAccess } from "../stream/ram.ts";
 import { StreamWriter } from "../stream/writer.ts";
 import type { StreamCompression } from "../stream/compression.ts";
 import type { StreamChannel } from "../transport/channel.ts";
-import { connectEndpoint } from "../transport/open.ts";
+import { parseEndpoint } from "../transport/endpoint.ts";
+import { connectTcp } from "../transport/tcp.ts";
+import { connectUnix } from "../transport/unix.ts";
 import { RateLimitedSink } from "../transport/rate_limited_sink.ts";
 import type { TlsCredentials } from "../transport/tls_credentials.ts";
 
@@ -57,6 +59,28 @@ export type ChannelReply =
   | { id: number; ok: false; name: string; message: string };
 
 let channel: StreamChannel | undefined;
+
+// TLS (node:tls) is loaded only for a tls: destination: it is a third of
+// this Worker's load time, which the source's setup waits for.
+async function connect(req: ChannelStart): Promise<StreamChannel> {
+  const ep = parseEndpoint(req.to);
+  const options = { timeoutMs: req.timeoutMs };
+  switch (ep.transport) {
+    case "tcp":
+      return await connectTcp(ep, options);
+    case "unix":
+      return await connectUnix(ep, options);
+    case "tls": {
+      if (req.tls === undefined) {
+        throw new TypeError(`Cannot connect to ${req.to}: TLS needs credentials`);
+      }
+      const { connectTls } = await import("../transport/tls.ts");
+      return await connectTls(ep, { ...options, ...req.tls });
+    }
+    case "file":
+      throw new TypeError(`Cannot open a parallel channel to ${req.to}: a file takes one stream`);
+  }
+}
 let writer: StreamWriter | undefined;
 let ram: RamAccess | undefined;
 
@@ -69,7 +93,7 @@ async function handle(req: ChannelRequest): Promise<ChannelReply> {
         view: (gpa, length) => memory.readView(gpa, length),
         unpopulated: (gpa, length) => memory.unpopulatedRanges(gpa, length),
       };
-      channel = await connectEndpoint(req.to, { timeoutMs: req.timeoutMs, tls: req.tls });
+      channel = await connect(req);
       const sink = req.bytesPerSecond
         ? new RateLimitedSink(channel, { bytesPerSecond: req.bytesPerSecond })
         : channel;
