@@ -1,7 +1,9 @@
 // 1 GiB live migrations over loopback TCP between two processes with 1, 2
 // and 4 parallel channels (`--channels`), on random and on half-zero RAM,
-// the counts alternating within each round. Prints the medians and each
-// count's ratio to 1 channel in the same run.
+// the counts alternating within each round. Prints the medians of the time
+// until the destination holds the image (setup included) and of the whole
+// migration (its digests included), each as a ratio to 1 channel in the
+// same run.
 // Run: deno task bench:channels [--ram 1G] [--pairs 3] [--counts 1,2,4]
 import { parseArgs } from "node:util";
 import { migratePair } from "./_migrate_pair.ts";
@@ -29,10 +31,13 @@ function progress(text: string): void {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const GB = 1e9;
-const results: Record<string, Record<number, { totalMs: number[]; downtimeMs: number[] }>> = {};
+const results: Record<
+  string,
+  Record<number, { totalMs: number[]; imageMs: number[]; downtimeMs: number[] }>
+> = {};
 for (const fill of fills) {
   results[fill] = {};
-  for (const n of counts) results[fill][n] = { totalMs: [], downtimeMs: [] };
+  for (const n of counts) results[fill][n] = { totalMs: [], imageMs: [], downtimeMs: [] };
   for (let i = 0; i < pairs; i++) {
     for (const n of counts) {
       progress(`${fill}, round ${i + 1}/${pairs}: ${n} channel(s)`);
@@ -42,6 +47,7 @@ for (const fill of fills) {
         ["--channels", String(n)],
       );
       results[fill][n].totalMs.push(src.totalMs);
+      results[fill][n].imageMs.push(src.imageMs);
       results[fill][n].downtimeMs.push(src.downtimeMs);
     }
   }
@@ -49,11 +55,16 @@ for (const fill of fills) {
 const summary = Object.fromEntries(
   fills.map((fill) => {
     const base = median(results[fill][counts[0]].totalMs);
+    const baseImage = median(results[fill][counts[0]].imageMs);
     return [
       fill,
       Object.fromEntries(counts.map((n) => {
         const ms = median(results[fill][n].totalMs);
+        const image = median(results[fill][n].imageMs);
         return [n, {
+          medianImageMs: image,
+          imageGBps: ramBytes / GB / (image / 1000),
+          imageRatioVsFirst: baseImage / image,
           medianMs: ms,
           gbps: ramBytes / GB / (ms / 1000),
           ratioVsFirst: base / ms,
@@ -71,15 +82,18 @@ console.log(
   `${(ramBytes / 2 ** 20).toFixed(0)} MiB over loopback TCP, median of ${pairs} rounds ` +
     `(${Deno.build.os}, ${navigator.hardwareConcurrency} CPUs)`,
 );
+console.log(
+  "  RAM     channels   image (ratio)                 whole migration (ratio)   downtime",
+);
 for (const fill of fills) {
   for (const n of counts) {
     const s = summary[fill][n];
     console.log(
-      `  ${fill.padEnd(7)} ${String(n).padStart(2)} channel(s) ${
-        s.medianMs.toFixed(0).padStart(6)
-      } ms  ${s.gbps.toFixed(2)} GB/s  ${s.ratioVsFirst.toFixed(2)}x ${
-        counts[0]
-      } channel(s)  downtime ${s.medianDowntimeMs.toFixed(0)} ms`,
+      `  ${fill.padEnd(7)} ${String(n).padStart(8)}   ${
+        s.medianImageMs.toFixed(0).padStart(5)
+      } ms ${s.imageGBps.toFixed(2)} GB/s (${s.imageRatioVsFirst.toFixed(2)}x)   ${
+        s.medianMs.toFixed(0).padStart(5)
+      } ms (${s.ratioVsFirst.toFixed(2)}x)        ${s.medianDowntimeMs.toFixed(0)} ms`,
     );
   }
 }
