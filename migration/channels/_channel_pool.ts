@@ -125,9 +125,9 @@ export class ChannelPool {
 
   // Stops every Worker (their connections close with them); what waits fails.
   close(): void {
-    for (const ch of this.#channels) {
+    for (const [i, ch] of this.#channels.entries()) {
       ch.worker.terminate();
-      const err = new ChannelFailure(0, this.#channels.length, "Interrupted", "the sink closed");
+      const err = new ChannelFailure(i, this.#channels.length, "Interrupted", "the sink closed");
       for (const w of ch.waiting.values()) w.reject(err);
       ch.waiting.clear();
     }

@@ -67,6 +67,7 @@ export class ChannelSink implements MigrationSink, Disposable {
   #options: ChannelSinkOptions;
   #pool: ChannelPool;
   #layout: readonly RamRegionLayout[] = [];
+  #pageSize = 4096n;
 
   /**
    * Creates the sink and starts its Workers (they load while the caller
@@ -123,6 +124,7 @@ export class ChannelSink implements MigrationSink, Disposable {
    */
   async writeHeader(layout: readonly RamRegionLayout[], pageSize: number): Promise<void> {
     this.#layout = layout;
+    this.#pageSize = BigInt(pageSize);
     await this.#mainWriter().writeHeader(layout, pageSize);
     await this.#mainWriter().flush();
     const nonce = await readChannelNonce(this.#mainChannel!, this.#options);
@@ -162,12 +164,12 @@ export class ChannelSink implements MigrationSink, Disposable {
         throw new RangeError(`Cannot send pages: GPA 0x${at.toString(16)} is in no region`);
       }
       const r = this.#layout[i];
-      const n = Math.min(left, Number((r.gpa + r.size - at) / 4096n));
+      const n = Math.min(left, Number((r.gpa + r.size - at) / this.#pageSize));
       const got = await this.writePageRuns(ram, at as GuestAddress, [0, n]);
       total.pages += got.pages;
       total.zeroPages += got.zeroPages;
       total.skippedPages += got.skippedPages;
-      at += BigInt(n) * 4096n;
+      at += BigInt(n) * this.#pageSize;
       left -= n;
     }
     return total;
