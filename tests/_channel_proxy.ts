@@ -73,14 +73,14 @@ export function startChannelProxy(target: string, options: ChannelProxyOptions):
       conns.add(to);
       const dest = to;
       // The destination's answers flow back untouched.
-      let known: ((chunk: Uint8Array) => void) | undefined;
+      const answers: { to?: (chunk: Uint8Array) => void } = {};
       const early: Uint8Array[] = [];
       const back = (async () => {
         const buf = new Uint8Array(1 << 16);
         try {
           for (let n; (n = await dest.read(buf)) !== null;) {
             const chunk = buf.slice(0, n);
-            if (known) known(chunk);
+            if (answers.to) answers.to(chunk);
             else early.push(chunk);
             await writeAll(from, chunk);
           }
@@ -105,8 +105,8 @@ export function startChannelProxy(target: string, options: ChannelProxyOptions):
         stream = new DataView(head.buffer).getUint32(12, true);
       }
       const seen = stream;
-      known = (chunk) => options.onAnswer?.(seen, chunk);
-      for (const chunk of early.splice(0)) known(chunk);
+      answers.to = (chunk) => options.onAnswer?.(seen, chunk);
+      for (const chunk of early.splice(0)) answers.to(chunk);
       const hold = options.hold?.(stream);
       const cut = options.cut?.stream === stream ? options.cut.after : Infinity;
       let total = 0;
