@@ -19,15 +19,20 @@ export interface PairReports {
  *
  * @param ram The `--ram` of both sides.
  * @param migrateArgs Further `migrate` flags (`--fill`, `--seed`, ...).
+ * @param receiveArgs Further `receive` flags (`--channels`).
  * @returns The parsed reports.
  * @throws {Error} When receive exits early, migrate fails, or the digests differ.
  */
-export async function migratePair(ram: string, migrateArgs: string[]): Promise<PairReports> {
+export async function migratePair(
+  ram: string,
+  migrateArgs: string[],
+  receiveArgs: string[] = [],
+): Promise<PairReports> {
   const dir = await Deno.makeTempDir({ prefix: "deno-vmm-bench-" });
   try {
     const recv = new Deno.Command(Deno.execPath(), {
       args: ["run", ...PERMS, `${root}mod.ts`, "receive", "--from", "tcp:127.0.0.1:0"]
-        .concat(["--ram", ram, "--report", `${dir}/dst.json`]),
+        .concat(["--ram", ram, "--report", `${dir}/dst.json`], receiveArgs),
       stderr: "piped",
       stdout: "null",
     }).spawn();

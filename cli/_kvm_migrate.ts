@@ -58,6 +58,8 @@ export interface KvmMigrateOptions {
   limits: ConvergenceLimits;
   maxBandwidth?: number;
   compress: "zstd" | "none";
+  /** Parallel channels for RAM (1: the main connection only). */
+  channels: number;
   peerTimeoutMs: number;
   signal: AbortSignal;
   vfio?: { container: VfioContainer };
@@ -134,6 +136,7 @@ export async function migrateKvmGuest(kvm: Kvm, o: KvmMigrateOptions): Promise<n
         limits: o.limits,
         maxBandwidth: o.maxBandwidth,
         compress: o.compress,
+        channels: o.channels,
         peerTimeoutMs: o.peerTimeoutMs,
         signal: o.signal,
         imprecise: o.imprecise,

@@ -22,6 +22,7 @@ import { VfioContainer } from "../vfio/container.ts";
 import { VfioDeviceMigration } from "../vfio/device_migration.ts";
 import { iommuGroupDevices } from "../vfio/sysfs.ts";
 import { UsageError } from "./describe_error.ts";
+import { MAX_CHANNELS } from "../migration/stream/channel_hello.ts";
 import { checkFillFile, type FillPattern, fillRam, fillRamFromFile } from "./fill.ts";
 import { helpText, parseCommand } from "./flags.ts";
 import { parseChoice, parseInteger, parseRate, parseSeconds, parseSize } from "./parse.ts";
@@ -147,6 +148,13 @@ export const MIGRATE_COMMAND = {
       help:
         "compress RAM runs with zstd, for links slower than memory (runs that do not compress go raw; needs libzstd)",
       default: "none",
+    },
+    channels: {
+      type: "string",
+      value: "N",
+      help:
+        "send RAM over N parallel connections (tcp:, tls:, unix:), each fed by a Worker; receive needs the same N",
+      default: "1",
     },
     "peer-timeout": {
       type: "string",
@@ -362,6 +370,15 @@ export async function runMigrate(args: string[]): Promise<number> {
   const compress = values.compress === undefined
     ? "none"
     : parseChoice("--compress", values.compress, ["zstd", "none"] as const);
+  const channels = values.channels === undefined
+    ? 1
+    : parseInteger("--channels", values.channels, { min: 1 });
+  if (channels > MAX_CHANNELS) {
+    throw new UsageError(`--channels ${channels}: at most ${MAX_CHANNELS} parallel channels`);
+  }
+  if (channels > 1 && values.to.startsWith("file:")) {
+    throw new UsageError(`--channels ${channels}: a file: destination takes one stream`);
+  }
   const peerTimeoutMs = values["peer-timeout"] === undefined
     ? DEFAULT_PEER_TIMEOUT_MS
     : parseSeconds("--peer-timeout", values["peer-timeout"]);
@@ -453,6 +470,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       limits,
       maxBandwidth,
       compress,
+      channels,
       peerTimeoutMs,
       signal: stop.signal,
       vfio,
@@ -493,6 +511,7 @@ export async function runMigrate(args: string[]): Promise<number> {
       limits,
       maxBandwidth,
       compress,
+      channels,
       peerTimeoutMs,
       signal: stop.signal,
       imprecise: values["allow-imprecise-device-dirty"] ? "allow" : "refuse",

@@ -21,6 +21,7 @@ import { DESTINATION_TLS_FLAGS, destinationTls } from "./_tls_flags.ts";
 import { guestAddress } from "../sys/address.ts";
 import { peakRssBytes } from "../sys/procfs.ts";
 import { UsageError } from "./describe_error.ts";
+import { MAX_CHANNELS } from "../migration/stream/channel_hello.ts";
 import { helpText, parseCommand } from "./flags.ts";
 import { parseInteger, parseSeconds, parseSize } from "./parse.ts";
 import { Progress } from "./progress.ts";
@@ -54,6 +55,13 @@ export const RECEIVE_COMMAND = {
       value: "SECONDS",
       help: "drop a connected peer that sends no valid stream header within this",
       default: String(DEFAULT_HEADER_TIMEOUT_MS / 1000),
+    },
+    channels: {
+      type: "string",
+      value: "N",
+      help:
+        "take RAM over N parallel connections on the same endpoint, as migrate --channels N sends it",
+      default: "1",
     },
     "max-attempts": {
       type: "string",
@@ -163,6 +171,15 @@ export async function runReceive(args: string[]): Promise<number> {
   const maxAttempts = values["max-attempts"] === undefined
     ? DEFAULT_MAX_ATTEMPTS
     : parseInteger("--max-attempts", values["max-attempts"], { min: 1 });
+  const channels = values.channels === undefined
+    ? 1
+    : parseInteger("--channels", values.channels, { min: 1 });
+  if (channels > MAX_CHANNELS) {
+    throw new UsageError(`--channels ${channels}: at most ${MAX_CHANNELS} parallel channels`);
+  }
+  if (channels > 1 && endpoint.transport === "file") {
+    throw new UsageError(`--channels ${channels}: a file: source is one stream`);
+  }
   const guest = parseGuest(values.guest);
   checkKvmFlags(guest, values, ["run-after-ms", "kvm-device"]);
   const runAfterMs = values["run-after-ms"] === undefined
@@ -203,6 +220,7 @@ export async function runReceive(args: string[]): Promise<number> {
       idleTimeoutMs,
       headerTimeoutMs,
       maxAttempts,
+      channels,
       onAccepted: (peer, identity) =>
         progress.update(
           `receiving${peer ? ` from ${peer}` : ""}${identity ? ` (${identity})` : ""}…`,

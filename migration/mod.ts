@@ -10,6 +10,10 @@
  *   for the all-mapped device scope, device state, a stream of
  *   {@linkcode MigrationEvent}s with QEMU's status and counters, and a
  *   {@linkcode MigrationReport} (chart it with {@linkcode renderReportSvg}).
+ * - Parallel channels (QEMU's multifd): `migrateGuest({ channels })` and
+ *   `receiveGuest({ channels })` send RAM over more connections, each fed
+ *   by a Worker, kept in order by iteration markers (`STREAM.md`,
+ *   "Parallel channels").
  * - Scripted tests: `runMigrationScenario()` in `./testing`.
  * - The versioned stream format (see `STREAM.md`), its writer and its
  *   untrusting receiver, and the file, unix-socket, TCP and TLS transports

@@ -51,6 +51,8 @@ export interface MigrationScenario {
   maxBandwidth?: number;
   /** Compress RAM runs (`zstd`) or not (`none`, the default). */
   compress?: StreamCompression;
+  /** Parallel channels on both sides (default 1: none besides the main connection). */
+  channels?: number;
   /** The all-mapped device policy. */
   imprecise?: "refuse" | "allow";
   /** A VFIO container to map the source RAM into (IOVA = GPA). */
@@ -191,6 +193,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       from: listener,
       signal: abort.signal,
       devices: s.destinationDevices,
+      channels: s.channels,
     }).then(
       (g) => ({ ok: true, digest: g.digest, deviceStates: g.summary.deviceStates }),
       (e) => ({ ok: false, error: (e as Error).message }),
@@ -218,6 +221,7 @@ export async function runMigrationScenario(s: MigrationScenario): Promise<Migrat
       limits: s.limits,
       maxBandwidth: s.maxBandwidth,
       compress: s.compress,
+      channels: s.channels,
       imprecise: s.imprecise,
       onEvent: s.onEvent,
     });

@@ -20,6 +20,22 @@ export interface AcceptPolicy {
   /** Tells a dropped peer why, best effort (its channel closes once this settles). */
   refuse?: (channel: StreamChannel, reason: string) => Promise<void>;
   signal?: AbortSignal;
+  /** Peers that must pass `open` (default 1); the others go on waiting meanwhile. */
+  count?: number;
+  /**
+   * Leave the listener open on success, and hand over the accept in flight
+   * (`next`), for a later call's `first`: parallel channels join on the
+   * same listener after the source.
+   */
+  keepOpen?: boolean;
+  /** An accept already in flight on `listener`, to take the first peer from. */
+  first?: Promise<StreamChannel>;
+}
+
+/** The peers that passed, and (with `keepOpen`) the accept in flight. */
+export interface Accepted<T> {
+  peers: { channel: StreamChannel; value: T }[];
+  next?: Promise<StreamChannel>;
 }
 
 type Outcome<T> =
@@ -37,11 +53,24 @@ export async function acceptSource<T>(
   listener: StreamListener,
   open: (channel: StreamChannel) => Promise<T>,
   policy: AcceptPolicy,
-): Promise<{ channel: StreamChannel; value: T }> {
+): Promise<{ channel: StreamChannel; value: T; next?: Promise<StreamChannel> }> {
+  const got = await acceptPeers(listener, open, { ...policy, count: 1 });
+  return { ...got.peers[0], next: got.next };
+}
+
+/**
+ * Accepts peers until `policy.count` of them pass `open`, as
+ * {@linkcode acceptSource} does for one.
+ */
+export async function acceptPeers<T>(
+  listener: StreamListener,
+  open: (channel: StreamChannel) => Promise<T>,
+  policy: AcceptPolicy,
+): Promise<Accepted<T>> {
   if (listener.endpoint.transport === "file") {
     const channel = await listener.accept({ signal: policy.signal });
     try {
-      return { channel, value: await open(channel) };
+      return { peers: [{ channel, value: await open(channel) }] };
     } catch (e) {
       channel.close();
       throw e;
@@ -51,12 +80,16 @@ export async function acceptSource<T>(
   const refusing = new Set<Promise<void>>();
   let failures = 0;
   let lastReason = "";
-  const next = (): Promise<Outcome<T>> =>
-    listener.acceptNext({ signal: policy.signal }).then(
+  const count = policy.count ?? 1;
+  const passed: { channel: StreamChannel; value: T }[] = [];
+  const wrap = (raw: Promise<StreamChannel>): Promise<Outcome<T>> =>
+    raw.then(
       (channel) => ({ kind: "conn", channel }),
       (error) => ({ kind: "accept-failed", error }),
     );
-  let accepting = next();
+  let raw = policy.first ?? listener.acceptNext({ signal: policy.signal });
+  let accepting = wrap(raw);
+  let handOver = false;
   try {
     for (;;) {
       const outcome = await Promise.race([accepting, ...pending.values()]);
@@ -76,7 +109,8 @@ export async function acceptSource<T>(
           );
         }
         case "conn": {
-          accepting = next();
+          raw = listener.acceptNext({ signal: policy.signal });
+          accepting = wrap(raw);
           const channel = outcome.channel;
           if (pending.size >= policy.maxPending) {
             // The oldest waiter makes room: a flood of silent peers cannot
@@ -135,13 +169,19 @@ export async function acceptSource<T>(
         }
         case "header":
           pending.delete(outcome.channel);
-          return { channel: outcome.channel, value: outcome.value };
+          passed.push({ channel: outcome.channel, value: outcome.value });
+          if (passed.length < count) break;
+          handOver = policy.keepOpen === true;
+          return handOver ? { peers: passed, next: raw } : { peers: passed };
       }
     }
+  } catch (e) {
+    for (const p of passed) p.channel.close();
+    throw e;
   } finally {
-    listener.close();
+    if (!handOver) listener.close();
     for (const channel of pending.keys()) channel.close();
-    await Promise.allSettled([accepting, ...pending.values(), ...refusing]);
+    await Promise.allSettled([...(handOver ? [] : [accepting]), ...pending.values(), ...refusing]);
   }
 }
 

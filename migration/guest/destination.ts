@@ -15,8 +15,12 @@ import { destinationRam, ramDigest } from "./guest_ram.ts";
 import { openListener } from "../transport/open.ts";
 import type { TlsListenOptions } from "../transport/tls.ts";
 import { peerText } from "../stream/peer_text.ts";
-import { openStream, type ReceiveSummary } from "../stream/reader.ts";
+import { openStreamSharing, type ReceiveSummary } from "../stream/reader.ts";
+import { WrittenPages } from "../stream/_written_pages.ts";
 import type { StreamListener } from "../transport/channel.ts";
+import { checkChannelCount } from "../stream/channel_hello.ts";
+import { receiveWithChannels } from "../channels/_with_channels.ts";
+import { ChannelReceiver } from "../channels/channel_receiver.ts";
 
 /** What a destination received and verified. */
 export interface ReceivedGuest {
@@ -97,6 +101,12 @@ export interface ReceiveGuestOptions {
   maxAttempts?: number;
   /** Peers waiting for their header at once; default {@linkcode DEFAULT_MAX_PENDING}. */
   maxPending?: number;
+  /**
+   * Connections the source sends RAM over besides the main one (QEMU's
+   * multifd channels), 2 to 64; the source must use the same count. Default
+   * 1: one connection, no extra ones. Not for `file:`.
+   */
+  channels?: number;
 }
 
 // Writes an interim answer; a source that has hung up gets named as such
@@ -184,13 +194,25 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     }
     if (bytes.byteLength > 0) await d.loadChunk!(bytes);
   };
+  const channels = checkChannelCount(options.channels ?? 1, "receive");
+  if (channels > 1 && !live) {
+    listener.close();
+    throw new RangeError("Cannot receive parallel channels from a file: use tcp:, tls: or unix:");
+  }
+  const idleTimeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs(Number(memory.size));
+  const headerTimeoutMs = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+  // With parallel channels, COMPLETE on the main stream waits for them all.
+  let channelsDone: Promise<ReceiveSummary[]> | undefined;
+  // Every stream of the migration fills the same RAM: one written-pages map.
+  const written = channels > 1 && options.zeroed ? new WrittenPages(ram.layout, 4096) : undefined;
   let digest = "";
   let accepted;
   try {
     accepted = await acceptSource(
       listener,
       (channel) =>
-        openStream(channel, ram, {
+        openStreamSharing(channel, ram, {
+          written,
           // Computed once, after the last byte: the reader compares it with END's.
           digest: () => {
             const d = ramDigest(memory);
@@ -200,7 +222,10 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           onIteration: options.onIteration,
           // The image is in: the source's downtime ends with this answer.
           onComplete: live
-            ? () => answer(channel, "that it holds the image", { ok: true, text: "", image: true })
+            ? async () => {
+              if (channelsDone !== undefined) await channelsDone;
+              await answer(channel, "that it holds the image", { ok: true, text: "", image: true });
+            }
             : undefined,
           // Every device that announced pre-copy has its initial data loaded.
           onSwitchoverReady: live
@@ -213,7 +238,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           devices: devices.map((d) => d.id),
         }),
       {
-        headerTimeoutMs: options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS,
+        headerTimeoutMs,
         maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
         onRejected: options.onRejected &&
@@ -226,6 +251,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
           }
           : undefined,
         signal: options.signal,
+        keepOpen: channels > 1,
       },
     );
   } catch (e) {
@@ -240,9 +266,41 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
   const t0 = performance.now();
   const stop = () => channel.abort(options.signal!.reason);
   options.signal?.addEventListener("abort", stop, { once: true });
+  let receiver: ChannelReceiver | undefined;
   try {
-    channel.timeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs(Number(memory.size));
-    const summary = await incoming.receive();
+    channel.timeoutMs = idleTimeoutMs;
+    let summary: ReceiveSummary;
+    if (channels > 1) {
+      receiver = new ChannelReceiver(ram, {
+        count: channels,
+        pageSize: 4096,
+        written,
+        idleTimeoutMs,
+        helloTimeoutMs: headerTimeoutMs,
+        maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        onRejected: options.onRejected &&
+          ((peer, reason) => options.onRejected!(peerText(peer), peerText(reason))),
+        refuse: (c, reason) => {
+          c.timeoutMs = REFUSAL_TIMEOUT_MS;
+          return writeAck(c, { ok: false, text: `Refused: ${reason}` });
+        },
+        signal: options.signal,
+      });
+      summary = await receiveWithChannels(receiver, {
+        main: channel,
+        incoming,
+        listener,
+        next: accepted.next!,
+        idleTimeoutMs,
+        started: (p) => {
+          channelsDone = p;
+          // The main stream idles while the channels carry the pages: their
+          // own idle bounds hold until they end.
+          channel.timeoutMs = 0;
+        },
+      });
+    } else summary = await incoming.receive();
     // Devices are restored (or run, when their chunks are in) once the RAM
     // is verified, before the source hears "ready".
     for (const d of [...resuming]) {
@@ -284,6 +342,7 @@ export async function receiveGuest(options: ReceiveGuestOptions): Promise<Receiv
     });
   } finally {
     options.signal?.removeEventListener("abort", stop);
+    receiver?.abort(new Deno.errors.Interrupted("The migration ended"));
     channel.close();
   }
 }

@@ -38,6 +38,8 @@ import type { HwPagetable } from "../../vfio/iommufd/hw_pagetable.ts";
 import type { IommufdIoas } from "../../vfio/iommufd/ioas.ts";
 import type { UnavailableSource } from "../engine/source_selection.ts";
 import type { Workload } from "../engine/workload.ts";
+import { checkChannelCount } from "../stream/channel_hello.ts";
+import { ChannelSink } from "../channels/channel_sink.ts";
 
 /** Options of {@linkcode migrateGuest}. */
 export interface MigrateGuestOptions {
@@ -127,6 +129,13 @@ export interface MigrateGuestOptions {
    * workload is resumed, and the failure names the signal's reason.
    */
   signal?: AbortSignal;
+  /**
+   * Connections to send RAM over besides the main one (QEMU's multifd
+   * channels), 2 to 64, each fed by its own Worker; the destination must
+   * receive with the same count. Default 1: one connection, as without
+   * channels. Not for `file:`.
+   */
+  channels?: number;
 }
 
 /** How long the source waits on a destination that makes no progress: 10 s. */
@@ -152,6 +161,12 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   const peerTimeoutMs = options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
   if (!(peerTimeoutMs > 0)) throw new RangeError(`Cannot wait ${peerTimeoutMs} ms on the peer`);
   const limits = new ConvergencePolicy(options.limits).limits;
+  const channels = checkChannelCount(options.channels ?? 1, "migrate");
+  if (channels > 1 && endpoint.transport === "file") {
+    throw new RangeError(
+      "Cannot migrate over parallel channels to a file: use tcp:, tls: or unix:",
+    );
+  }
   // The whole migration has a deadline; on it the transport closes at once.
   const deadline = new AbortController();
   const timer = setTimeout(
@@ -179,6 +194,17 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   let channel: StreamChannel | undefined;
   const unavailable: UnavailableSource[] = [...(options.unavailableSources ?? [])];
   let writer: StreamWriter | undefined;
+  // The channels' Workers load while tracking starts and the main stream connects.
+  const channelSink = channels === 1 ? undefined : new ChannelSink({
+    count: channels,
+    to: options.to,
+    tls: options.tls,
+    memory: memory.describe(),
+    timeoutMs: peerTimeoutMs,
+    snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
+    compress: options.compress,
+    bytesPerSecond: options.maxBandwidth,
+  });
   try {
     if (options.vfio) {
       const { container, iovaBase, maxBitmapBytes } = options.vfio;
@@ -252,12 +278,10 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
       const sink = options.maxBandwidth
         ? new RateLimitedSink(channel, { bytesPerSecond: options.maxBandwidth })
         : channel;
-      writer = new StreamWriter(sink, {
-        // A running workload or device may write a page between its checksum and its send.
-        snapshotRuns: options.workload !== undefined || options.vfio !== undefined,
-        compress: options.compress,
-      });
-      return writer;
+      // A running workload or device may write a page between its checksum and its send.
+      const snapshotRuns = options.workload !== undefined || options.vfio !== undefined;
+      writer = new StreamWriter(sink, { snapshotRuns, compress: options.compress });
+      return channelSink?.attach(writer, channel) ?? writer;
     };
     const verdictMs = peerTimeoutMs + Math.ceil(Number(memory.size) / 2 ** 30) * 250;
     const report = await migrate({
@@ -306,6 +330,7 @@ export async function migrateGuest(options: MigrateGuestOptions): Promise<Migrat
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", stopOnAbort);
+    channelSink?.close();
     writer?.close();
     channel?.close();
     selection?.tracker[Symbol.dispose]();

@@ -37,10 +37,21 @@ const NAMES: Record<number, string> = {
   [SectionType.DEVICE_INIT_DATA_SENT]: "Initial-data-sent",
 };
 
+// A parallel channel's part in a migration (STREAM.md, "Parallel channels"):
+// it carries RAM sections and iteration markers only, and ends at COMPLETE.
+export interface ChannelRole {
+  // The written-pages map all channels of the migration share (zeroed RAM).
+  written?: WrittenPages;
+  // Awaited at each iteration marker: resolves once every channel has
+  // delivered it, so no later page is applied before an earlier copy.
+  iterationBarrier(n: number): Promise<void>;
+}
+
 // Applies sections one by one; #start is the offset of the current section.
 export class SectionLoader {
   #buf: StreamBuffer;
   #ram: RamAccess;
+  #channel: ChannelRole | undefined;
   #options: ReceiveOptions & { pageSize: number };
   #start = 0;
   #device: DeviceSections;
@@ -72,12 +83,23 @@ export class SectionLoader {
     digest: new Uint8Array(0),
   };
 
-  constructor(buf: StreamBuffer, ram: RamAccess, options: ReceiveOptions & { pageSize: number }) {
+  constructor(
+    buf: StreamBuffer,
+    ram: RamAccess,
+    options: ReceiveOptions & { pageSize: number; written?: WrittenPages },
+    channel?: ChannelRole,
+  ) {
     this.#buf = buf;
+    this.#channel = channel;
     this.#ram = ram;
     this.#options = options;
     this.#device = new DeviceSections(buf, this.#summary, options, (r) => this.#fail(r));
-    if (options.zeroed) this.#written = new WrittenPages(ram.layout, options.pageSize);
+    // A migration over parallel channels shares one map among its streams.
+    this.#written = channel !== undefined
+      ? channel.written
+      : options.zeroed
+      ? options.written ?? new WrittenPages(ram.layout, options.pageSize)
+      : undefined;
   }
 
   async run(): Promise<ReceiveSummary> {
@@ -106,6 +128,13 @@ export class SectionLoader {
       const name = NAMES[h.type];
       if (name === undefined) this.#fail(`Unknown section type ${h.type}`);
       if (h.flags !== 0) this.#fail(`${name} section has non-zero flags 0x${h.flags.toString(16)}`);
+      if (
+        this.#channel !== undefined &&
+        (h.type === SectionType.DEVICE_STATE || h.type === SectionType.DEVICE_PRECOPY ||
+          h.type === SectionType.DEVICE_INIT_DATA_SENT || h.type === SectionType.END)
+      ) {
+        this.#fail(`${name} section on a parallel channel (it carries RAM only)`);
+      }
       if (this.#ours !== undefined && h.type !== SectionType.END) {
         this.#fail(`${name} section after COMPLETE (only END may follow)`);
       }
@@ -158,7 +187,11 @@ export class SectionLoader {
       if (h.type === SectionType.ZERO) this.#zeroRun(zeroAt!, h.length);
       if (packed !== undefined) this.#decompress(packed.at, packed.run, packed.bytes);
       if (device !== undefined) await this.#device.apply(device);
-      if (h.type === SectionType.ITERATION) this.#iteration(h.arg);
+      if (h.type === SectionType.ITERATION) {
+        this.#iteration(h.arg);
+        await this.#channel?.iterationBarrier(Number(h.arg));
+      }
+      if (h.type === SectionType.COMPLETE && this.#channel !== undefined) return this.#channelEnd();
       if (h.type === SectionType.COMPLETE) {
         this.#device.checkComplete();
         await this.#complete();
@@ -183,6 +216,14 @@ export class SectionLoader {
       this.#fail("RAM digest mismatch: the received image differs from the source's");
     }
     return s;
+  }
+
+  // A parallel channel's COMPLETE: it has sent all its pages; nothing may follow.
+  #channelEnd(): ReceiveSummary {
+    this.#start = this.#buf.offset;
+    if (this.#buf.buffered > 0) this.#fail("Data follows the channel's COMPLETE section");
+    this.#summary.bytes = this.#buf.offset;
+    return this.#summary;
   }
 
   // The image is in: tell the caller, then digest RAM (nothing after COMPLETE may change it).

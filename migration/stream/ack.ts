@@ -19,6 +19,7 @@ import type { StreamSink, StreamSource } from "../transport/channel.ts";
 import { looksLikeTls } from "./_tls_hint.ts";
 
 const MAGIC = 0x414d5644; // "DVMA" little-endian
+const CHANNEL_NONCE_MAGIC = 0x434d5644; // "DVMC": a parallel-channel nonce (channel_hello.ts)
 const MAX_TEXT = 4096;
 
 /** What the destination answered. */
@@ -104,6 +105,12 @@ export async function readAck(source: StreamSource): Promise<DestinationAck> {
   const v = new DataView(head.buffer);
   if (v.getUint32(0, true) !== MAGIC) {
     if (looksLikeTls(head)) throw tlsAnswer();
+    if (v.getUint32(0, true) === CHANNEL_NONCE_MAGIC) {
+      throw new RangeError(
+        "Destination answered with a channel nonce: it receives over parallel channels, so " +
+          "migrate with the --channels it receives with",
+      );
+    }
     throw new RangeError("Destination answer has a bad magic");
   }
   const status = v.getUint32(4, true);

@@ -20,6 +20,7 @@ import {
   streamHeaderBytes,
 } from "./format.ts";
 import type { StreamSource } from "../transport/channel.ts";
+import type { WrittenPages } from "./_written_pages.ts";
 
 export type { ReceiveOptions, ReceiveSummary, SectionCounts } from "./receive_types.ts";
 
@@ -106,10 +107,36 @@ export interface IncomingStream {
  * const summary = await incoming.receive();
  * ```
  */
-export async function openStream(
+export function openStream(
   source: StreamSource,
   ram: RamAccess,
   options: ReceiveOptions,
+): Promise<IncomingStream> {
+  return openStreamSharing(source, ram, options);
+}
+
+/**
+ * As {@linkcode openStream}, with a written-pages map (`zeroed`) shared
+ * with the parallel channels of the same migration, which fill the same
+ * RAM.
+ *
+ * @param source The stream.
+ * @param ram The destination's RAM.
+ * @param options As for {@linkcode receiveStream}, and the shared map.
+ * @returns The stream, ready to receive.
+ * @throws {StreamError} If the header is malformed, truncated or does not match.
+ * @throws {RangeError} If the destination's own layout or page size is invalid.
+ *
+ * @example
+ * ```ts ignore
+ * const written = new WrittenPages(ram.layout, 4096);
+ * const incoming = await openStreamSharing(channel, ram, { digest, zeroed: true, written });
+ * ```
+ */
+export async function openStreamSharing(
+  source: StreamSource,
+  ram: RamAccess,
+  options: ReceiveOptions & { written?: WrittenPages },
 ): Promise<IncomingStream> {
   const pageSize = options.pageSize ?? 4096;
   if (!isValidPageSize(pageSize)) {

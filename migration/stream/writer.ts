@@ -207,6 +207,36 @@ export class StreamWriter {
   }
 
   /**
+   * Starts a parallel channel instead of a stream: writes its hello (see
+   * `channel_hello.ts`) where the stream header would go. The channel then
+   * carries RAM sections and iteration markers, and ends with
+   * {@linkcode writeComplete}.
+   *
+   * @param hello The encoded channel hello.
+   * @param layout The source's RAM regions, as the main stream's header has them.
+   * @param pageSize The page size in bytes.
+   * @returns Nothing.
+   * @throws {TypeError} If called after the header, or while another call is pending.
+   *
+   * @example
+   * ```ts ignore
+   * await writer.writeChannelHeader(encodeChannelHello(hello), ram.layout, 4096);
+   * ```
+   */
+  writeChannelHeader(
+    hello: Uint8Array,
+    layout: readonly RamRegionLayout[],
+    pageSize: number,
+  ): Promise<void> {
+    return this.#run("new", async () => {
+      this.#layout = layout.map((r) => ({ gpa: r.gpa, size: r.size }));
+      this.#pageSize = pageSize;
+      await this.#framer.put(hello);
+      this.#state = "open";
+    });
+  }
+
+  /**
    * Writes RAM pages from a view, zero-copy: the view itself is handed to
    * the sink. Ranges longer than `maxRunBytes` become several sections.
    *
