@@ -421,3 +421,43 @@ Deno.test("ConvergencePolicy.decide() counts pre-copy device bytes in the expect
   assert.equal(withDevice.expectedDowntimeMs, without.expectedDowntimeMs + 500);
   assert.equal(withDevice.action, "iterate", "pre-copy goes on sending it: not a failure");
 });
+
+Deno.test("migrateGuest() over 2 parallel channels: device pre-copy and its ack stay on the main connection", async () => {
+  const seed = testSeed();
+  console.log(`seed ${seed}`);
+  const state = seededState(3 * MiB, seed);
+  const srcDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS, state });
+  const dstDriver = new FakeMigrationDevice({ flags: PRECOPY_FLAGS });
+  let acked = false;
+  {
+    using src = host(srcDriver);
+    using dst = host(dstDriver);
+    const r = await runMigrationScenario({
+      ram: 16 * MiB,
+      channels: 2,
+      devices: [src.migration],
+      destinationDevices: [dst.migration],
+      devicePrecopyBytes: 1 * MiB,
+      limits: { downtimeLimitMs: 5_000 }, // about the protocol, not this machine's speed
+      onEvent: (e) => {
+        if (e.type === "switchover") {
+          acked = true;
+          assert.equal(srcDriver.deviceState, VFIO_DEVICE_STATE_PRE_COPY);
+        }
+      },
+    });
+    assert.equal(r.report.result, "completed", r.report.error);
+    assert.equal(r.destination.ok, true, r.destination.error);
+    assert.equal(r.destination.digest, r.report.sourceDigest, `seed ${seed}`);
+    assert.ok(acked, "the switchover ack arrived while the device pre-copied");
+    assert.deepEqual(
+      dstDriver.state,
+      state,
+      `the destination device holds the state (seed ${seed})`,
+    );
+    assert.equal(dstDriver.deviceState, VFIO_DEVICE_STATE_RUNNING);
+    assert.equal(r.report.devices[0].precopyBytes, state.byteLength + RECORD_HEADER);
+    assert.deepEqual(src.dataFds(), []);
+    assert.deepEqual(dst.dataFds(), []);
+  }
+});

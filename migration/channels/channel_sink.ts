@@ -215,6 +215,38 @@ export class ChannelSink implements MigrationSink, Disposable {
   }
 
   /**
+   * Sends what the main stream holds back (the device sections before the
+   * engine waits for the switchover ack); the channels send on their own.
+   *
+   * @returns Nothing.
+   */
+  flush(): Promise<void> {
+    return this.#mainWriter().flush();
+  }
+
+  /**
+   * Writes a chunk of a device's pre-copy data on the main stream (an empty
+   * chunk announces the device).
+   *
+   * @param id The device id.
+   * @param bytes The chunk.
+   * @returns Nothing.
+   */
+  writeDevicePrecopy(id: string, bytes: Uint8Array): Promise<void> {
+    return this.#mainWriter().writeDevicePrecopy(id, bytes);
+  }
+
+  /**
+   * Marks on the main stream that a device has sent its initial data.
+   *
+   * @param id The device id.
+   * @returns Nothing.
+   */
+  writeDeviceInitialSent(id: string): Promise<void> {
+    return this.#mainWriter().writeDeviceInitialSent(id);
+  }
+
+  /**
    * Marks the end of an iteration on every channel and on the main stream,
    * and waits until every channel has sent its marker.
    *
