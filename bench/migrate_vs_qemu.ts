@@ -170,6 +170,8 @@ async function ours(fill: Fill, workload: boolean, dir: string): Promise<Run> {
 async function oursRun(o: {
   ram: string;
   srcArgs: string[];
+  /** Further `receive` flags (`--channels N`). */
+  dstArgs?: string[];
   dir: string;
   timeoutMs: number;
   link?: LinkPlan;
@@ -185,6 +187,7 @@ async function oursRun(o: {
   const recv = cli(o.link?.dstNs, [
     ...["receive", "--from", listen, "--ram", o.ram, "--report", `${o.dir}/dst.json`],
     ...plain,
+    ...(o.dstArgs ?? []),
   ]);
   const recvErr = collectStderr(recv);
   let src: Deno.ChildProcess | undefined;
@@ -514,10 +517,18 @@ function report(version: string, qemu10: QemuBinary): { json: object; svg: strin
 
 // ---- The capped links: two namespaces, tc-shaped veth, realistic RAM ----
 
-const LINK_ENGINES = ["oursZstd", "oursRaw", "qemu10m2z", "qemu10m4z", "qemu10m4"] as const;
+const LINK_ENGINES = [
+  "oursZstd",
+  "oursZstd2",
+  "oursRaw",
+  "qemu10m2z",
+  "qemu10m4z",
+  "qemu10m4",
+] as const;
 type LinkEngine = typeof LINK_ENGINES[number];
 const LINK_LABEL: Record<LinkEngine, string> = {
   oursZstd: "ours --compress zstd",
+  oursZstd2: "ours --compress zstd --channels 2",
   oursRaw: "ours --compress none",
   qemu10m2z: "QEMU 10 multifd 2 zstd, zero-pg multifd",
   qemu10m4z: "QEMU 10 multifd 4 zstd, zero-pg multifd",
@@ -620,18 +631,20 @@ async function cappedLinks(
       for (let p = 0; p < linkPairs; p++) {
         for (const c of cases.filter((c) => c.rateBits === rateBits)) {
           const order: LinkEngine[] = c.workload
-            ? ["oursZstd", "oursRaw"]
-            : ["oursZstd", "qemu10m2z", "oursRaw", "qemu10m4z", "qemu10m4"];
+            ? ["oursZstd", "oursZstd2", "oursRaw"]
+            : ["oursZstd", "qemu10m2z", "oursZstd2", "qemu10m4z", "oursRaw", "qemu10m4"];
           if (p % 2 === 1) order.reverse();
           for (const e of order) {
             progress(`link pair ${p + 1}/${linkPairs}, ${c.id}: ${LINK_LABEL[e]}`);
             const once = async () =>
-              e === "oursZstd" || e === "oursRaw"
+              e === "oursZstd" || e === "oursZstd2" || e === "oursRaw"
                 ? await oursRun({
                   ram: linkRam,
+                  dstArgs: e === "oursZstd2" ? ["--channels", "2"] : [],
                   srcArgs: [
                     ...["--fill-from", image, "--seed", `${seed}`],
-                    ...["--compress", e === "oursZstd" ? "zstd" : "none"],
+                    ...["--compress", e === "oursRaw" ? "none" : "zstd"],
+                    ...(e === "oursZstd2" ? ["--channels", "2"] : []),
                     ...(c.workload
                       ? ["--workload", "random", "--dirty-rate", values["link-dirty-rate"]]
                       : []),
@@ -711,7 +724,7 @@ function linkReport(
     ) as Record<LinkEngine, number | null>;
     const best = LINK_QEMU_ENGINES.filter((e) => med[e])
       .sort((a, b) => med[a]!.wallMs - med[b]!.wallMs)[0];
-    const oursBest = (["oursZstd", "oursRaw"] as const).filter((e) => med[e])
+    const oursBest = (["oursZstd", "oursZstd2", "oursRaw"] as const).filter((e) => med[e])
       .sort((a, b) => med[a]!.wallMs - med[b]!.wallMs)[0];
     return {
       ...c,
