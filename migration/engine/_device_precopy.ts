@@ -33,7 +33,16 @@ function offersPrecopy(d: DeviceMigrator): boolean {
  */
 export async function startDevicePrecopy(run: MigrationRun): Promise<void> {
   const sink = run.sink!;
-  if (sink.writeDevicePrecopy === undefined || sink.writeDeviceInitialSent === undefined) return;
+  if (sink.writeDevicePrecopy === undefined || sink.writeDeviceInitialSent === undefined) {
+    const ids = (run.options.devices ?? []).filter(offersPrecopy).map((d) => d.id);
+    if (ids.length > 0) {
+      (run.report.warnings ??= []).push(
+        `Device pre-copy is off for ${ids.join(", ")}: the stream sink has no pre-copy ` +
+          "sections, so their whole state moves at stop-and-copy",
+      );
+    }
+    return;
+  }
   for (const d of run.options.devices ?? []) {
     if (!offersPrecopy(d)) continue;
     await d.startPrecopy!();

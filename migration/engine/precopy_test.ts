@@ -200,3 +200,47 @@ Deno.test("migrate() counts the devices' pending state in the expected downtime"
   );
   assert.equal(some.devices[0].stateBytes, 8 << 20);
 });
+
+Deno.test("migrate() says when a sink cannot carry device pre-copy, and moves the whole state at stop-and-copy", async () => {
+  const state = new Uint8Array([9, 8, 7, 6, 5]);
+  const log: string[] = [];
+  const device: DeviceMigrator = {
+    id: "dev0",
+    supported: true,
+    precopy: true,
+    startPrecopy: () => void log.push("startPrecopy"),
+    precopyInfo: () => ({ initialBytes: state.byteLength, dirtyBytes: 0 }),
+    readPrecopy: () => (log.push("readPrecopy"), state),
+    saveState: () => (log.push("saveState"), Promise.resolve(state)),
+    resumeRunning: () => void log.push("resumeRunning"),
+  };
+  // A sink with the required methods only: no writeDevicePrecopy, no markers.
+  const writer = new StreamWriter(new MemorySink());
+  const states: [string, Uint8Array][] = [];
+  const sink: MigrationSink = {
+    get bytesWritten() {
+      return writer.bytesWritten;
+    },
+    writeHeader: (layout, pageSize) => writer.writeHeader(layout, pageSize),
+    writePages: (r, gpa, pages) => writer.writePages(r, gpa, pages),
+    writeDeviceState: (id, bytes) => (states.push([id, bytes]), writer.writeDeviceState(id, bytes)),
+    writeIteration: (n) => writer.writeIteration(n),
+    writeComplete: () => writer.writeComplete(),
+    writeEnd: (d) => writer.writeEnd(d),
+  };
+  const report = await migrate({
+    ram: ram(),
+    sink,
+    sources: [new ScriptedSource([0, 10])],
+    devices: [device],
+    digest,
+    transport: "memory",
+    limits: { downtimeLimitMs: 1_000_000 },
+  });
+  assert.equal(report.result, "completed", report.error);
+  assert.deepEqual(log, ["saveState"], "never put in PRE_COPY");
+  assert.deepEqual(states, [["dev0", state]]);
+  assert.equal(report.warnings?.length, 1, `${report.warnings}`);
+  assert.match(report.warnings![0], /^Device pre-copy is off for dev0: the stream sink has no/);
+  assert.equal(report.devices[0].precopyBytes ?? 0, 0);
+});
