@@ -8,6 +8,7 @@
  *
  * ```sh
  * deno run -A bench/kvm_downtime.ts [--ram 256M] [--rate 32M] [--pattern random] [--rounds 5]
+ * deno run -A bench/kvm_downtime.ts --help
  * ```
  *
  * Needs a usable /dev/kvm on this host.
@@ -15,20 +16,35 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { median } from "./_limits_common.ts";
 
+const HELP = `deno run -A bench/kvm_downtime.ts [flags]   (the second half of deno task bench:kvm)
+
+The downtime of a running KVM test guest (dirty bitmap, then dirty ring)
+against the Worker workload at the same dirty rate: receive and migrate over
+loopback TCP, the same RAM, fill, write pattern and rate, in alternating
+rounds. Prints the medians and the ratios to the Worker's.
+
+  --ram SIZE        guest RAM (default 256M)
+  --rate RATE       the guest's writes/s, migrate's --dirty-rate (default 32M)
+  --pattern NAME    the write pattern, migrate's --workload: random,
+                    sequential or hotspot (default random)
+  --rounds N        alternating rounds (default 5)
+  -h, --help        show this help
+
+Needs a usable /dev/kvm. Writes bench/out/kvm_downtime.json.`;
 const root = new URL("..", import.meta.url).pathname;
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    ram: { type: "string", default: "256M" },
-    rate: { type: "string", default: "32M" },
-    pattern: { type: "string", default: "random" },
-    rounds: { type: "string", default: "5" },
-  },
+const { values, integer, size, rate, choice } = benchArgs("bench/kvm_downtime.ts", HELP, {
+  ram: { type: "string", default: "256M" },
+  rate: { type: "string", default: "32M" },
+  pattern: { type: "string", default: "random" },
+  rounds: { type: "string", default: "5" },
 });
-const ROUNDS = Number(values.rounds);
+size("ram");
+rate("rate");
+choice("pattern", ["random", "sequential", "hotspot"]);
+const ROUNDS = integer("rounds", 1);
 const PERMS = [
   "--allow-ffi",
   "--allow-read",

@@ -12,7 +12,8 @@
  *   `immediate_exit` and `pthread_kill`.
  *
  * ```sh
- * deno run -A bench/kvm_harvest.ts [--mib 32] [--reps 7] [--pauses 50]
+ * deno run -A bench/kvm_harvest.ts [--mib 32] [--reps 15] [--pauses 50]
+ * deno run -A bench/kvm_harvest.ts --help
  * ```
  *
  * Needs a usable /dev/kvm on this host (run it as a user that may open it).
@@ -20,7 +21,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { buildC, median } from "./_limits_common.ts";
 import { KvmDirtyLog } from "../kvm/dirty_log.ts";
 import { KvmDirtyRing } from "../kvm/dirty_ring.ts";
@@ -35,14 +36,30 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import { guestAddress } from "../sys/address.ts";
 import { pagemapRow } from "./_pagemap_harvest.ts";
 
-const args = parseArgs({
-  args: Deno.args,
-  options: { mib: { type: "string" }, reps: { type: "string" }, pauses: { type: "string" } },
+const HELP = `deno run -A bench/kvm_harvest.ts [flags]   (the first half of deno task bench:kvm)
+
+KVM as TypeScript / C ratios measured in one run: the harvest cost per GiB
+at 0, 1 and 100 % dirty of KVM's dirty bitmap and dirty ring against the same
+kernel calls from C (bench/c/kvm_harvest.c) on a twin VM, and of PAGEMAP_SCAN
+against bench/c/memory_harvest.c; then the pause latency, Vm.pause() to every
+vCPU parked, against a C thread kicked out of KVM_RUN. Prints the tables.
+
+  --mib N       guest RAM is N + 1 MiB, one slot, scaled to per-GiB figures
+                (default 32)
+  --reps N      harvest repetitions after 3 warm-up ones (default 15)
+  --pauses N    pause-latency samples (default 50)
+  -h, --help    show this help
+
+Needs a usable /dev/kvm and a C compiler (builds into bench/out/).`;
+const { integer } = benchArgs("bench/kvm_harvest.ts", HELP, {
+  mib: { type: "string", default: "32" },
+  reps: { type: "string", default: "15" },
+  pauses: { type: "string", default: "50" },
 });
-const MIB = Number(args.values.mib ?? 32);
-const REPS = Number(args.values.reps ?? 15);
+const MIB = integer("mib", 1);
+const REPS = integer("reps", 1);
 const WARMUP = 3;
-const PAUSES = Number(args.values.pauses ?? 50);
+const PAUSES = integer("pauses", 1);
 const RAM = BigInt(MIB + 1) << 20n;
 const RING_BYTES = 1 << 20;
 

@@ -19,6 +19,7 @@
  *
  * ```sh
  * deno task bench:limits [--rounds 5] [--mib 1024]
+ * deno task bench:limits --help
  * ```
  *
  * Prints one table, writes bench/out/limits.json, and a progress line per
@@ -27,7 +28,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { selectDirtyTracker } from "../memory/auto_tracker.ts";
 import { DirtyBitmap } from "../memory/dirty_bitmap.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
@@ -49,21 +50,30 @@ import {
   XorShift32,
 } from "./_limits_common.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    rounds: { type: "string", default: "5" },
-    mib: { type: "string", default: "1024" },
-  },
+const HELP = `deno task bench:limits [flags]
+
+The project's primitives as ratios to C baselines measured in the same run,
+C and ours alternated round by round (ratio = our speed / the baseline's):
+page copy vs memcpy, DirtyBitmap scans vs C over the same words, the dirty
+harvest vs bench/c/memory_harvest.c, stream encode vs memcpy, and
+StreamWriter -> receiveStream over loopback TCP vs a C TCP pump.
+
+  --rounds N    alternating rounds per case (default 5)
+  --mib N       the region in MiB, even, at least 64 (default 1024)
+  -h, --help    show this help
+
+Needs a C compiler (builds into bench/out/). Prints one table and a progress
+line per phase on stderr, writes bench/out/limits.json.`;
+const { fail, integer } = benchArgs("bench:limits", HELP, {
+  rounds: { type: "string", default: "5" },
+  mib: { type: "string", default: "1024" },
 });
-const ROUNDS = Number(values.rounds);
-const MIB = Number(values.mib);
+const ROUNDS = integer("rounds", 1);
+const MIB = integer("mib", 64);
+if (MIB % 2 !== 0) fail(`--mib takes an even number, not "${MIB}"`);
 const SIZE = MIB * 2 ** 20;
 const PAGES = SIZE / 4096;
 const BITMAP_PAGES = 4_194_304; // 16 GiB of 4 KiB pages = 512 KiB of bitmap
-if (!(ROUNDS >= 1) || !(MIB >= 64) || MIB % 2 !== 0) {
-  throw new RangeError("--rounds must be >= 1 and --mib an even number >= 64");
-}
 
 /** One line of the table. */
 interface Row {

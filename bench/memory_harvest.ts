@@ -6,6 +6,7 @@
  *
  * ```sh
  * deno run -A bench/memory_harvest.ts [--mib 256] [--iters 5]
+ * deno run -A bench/memory_harvest.ts --help
  * ```
  *
  * Soft-dirty is measured with `unsafeSkipProbe` on kernels without it: the
@@ -15,7 +16,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { guestAddress as g } from "../sys/address.ts";
 import { hostView } from "../sys/host_memory.ts";
 import { libc } from "../sys/_libc.ts";
@@ -27,12 +28,24 @@ import { PagemapScanTracker } from "../memory/pagemap_scan_tracker.ts";
 import { probeSoftDirty, SoftDirtyTracker } from "../memory/soft_dirty_tracker.ts";
 import { SoftwareDirtyLog } from "../memory/software_dirty_log.ts";
 
-const args = parseArgs({
-  args: Deno.args,
-  options: { mib: { type: "string" }, iters: { type: "string" } },
+const HELP = `deno task bench:memory [flags]
+
+The harvest cost per GiB of each dirty tracker (PAGEMAP_SCAN, soft-dirty,
+the software log) at 0, 1 and 100 % dirty, and page-copy throughput in 4 KiB,
+64 KiB and 2 MiB runs, each against a C baseline making the same kernel calls
+(bench/c/memory_harvest.c). Prints medians and TypeScript / C ratios.
+
+  --mib N       the region in MiB, scaled to per-GiB figures (default 256)
+  --iters N     samples per run, after the warm-up ones (default 5)
+  -h, --help    show this help
+
+Needs a C compiler; builds bench/out/memory_harvest.`;
+const { integer } = benchArgs("bench:memory", HELP, {
+  mib: { type: "string", default: "256" },
+  iters: { type: "string", default: "5" },
 });
-const MIB = Number(args.values.mib ?? 256);
-const ITERS = Number(args.values.iters ?? 5);
+const MIB = integer("mib", 1);
+const ITERS = integer("iters", 1);
 const here = new URL(".", import.meta.url).pathname;
 const out = `${here}out`;
 

@@ -4,24 +4,45 @@
 // until the destination holds the image (setup included) and of the whole
 // migration (its digests included), each as a ratio to 1 channel in the
 // same run.
-// Run: deno task bench:channels [--ram 1G] [--pairs 3] [--counts 1,2,4]
-import { parseArgs } from "node:util";
+// Run with --help for the flags.
+import { benchArgs } from "./_args.ts";
 import { migratePair } from "./_migrate_pair.ts";
 
+const HELP = `deno task bench:channels [flags]
+
+Live migrations (migrate -> receive, two processes) over loopback TCP with
+several parallel channels (--channels), the counts alternating within each
+round. Prints the medians of the time to the image at the destination and
+of the whole migration, each as a ratio to the first count, and the downtime.
+
+  --ram NG          guest RAM, whole GiB (default 1G)
+  --pairs N         rounds (default 3)
+  --counts N,N,...  channel counts, comma-separated; the first is the baseline
+                    (default 1,2,4)
+  --fills F,F,...   RAM contents, comma-separated, each random, zero, half,
+                    text or untouched (default random,half)
+  -h, --help        show this help
+
+Writes bench/out/migrate_channels.json.`;
+const FILLS = ["random", "zero", "half", "text", "untouched"];
 const root = new URL("..", import.meta.url).pathname;
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    ram: { type: "string", default: "1G" },
-    pairs: { type: "string", default: "3" },
-    counts: { type: "string", default: "1,2,4" },
-    fills: { type: "string", default: "random,half" },
-  },
+const { values, fail, integer } = benchArgs("bench:channels", HELP, {
+  ram: { type: "string", default: "1G" },
+  pairs: { type: "string", default: "3" },
+  counts: { type: "string", default: "1,2,4" },
+  fills: { type: "string", default: "random,half" },
 });
-const ramBytes = Number(/^(\d+)G$/.exec(values.ram)?.[1] ?? "1") * 2 ** 30;
-const pairs = Number(values.pairs);
+const gib = /^(\d+)G$/.exec(values.ram)?.[1];
+if (gib === undefined || !(Number(gib) >= 1)) fail(`--ram takes NG (N >= 1), not "${values.ram}"`);
+const ramBytes = Number(gib) * 2 ** 30;
+const pairs = integer("pairs", 1);
+if (!/^\d+(,\d+)*$/.test(values.counts) || values.counts.split(",").some((n) => !(+n >= 1))) {
+  fail(`--counts takes channel counts >= 1, comma-separated, not "${values.counts}"`);
+}
 const counts = values.counts.split(",").map(Number);
 const fills = values.fills.split(",");
+const badFill = fills.find((f) => !FILLS.includes(f));
+if (badFill !== undefined) fail(`--fills takes ${FILLS.join(", ")}, not "${badFill}"`);
 const out = `${root}bench/out`;
 Deno.mkdirSync(out, { recursive: true });
 

@@ -4,22 +4,36 @@
 // RAM, over the bare loopback and over a link capped with --max-bandwidth
 // (default 120M/s, about 1 Gbit/s). Runs alternate none, zstd, none, zstd.
 // Prints throughput (RAM bytes / time to the verified image) and bytes on the
-// wire, each as a ratio to the baseline. Run:
-//   deno task bench:compress [--ram 256M] [--pairs 2] [--cap 120M]
-import { parseArgs } from "node:util";
+// wire, each as a ratio to the baseline. Run with --help for the flags.
+import { benchArgs } from "./_args.ts";
 import { migratePair } from "./_migrate_pair.ts";
 
+const HELP = `deno task bench:compress [flags]
+
+migrate --compress zstd against --compress none (the baseline), live over
+loopback TCP between two processes, on text-like and on random RAM, over the
+bare loopback and over a link capped with --max-bandwidth; runs alternate
+none, zstd. Prints throughput (RAM / time to the verified image) and bytes on
+the wire, each as a ratio to the baseline.
+
+  --ram NM      guest RAM, whole MiB (default 256M)
+  --pairs N     alternating pairs per case (default 2)
+  --cap RATE    the capped link's --max-bandwidth, per second (default 120M,
+                about 1 Gbit/s)
+  -h, --help    show this help
+
+Writes bench/out/migrate_compress.json.`;
 const root = new URL("..", import.meta.url).pathname;
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    ram: { type: "string", default: "256M" },
-    pairs: { type: "string", default: "2" },
-    cap: { type: "string", default: "120M" },
-  },
+const { values, fail, integer, rate } = benchArgs("bench:compress", HELP, {
+  ram: { type: "string", default: "256M" },
+  pairs: { type: "string", default: "2" },
+  cap: { type: "string", default: "120M" },
 });
-const ramBytes = Number(/^(\d+)M$/.exec(values.ram)?.[1] ?? "256") * 2 ** 20;
-const pairs = Number(values.pairs);
+const mib = /^(\d+)M$/.exec(values.ram)?.[1];
+if (mib === undefined || !(Number(mib) >= 1)) fail(`--ram takes NM (N >= 1), not "${values.ram}"`);
+rate("cap");
+const ramBytes = Number(mib) * 2 ** 20;
+const pairs = integer("pairs", 1);
 const out = `${root}bench/out`;
 Deno.mkdirSync(out, { recursive: true });
 

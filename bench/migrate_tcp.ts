@@ -1,22 +1,36 @@
 // A 1 GiB live migration over loopback TCP between two processes (`receive`
 // and `migrate`), side by side with a C loopback-TCP pump of the same bytes,
 // alternating A B A B. Prints the medians and the ratio to the C baseline, and
-// each side's peak RSS. Run: deno task bench:migrate [--ram 1G] [--pairs 3]
+// each side's peak RSS. Run with --help for the flags.
+import { benchArgs } from "./_args.ts";
 import { buildC } from "./_limits_common.ts";
-import { parseArgs } from "node:util";
 import { migratePair } from "./_migrate_pair.ts";
 
+const HELP = `deno task bench:migrate [flags]
+
+A live migration (migrate -> receive, two processes) over loopback TCP
+against a C loopback-TCP pump of the same bytes, alternating A B A B.
+Prints the medians, the ratio to the C pump, the downtime and each side's
+peak RSS.
+
+  --ram NG        guest RAM, whole GiB (default 1G)
+  --pairs N       alternating pairs (default 3)
+  --fill PATTERN  the RAM's contents: random, zero, half, text or untouched
+                  (default random)
+  -h, --help      show this help
+
+Builds the C pump into bench/out/ with cc. Writes bench/out/migrate_tcp.json.`;
 const root = new URL("..", import.meta.url).pathname;
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    ram: { type: "string", default: "1G" },
-    pairs: { type: "string", default: "3" },
-    fill: { type: "string", default: "random" },
-  },
+const { values, fail, integer, choice } = benchArgs("bench:migrate", HELP, {
+  ram: { type: "string", default: "1G" },
+  pairs: { type: "string", default: "3" },
+  fill: { type: "string", default: "random" },
 });
-const ramBytes = Number(/^(\d+)G$/.exec(values.ram)?.[1] ?? "1") * 2 ** 30;
-const pairs = Number(values.pairs);
+const gib = /^(\d+)G$/.exec(values.ram)?.[1];
+if (gib === undefined || !(Number(gib) >= 1)) fail(`--ram takes NG (N >= 1), not "${values.ram}"`);
+choice("fill", ["random", "zero", "half", "text", "untouched"]);
+const ramBytes = Number(gib) * 2 ** 30;
+const pairs = integer("pairs", 1);
 const out = `${root}bench/out`;
 Deno.mkdirSync(out, { recursive: true });
 

@@ -6,8 +6,8 @@
 // one run, alternating A B C ... then reversed. Each of ours also reports the
 // CPU seconds each side spent (user and system), which says where the time
 // goes. Writes bench/out/migrate_tls.json.
-// Run: deno task bench:tls [--ram 1G] [--pairs 3]
-import { parseArgs } from "node:util";
+// Run with --help for the flags.
+import { benchArgs } from "./_args.ts";
 import { buildC } from "./_limits_common.ts";
 import {
   collectStderr,
@@ -22,16 +22,29 @@ import { withTimeout } from "./_qmp.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const out = `${root}bench/out`;
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { ram: { type: "string", default: "1G" }, pairs: { type: "string", default: "3" } },
+const HELP = `deno task bench:tls [flags]
+
+What TLS costs a migration: random RAM moved over loopback by ours
+(migrate -> receive) over tcp: and over tls: (mutual authentication, an authz
+list), by QEMU 7.2 plain and over TLS with the same credentials, and by C
+pumps of the same bytes over TCP and over OpenSSL TLS 1.3, alternating
+A B C ... then reversed. Prints the medians and, for ours, the CPU seconds
+each side spent.
+
+  --ram NG      guest RAM, whole GiB (default 1G)
+  --pairs N     runs of each, alternating (default 3)
+  -h, --help    show this help
+
+Needs QEMU (installs qemu-system-x86 with apt-get when missing), /usr/bin/time
+and a C compiler with libssl; the credentials come from mod.ts tls-creds init.
+Writes bench/out/migrate_tls.json.`;
+const { values, fail, integer } = benchArgs("bench:tls", HELP, {
+  ram: { type: "string", default: "1G" },
+  pairs: { type: "string", default: "3" },
 });
 const gib = Number(/^(\d+)G$/i.exec(values.ram)?.[1] ?? NaN);
-const pairs = Number(values.pairs);
-if (!(gib >= 1) || !(pairs >= 1)) {
-  console.error("bench:tls: usage: --ram NG (N >= 1) --pairs N (N >= 1)");
-  Deno.exit(2);
-}
+if (!(gib >= 1)) fail(`--ram takes NG (N >= 1), not "${values.ram}"`);
+const pairs = integer("pairs", 1);
 const ramBytes = gib * 2 ** 30;
 const RUN_TIMEOUT = 180_000 * gib;
 const PERMS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-net", "--allow-env"];
