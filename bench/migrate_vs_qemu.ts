@@ -521,6 +521,7 @@ const LINK_ENGINES = [
   "oursZstd",
   "oursZstd2",
   "oursRaw",
+  "oursAuto",
   "qemu10m2z",
   "qemu10m4z",
   "qemu10m4",
@@ -530,6 +531,7 @@ const LINK_LABEL: Record<LinkEngine, string> = {
   oursZstd: "ours --compress zstd",
   oursZstd2: "ours --compress zstd --channels 2",
   oursRaw: "ours --compress none",
+  oursAuto: "ours --compress auto",
   qemu10m2z: "QEMU 10 multifd 2 zstd, zero-pg multifd",
   qemu10m4z: "QEMU 10 multifd 4 zstd, zero-pg multifd",
   qemu10m4: "QEMU 10 multifd 4, zero-pg multifd",
@@ -631,19 +633,30 @@ async function cappedLinks(
       for (let p = 0; p < linkPairs; p++) {
         for (const c of cases.filter((c) => c.rateBits === rateBits)) {
           const order: LinkEngine[] = c.workload
-            ? ["oursZstd", "oursZstd2", "oursRaw"]
-            : ["oursZstd", "qemu10m2z", "oursZstd2", "qemu10m4z", "oursRaw", "qemu10m4"];
+            ? ["oursZstd", "oursZstd2", "oursRaw", "oursAuto"]
+            : [
+              "oursZstd",
+              "qemu10m2z",
+              "oursZstd2",
+              "qemu10m4z",
+              "oursRaw",
+              "qemu10m4",
+              "oursAuto",
+            ];
           if (p % 2 === 1) order.reverse();
           for (const e of order) {
             progress(`link pair ${p + 1}/${linkPairs}, ${c.id}: ${LINK_LABEL[e]}`);
             const once = async () =>
-              e === "oursZstd" || e === "oursZstd2" || e === "oursRaw"
+              e === "oursZstd" || e === "oursZstd2" || e === "oursRaw" || e === "oursAuto"
                 ? await oursRun({
                   ram: linkRam,
                   dstArgs: e === "oursZstd2" ? ["--channels", "2"] : [],
                   srcArgs: [
                     ...["--fill-from", image, "--seed", `${seed}`],
-                    ...["--compress", e === "oursRaw" ? "none" : "zstd"],
+                    ...[
+                      "--compress",
+                      e === "oursRaw" ? "none" : e === "oursAuto" ? "auto" : "zstd",
+                    ],
                     ...(e === "oursZstd2" ? ["--channels", "2"] : []),
                     ...(c.workload
                       ? ["--workload", "random", "--dirty-rate", values["link-dirty-rate"]]
@@ -724,7 +737,9 @@ function linkReport(
     ) as Record<LinkEngine, number | null>;
     const best = LINK_QEMU_ENGINES.filter((e) => med[e])
       .sort((a, b) => med[a]!.wallMs - med[b]!.wallMs)[0];
-    const oursBest = (["oursZstd", "oursZstd2", "oursRaw"] as const).filter((e) => med[e])
+    const oursBest = (["oursZstd", "oursZstd2", "oursRaw", "oursAuto"] as const).filter((e) =>
+      med[e]
+    )
       .sort((a, b) => med[a]!.wallMs - med[b]!.wallMs)[0];
     return {
       ...c,

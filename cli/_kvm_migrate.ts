@@ -57,7 +57,7 @@ export interface KvmMigrateOptions {
   dirtyLog: "bitmap" | "ring";
   limits: ConvergenceLimits;
   maxBandwidth?: number;
-  compress: "zstd" | "none";
+  compress: "zstd" | "auto" | "none";
   /** Parallel channels for RAM (1: the main connection only). */
   channels: number;
   peerTimeoutMs: number;

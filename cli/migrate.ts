@@ -144,9 +144,9 @@ export const MIGRATE_COMMAND = {
     },
     compress: {
       type: "string",
-      value: "zstd|none",
+      value: "zstd|auto|none",
       help:
-        "compress RAM runs with zstd, for links slower than memory (runs that do not compress go raw; needs libzstd)",
+        "compress RAM runs with zstd, for links slower than memory (runs that do not compress go raw; needs libzstd); auto compresses only while that is estimated faster than sending raw (it times zstd and the link as it goes)",
       default: "none",
     },
     channels: {
@@ -249,9 +249,15 @@ export function summarize(r: MigrationReport): string {
 // What compression saved: raw bytes against bytes on the wire.
 function compressionLine(c: NonNullable<MigrationReport["compression"]>): string {
   const ratio = c.rawBytes === 0 ? "-" : (c.wireBytes / c.rawBytes).toFixed(3);
-  return `  compression ${c.codec}: ${(c.rawBytes / MiB).toFixed(1)} MiB of runs raw, ${
+  return `  compression ${c.policy === "auto" ? "auto " : ""}${c.codec}: ${
+    (c.rawBytes / MiB).toFixed(1)
+  } MiB of runs raw, ${
     (c.wireBytes / MiB).toFixed(1)
-  } MiB on the wire (${ratio}); ${c.compressedRuns} of ${c.runs} runs compressed`;
+  } MiB on the wire (${ratio}); ${c.compressedRuns} of ${c.runs} runs compressed${
+    c.policy === "auto"
+      ? `; auto: ${c.wireRawRuns} runs raw as the wire was faster, ${c.sampledRuns} sampled`
+      : ""
+  }`;
 }
 
 /**
@@ -369,7 +375,7 @@ export async function runMigrate(args: string[]): Promise<number> {
   }
   const compress = values.compress === undefined
     ? "none"
-    : parseChoice("--compress", values.compress, ["zstd", "none"] as const);
+    : parseChoice("--compress", values.compress, ["zstd", "auto", "none"] as const);
   const channels = values.channels === undefined
     ? 1
     : parseInteger("--channels", values.channels, { min: 1 });

@@ -106,7 +106,9 @@ export interface MigrateGuestOptions {
   maxBandwidth?: number;
   /**
    * Compress RAM runs with zstd (`zstd`; needs the system's libzstd), for
-   * links slower than memory: runs that do not compress go raw. The report's
+   * links slower than memory: runs that do not compress go raw. `auto`
+   * compresses only while that is estimated faster than sending raw (per
+   * writer, from the time zstd and the sink's writes take). The report's
    * `compression` says what it saved. Default `none`.
    */
   compress?: StreamCompression;

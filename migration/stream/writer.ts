@@ -25,6 +25,7 @@ import { groupRuns, packSparse } from "./_sparse_plan.ts";
 import {
   COMPRESS_CHUNK_BYTES,
   COMPRESS_MIN_BYTES,
+  CompressionGovernor,
   type CompressionStats,
   RunCompressor,
   type StreamCompression,
@@ -64,12 +65,21 @@ export interface StreamWriterOptions {
   /**
    * Compress RAM runs: `zstd` sends each data run of at least 16 KiB (cut
    * into runs of at most 1 MiB) as a compressed section when that is at
-   * most 7/8 of its raw size, and raw otherwise. Default `none`. Needs
-   * libzstd (`libzstd.so.1`) and `--allow-ffi`.
+   * most 7/8 of its raw size, and raw otherwise. `auto` does the same only
+   * while compressing a run and sending it is estimated faster than sending
+   * it raw (from the time compress calls and sink writes take: see
+   * {@linkcode CompressionGovernor}); otherwise runs go raw, one in 16 still
+   * compressed to follow a changing link. Default `none`. Needs libzstd
+   * (`libzstd.so.1`) and `--allow-ffi`.
    */
   compress?: StreamCompression;
-  /** zstd's compression level with `compress: "zstd"`; default 1. */
+  /** zstd's compression level with `compress: "zstd"` or `"auto"`; default 1. */
   compressLevel?: number;
+  /**
+   * The clock `compress: "auto"` times compress calls and sink writes with,
+   * in ms; default `performance.now`.
+   */
+  clock?: () => number;
 }
 
 /** What {@linkcode StreamWriter.writePages} sent. */
@@ -123,6 +133,8 @@ export class StreamWriter {
   #sparseBuf: Uint8Array | undefined;
   #compressor: RunCompressor | undefined;
   #compressStats: CompressionStats | undefined;
+  #governor: CompressionGovernor | undefined;
+  #clock: () => number;
 
   /**
    * Creates a writer over a sink; nothing is written until `writeHeader()`.
@@ -130,7 +142,7 @@ export class StreamWriter {
    * @param sink Where the bytes go (a {@linkcode StreamChannel} or any sink).
    * @param options Run cap, batch size, snapshot mode, compression.
    * @throws {RangeError} If an option is out of range.
-   * @throws {ZstdError} With `compress: "zstd"`, if libzstd cannot be loaded.
+   * @throws {ZstdError} With `compress: "zstd"` or `"auto"`, if libzstd cannot be loaded.
    */
   constructor(sink: StreamSink, options: StreamWriterOptions = {}) {
     const maxRun = options.maxRunBytes ?? 4 << 20;
@@ -141,25 +153,41 @@ export class StreamWriter {
     if (!Number.isInteger(batch) || batch < 4096 || batch > 1 << 30) {
       throw new RangeError(`Cannot create StreamWriter: batchBytes ${batch} is out of range`);
     }
-    this.#framer = new SectionFramer(sink, batch);
     this.#maxRun = maxRun;
     this.#snapshot = options.snapshotRuns ? new Uint8Array(maxRun) : undefined;
+    this.#clock = options.clock ?? (() => performance.now());
     const compress = options.compress ?? "none";
-    if (compress !== "none" && compress !== "zstd") {
+    if (compress !== "none" && compress !== "zstd" && compress !== "auto") {
       throw new RangeError(`Cannot create StreamWriter: unknown compression "${compress}"`);
     }
-    if (compress === "zstd") {
+    if (compress === "auto") {
+      const governor = new CompressionGovernor();
+      const clock = this.#clock;
+      const inner = sink;
+      this.#governor = governor;
+      sink = {
+        async write(bytes: Uint8Array): Promise<void> {
+          const t0 = clock();
+          await inner.write(bytes);
+          governor.wrote(bytes.length, clock() - t0);
+        },
+      };
+    }
+    this.#framer = new SectionFramer(sink, batch);
+    if (compress !== "none") {
       this.#compressor = new RunCompressor({
         maxRunBytes: Math.min(maxRun, COMPRESS_CHUNK_BYTES),
         level: options.compressLevel,
+        policy: compress,
       });
     }
   }
 
   /**
    * What compression did so far: runs tried and compressed, their raw
-   * payload bytes and the bytes they took on the wire. `undefined` without
-   * `compress: "zstd"`.
+   * payload bytes and the bytes they took on the wire, and with `auto` the
+   * runs sent raw because the wire was faster. `undefined` without
+   * `compress: "zstd"` or `"auto"`.
    */
   get compression(): CompressionStats | undefined {
     return this.#compressor?.stats ?? this.#compressStats;
@@ -665,7 +693,25 @@ export class StreamWriter {
       input = this.#snapshot.subarray(0, bytes.length);
       input.set(bytes);
     }
-    const parts = this.#compressor!.compress(input, raw?.bytes ?? bytes.length);
+    const rawBytes = raw?.bytes ?? bytes.length;
+    const compressor = this.#compressor!;
+    const governor = this.#governor;
+    let parts: [Uint8Array, Uint8Array] | undefined;
+    if (governor === undefined) {
+      parts = compressor.compress(input, rawBytes);
+    } else {
+      const choice = governor.choose(input.length, rawBytes);
+      if (choice === "raw") {
+        compressor.skipped(rawBytes);
+      } else {
+        const t0 = this.#clock();
+        parts = compressor.compress(input, rawBytes);
+        const ms = this.#clock() - t0;
+        const wire = parts === undefined ? rawBytes : parts[0].length + parts[1].length;
+        governor.compressed(input.length, rawBytes, wire, ms);
+        if (choice === "sample") compressor.sampled();
+      }
+    }
     if (parts !== undefined) {
       const length = BigInt(parts[0].length + parts[1].length);
       return this.#framer.section(SectionType.COMPRESSED, gpa, length, parts);
