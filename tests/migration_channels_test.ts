@@ -53,6 +53,25 @@ Deno.test("migrateGuest() over 2 channels with zstd sums every channel's compres
   assert.ok(c.compressedRuns > 0 && c.wireBytes < c.rawBytes, JSON.stringify(c));
 });
 
+Deno.test("migrateGuest() over 2 channels with compress auto gives each channel's writer the policy", async () => {
+  const r = await runMigrationScenario({
+    ram: 16 * MiB,
+    channels: 2,
+    compress: "auto",
+    fill: (v) => {
+      for (let p = 0; p < v.length / 4096; p++) v.fill((p * 37) & 0xff, p * 4096, p * 4096 + 4096);
+    },
+  });
+  assert.equal(r.report.result, "completed", r.report.error);
+  assert.equal(r.destination.digest, r.report.sourceDigest);
+  const c = r.report.compression!;
+  assert.equal(c.policy, "auto");
+  // Each channel compresses its first run (the compressor's estimate starts
+  // empty); what follows depends on how fast the socket takes bytes.
+  assert.ok(c.compressedRuns >= 2, JSON.stringify(c));
+  assert.ok(c.runs + c.wireRawRuns >= 16, JSON.stringify(c));
+});
+
 Deno.test("migrateGuest() over 2 unix-socket channels ends with equal digests", async () => {
   const seed = testSeed();
   const r = await runMigrationScenario({
