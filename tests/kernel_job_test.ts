@@ -102,3 +102,35 @@ Deno.test("jobScript() bounds each file: a hanging file is killed, the next file
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("FileTally ends a file the guest locked up in, and names the files a new boot must run", () => {
+  const tally = new FileTally({
+    nonce: NONCE,
+    files: ["a_test.ts", "b_test.ts", "c_test.ts", "d_test.ts"],
+    declared: [1, 3, 2, 5],
+  });
+  assert.equal(tally.running, undefined);
+  feed(
+    tally,
+    [
+      `${FILE_MARKERS.begin} ${NONCE} 0`,
+      "one ... ok (1ms)",
+      "ok | 1 passed | 0 failed (5ms)",
+      `${FILE_MARKERS.end} ${NONCE} 0 0`,
+      `${FILE_MARKERS.begin} ${NONCE} 1`,
+      "first ... ok (1s)",
+      "second ...",
+    ].join("\n"),
+  );
+  const running = tally.running!;
+  assert.deepEqual([running.index, running.file], [1, "b_test.ts"]);
+  assert.ok(running.sinceMs <= performance.now());
+  assert.deepEqual(tally.notBegun(), [2, 3], "the running file is not for the next boot");
+  tally.endRunning();
+  assert.equal(tally.running, undefined);
+  assert.deepEqual(tally.totals, { passed: 2, failed: 2 }, "b: 1 passed, 2 of 3 failed");
+  assert.deepEqual(tally.unfinished, [{ file: "b_test.ts", code: 137, passed: 1, failed: 2 }]);
+  assert.deepEqual(tally.notBegun(), [2, 3]);
+  tally.endRunning(); // nothing running: no change
+  assert.deepEqual(tally.totals, { passed: 2, failed: 2 });
+});

@@ -26,8 +26,11 @@
  * `kernel[<profile>]: N passed, M failed` line per boot and, last, the sum:
  * `kernel: N passed, M failed`. In a guest each file runs in its own
  * `deno test`, bounded by `--file-timeout`: a file that does not finish counts
- * the tests it had not passed as failed and the next file runs. A boot that
- * cannot run counts each test its files declare as failed. The exit code is 0
+ * the tests it had not passed as failed and the next file runs. A guest
+ * that stops answering inside a file (no end a minute past that bound: its
+ * kernel locked up) is killed, that file counts as above, and the guest boots
+ * again for the files it never began (at most twice). A boot that cannot run
+ * counts each test its files declare as failed. The exit code is 0
  * only when every boot passed.
  *
  * @module
@@ -276,11 +279,52 @@ function plan(files: string[], only: string[] | undefined): Map<BootProfile, str
   return out;
 }
 
+type BootContext = { options: Options; progress: Progress; kernels: Kernels; denoDir: string };
+
+// Boots after a guest that locked up inside a file, for the files it never began.
+const MAX_REBOOTS = 2;
+
 async function bootProfile(
   profile: BootProfile,
   files: string[],
-  context: { options: Options; progress: Progress; kernels: Kernels; denoDir: string },
+  context: BootContext,
 ): Promise<{ status: number; summary?: TestSummary }> {
+  let pending = files;
+  let status = 0;
+  const sum: TestSummary = { passed: 0, failed: 0 };
+  let counted = false;
+  for (let boot = 0;; boot++) {
+    const r = await bootOnce(profile, pending, context);
+    if (r.status !== 0) status = r.status;
+    if (r.summary !== undefined) {
+      sum.passed += r.summary.passed;
+      sum.failed += r.summary.failed;
+      counted = true;
+    }
+    if (r.rest === undefined || r.rest.length === 0) break;
+    if (boot >= MAX_REBOOTS) {
+      // Out of boots: what never ran fails, as the files declare.
+      for (const f of r.rest) sum.failed += declaredTests(Deno.readTextFileSync(f));
+      console.error(
+        `kernel tests [${profile.name}]: ${r.rest.length} files never ran (the guest locked up ` +
+          `${boot + 1} times), counted as failed`,
+      );
+      break;
+    }
+    context.progress.step(
+      `[${profile.name}] booting again for the ${r.rest.length} files the locked-up guest ` +
+        "never began",
+    );
+    pending = r.rest;
+  }
+  return { status, summary: counted ? sum : undefined };
+}
+
+async function bootOnce(
+  profile: BootProfile,
+  files: string[],
+  context: BootContext,
+): Promise<{ status: number; summary?: TestSummary; rest?: string[] }> {
   const { options, progress, kernels } = context;
   const extraEnv: Record<string, string> = { DENO_VMM_KERNEL_PROFILE: profile.name };
   let kernel: Kernel;
@@ -345,7 +389,10 @@ async function bootProfile(
     onKill: (kill) => cleanups.push(kill),
     machine: profile.machine,
     tally,
+    // The guest's own bound on each file, a minute of slack, then it is taken as locked up.
+    stallMs: (options.fileTimeoutSeconds + 60) * 1000,
   });
+  if (result.stalled !== undefined) tally.endRunning();
   for (const u of tally.unfinished) {
     console.error(
       `kernel tests [${profile.name}]: ${u.file} ${
@@ -366,6 +413,10 @@ async function bootProfile(
     console.error("---");
     const status = fail(result.reason ?? "the guest never reported");
     if (!tally.started) return { status };
+    if (result.stalled !== undefined) {
+      // The stuck file counts as failed above; the files not begun get a new boot.
+      return { status, summary: { ...tally.totals }, rest: tally.notBegun().map((i) => files[i]) };
+    }
     // What ended is counted; the rest of what the files declare failed.
     const rest = tally.notEnded();
     return {

@@ -32,6 +32,7 @@ export class FileTally {
   #files: readonly string[];
   #declared: readonly number[];
   #current: number | undefined;
+  #currentSince = 0;
   #passedLines = 0;
   #summary: TestSummary | undefined;
   #finished = new Set<number>();
@@ -76,6 +77,41 @@ export class FileTally {
   }
 
   /**
+   * The file running now: its index, name, and when its begin marker came
+   * (`performance.now()`); undefined between files.
+   */
+  get running(): { index: number; file: string; sinceMs: number } | undefined {
+    const i = this.#current;
+    if (i === undefined) return undefined;
+    return { index: i, file: this.#files[i] ?? `#${i}`, sinceMs: this.#currentSince };
+  }
+
+  /**
+   * Ends the running file as if it had been killed at its bound (its passed
+   * tests count, the rest of what it declares fails), for a guest that
+   * stopped answering inside it.
+   *
+   * @param code The exit code to record (137: killed).
+   */
+  endRunning(code = 137): void {
+    if (this.#current !== undefined) this.#end(this.#current, code);
+  }
+
+  /**
+   * The files that have not begun, by index in job order: what a new boot
+   * still has to run.
+   *
+   * @returns Indices into the job's files.
+   */
+  notBegun(): number[] {
+    const out: number[] = [];
+    this.#files.forEach((_, i) => {
+      if (!this.#finished.has(i) && i !== this.#current) out.push(i);
+    });
+    return out;
+  }
+
+  /**
    * Takes one output line (colors already stripped).
    *
    * @param line The line.
@@ -84,6 +120,7 @@ export class FileTally {
     const words = line.trim().split(" ");
     if (words[1] === this.#nonce && words[0] === FILE_MARKERS.begin) {
       this.#current = Number(words[2]);
+      this.#currentSince = performance.now();
       this.#passedLines = 0;
       this.#summary = undefined;
       return;

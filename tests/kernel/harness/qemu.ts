@@ -20,6 +20,8 @@ export interface GuestResult {
   output: OutputWatcher;
   /** What QEMU wrote on stderr, last lines. */
   qemuStderr: string[];
+  /** The file the guest stopped answering in, when `stallMs` ended the boot. */
+  stalled?: string;
 }
 
 /** Options for {@linkcode runGuest}. */
@@ -42,6 +44,12 @@ export interface GuestOptions {
   machine?: MachineOptions;
   /** Gets every console line, to add up the job's per-file runs. */
   tally?: FileTally;
+  /**
+   * With `tally`: a file running this long without its end marker means the
+   * guest stopped answering (its own per-file bound did not fire): QEMU is
+   * killed and the result names the file in `stalled`.
+   */
+  stallMs?: number;
 }
 
 /** What the guest machine has besides the 9p shares. */
@@ -166,6 +174,19 @@ export async function runGuest(options: GuestOptions): Promise<GuestResult> {
     reason = `the guest did not finish within ${timeoutSeconds} s`;
     kill();
   }, options.timeoutMs);
+  let stalled: string | undefined;
+  const stallMs = options.stallMs;
+  const watchdog = options.tally === undefined || stallMs === undefined
+    ? undefined
+    : setInterval(() => {
+      const running = options.tally!.running;
+      if (running === undefined || performance.now() - running.sinceMs < stallMs) return;
+      stalled = running.file;
+      reason = `the guest stopped answering in ${running.file}: no end ${
+        Math.round(stallMs / 1000)
+      } s after it began, though the guest bounds each file (a guest kernel lockup)`;
+      kill();
+    }, 1000);
   let grace: ReturnType<typeof setTimeout> | undefined;
   function afterMarker(): void {
     // The guest powers off right after the marker; do not wait long for it.
@@ -195,7 +216,8 @@ export async function runGuest(options: GuestOptions): Promise<GuestResult> {
   } finally {
     clearTimeout(deadline);
     clearTimeout(grace);
+    clearInterval(watchdog);
     kill();
   }
-  return { status: output.guestStatus, reason, output, qemuStderr };
+  return { status: output.guestStatus, reason, output, qemuStderr, stalled };
 }
