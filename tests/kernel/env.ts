@@ -54,6 +54,7 @@ export function inGuest(): boolean {
 /** The boot profiles of `tests/kernel/harness/profiles.ts`. */
 export type BootProfileName =
   | "stock-6.1"
+  | "stock-6.1-kvm"
   | "custom-6.12"
   | "custom-6.12-viommu"
   | "stock-6.12";

@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // `deno task demo --guest kvm` (the README's demo with a KVM guest): two
 // processes, the test guest's heartbeat from both interleaved, and a guest
 // that goes on at the destination.

@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // KVM's dirty bitmap and dirty ring on the real kernel: the test guest writes
 // a known set of pages (a page list, or a RUN whose pages the VMM replays from
 // the seed) and each harvest must hold exactly those pages plus the guest's

@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // The migration engine driven by the real KVM: KVM's dirty bitmap (or ring)
 // merged with the VMM's own writes, the vCPUs as the workload, their state as
 // device state. The test guest writes known page lists while pre-copy runs

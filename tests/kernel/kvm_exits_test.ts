@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // The test guest on the real kernel's KVM: boot in 64-bit mode, port I/O in
 // both directions, MMIO, HLT, a triple fault, an instruction fetch from MMIO,
 // and the done port (run by `deno task test:kernel`, and on a host with

@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // Live migration of a running KVM guest between two processes: `migrate
 // --guest kvm` boots the test guest on the real KVM and migrates it while it
 // writes and prints its heartbeat; `receive --guest kvm` restores RAM and

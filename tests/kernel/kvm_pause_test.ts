@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // Pausing vCPUs on the real kernel while the guest spins without ever exiting:
 // immediate_exit plus the kick signal must get KVM_RUN out within a bound. The
 // bound is a generous wait that fails with a message, not a timing assertion.

@@ -1,3 +1,4 @@
+// kernel-profiles: stock-6.1-kvm
 // vCPU state saved from one VM and restored into a second VM of this process,
 // with the guest's RAM copied over: the guest must go on as if nothing
 // happened — its counter continues, its checksum and page sum still match.
