@@ -7,6 +7,9 @@
  */
 
 import { crc32 } from "node:zlib";
+import { median } from "./_stats.ts";
+
+export { median };
 import type { DirtyBitmap } from "../memory/dirty_bitmap.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 
@@ -24,18 +27,6 @@ const encoder = new TextEncoder();
  */
 export function progress(text: string): void {
   Deno.stderr.writeSync(encoder.encode(`[limits] ${text}\n`));
-}
-
-/**
- * The median (upper median for an even count).
- *
- * @param xs The samples (not modified).
- * @returns The median, or `NaN` for no samples.
- */
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 /**

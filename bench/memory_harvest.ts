@@ -27,6 +27,7 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import { PagemapScanTracker } from "../memory/pagemap_scan_tracker.ts";
 import { probeSoftDirty, SoftDirtyTracker } from "../memory/soft_dirty_tracker.ts";
 import { SoftwareDirtyLog } from "../memory/software_dirty_log.ts";
+import { median } from "./_stats.ts";
 
 const HELP = `deno task bench:memory [flags]
 
@@ -48,11 +49,6 @@ const MIB = integer("mib", 1);
 const ITERS = integer("iters", 1);
 const here = new URL(".", import.meta.url).pathname;
 const out = `${here}out`;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 async function compile(): Promise<string> {
   await Deno.mkdir(out, { recursive: true });

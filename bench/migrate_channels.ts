@@ -7,6 +7,7 @@
 // Run with --help for the flags.
 import { benchArgs } from "./_args.ts";
 import { migratePair } from "./_migrate_pair.ts";
+import { median } from "./_stats.ts";
 
 const HELP = `deno task bench:channels [flags]
 
@@ -50,7 +51,6 @@ function progress(text: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`[bench] ${text}\n`));
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const GB = 1e9;
 const results: Record<
   string,

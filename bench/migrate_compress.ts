@@ -7,6 +7,7 @@
 // wire, each as a ratio to the baseline. Run with --help for the flags.
 import { benchArgs } from "./_args.ts";
 import { migratePair } from "./_migrate_pair.ts";
+import { median } from "./_stats.ts";
 
 const HELP = `deno task bench:compress [flags]
 
@@ -67,7 +68,6 @@ async function migration(
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const MiB = 2 ** 20;
 const rows = [];
 for (const cap of [undefined, values.cap]) {

@@ -5,6 +5,7 @@
 import { benchArgs } from "./_args.ts";
 import { buildC } from "./_limits_common.ts";
 import { migratePair } from "./_migrate_pair.ts";
+import { median } from "./_stats.ts";
 
 const HELP = `deno task bench:migrate [flags]
 
@@ -59,7 +60,6 @@ async function ours(run: number) {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const bin = buildC("tcp_pump.c", "tcp_pump");
 const c: number[] = [];
 const o: Awaited<ReturnType<typeof ours>>[] = [];

@@ -19,6 +19,7 @@ import {
   writeImage,
 } from "./_qemu.ts";
 import { withTimeout } from "./_qmp.ts";
+import { median } from "./_stats.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const out = `${root}bench/out`;
@@ -160,7 +161,6 @@ const LABEL: Record<Engine, string> = {
   cTcp: "C loopback TCP pump",
   cTls: "C OpenSSL TLS 1.3 pump (mTLS)",
 };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const GBps = (ms: number) => ramBytes / 1e9 / (ms / 1000);
 
 async function main(): Promise<void> {

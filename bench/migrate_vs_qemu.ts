@@ -41,6 +41,7 @@ import {
   tearDownLink,
 } from "./_capped_link.ts";
 import { type ImageSummary, writeRealisticImage } from "./_realistic_image.ts";
+import { median } from "./_stats.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const out = `${root}bench/out`;
@@ -289,7 +290,6 @@ for (const workload of [false, true]) {
     });
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const GBps = (ms: number) => ramBytes / 1e9 / (ms / 1000);
 
 async function main(): Promise<void> {
@@ -383,20 +383,24 @@ async function loopback(qemu10: QemuBinary, shm: string, tmp: string): Promise<v
   }
 }
 
+// The medians of one engine's runs: time, the rate it gives, downtime, bytes on the wire.
+function medianRun(rs: readonly Run[], gbps: (ms: number) => number): Record<string, number> {
+  const wallMs = median(rs.map((r) => r.wallMs));
+  return {
+    wallMs,
+    GBps: gbps(wallMs),
+    downtimeMs: median(rs.map((r) => r.downtimeMs)),
+    wireBytes: median(rs.map((r) => r.wireBytes)),
+  };
+}
+
 function report(version: string, qemu10: QemuBinary): { json: object; svg: string } {
   const summary = cases.map((c) => {
     const med: Partial<Record<Engine, Record<string, number>>> = {};
     for (const e of ENGINES) {
       const rs = c.runs[e];
       if (!rs) continue;
-      const wallMs = median(rs.map((r) => r.wallMs));
-      med[e] = {
-        wallMs,
-        GBps: GBps(wallMs),
-        downtimeMs: median(rs.map((r) => r.downtimeMs)),
-        wireBytes: median(rs.map((r) => r.wireBytes)),
-        verifyMs: median(rs.map((r) => r.verifyMs ?? NaN)),
-      };
+      med[e] = { ...medianRun(rs, GBps), verifyMs: median(rs.map((r) => r.verifyMs ?? NaN)) };
     }
     const ratio = (e: Engine) => med[e] ? med[e]!.wallMs / med.ours!.wallMs : null;
     const best10 = QEMU10_ENGINES.filter((e) => med[e])
@@ -721,14 +725,7 @@ function linkReport(
     for (const e of LINK_ENGINES) {
       const rs = c.runs[e];
       if (!rs) continue;
-      const wallMs = median(rs.map((r) => r.wallMs));
-      med[e] = {
-        wallMs,
-        GBps: gbps(wallMs),
-        downtimeMs: median(rs.map((r) => r.downtimeMs)),
-        wireBytes: median(rs.map((r) => r.wireBytes)),
-        runs: rs.length,
-      };
+      med[e] = { ...medianRun(rs, gbps), runs: rs.length };
     }
     const ratios = Object.fromEntries(
       LINK_ENGINES.map((
